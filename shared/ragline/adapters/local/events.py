@@ -1,0 +1,32 @@
+"""In-process event bus: subscribers are called synchronously; without any, events are logged."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ragline.models import new_id, utcnow
+
+log = logging.getLogger("ragline.events")
+
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+class InProcessEventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None:
+        event = {"id": new_id("evt"), "type": event_type, "created_at": utcnow(), "tenant_id": tenant_id, "data": data}
+        log.info("event %s tenant=%s %s", event_type, tenant_id, data)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber(event)

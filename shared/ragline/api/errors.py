@@ -1,0 +1,52 @@
+"""One error body everywhere: {"error", "message", "code"} (+ details on 422)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragline.errors import RaglineError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, error: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message, "code": status}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RaglineError)
+    async def _ragline(_: Request, exc: RaglineError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "Malformed JSON", "the request body is not valid JSON")
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+        return error_response(422, "Validation error", message, _clean(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "Not found", 405: "Method not allowed"}
+        return error_response(exc.status_code, names.get(exc.status_code, "HTTP error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "Internal error", "something went wrong on our side; it has been logged")

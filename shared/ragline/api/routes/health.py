@@ -1,0 +1,52 @@
+"""Health: a public liveness answer and an admin view of every dependency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psutil
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from ragline.api.auth import require
+from ragline.container import Container
+from ragline.models import Principal, Scope
+from ragline.retrieval.filters import MatchAll
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness")
+def health() -> dict[str, str]:
+    return {"status": "healthy"}
+
+
+def _check(name: str, probe: Any, results: dict[str, str]) -> None:
+    try:
+        probe()
+        results[name] = "healthy"
+    except Exception as exc:  # a health check reports any failure as the dependency's state
+        results[name] = f"unhealthy: {type(exc).__name__}: {exc}"
+
+
+@router.get("/health/detailed", summary="Dependencies and system (admin)")
+def health_detailed(request: Request, _: Principal = Depends(require(Scope.ADMIN))) -> JSONResponse:
+    container: Container = request.app.state.container
+    dependencies: dict[str, str] = {}
+    _check("metadata_store", container.store.ping, dependencies)
+    _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)
+    _check("vector_index", lambda: container.index.count(MatchAll()), dependencies)
+    _check("embedder", lambda: container.embedder.embed_query("health"), dependencies)
+    dependencies["answer_model"] = f"healthy ({container.answerer.name})"
+    process = psutil.Process()
+    body = {
+        "status": "healthy" if all(v.startswith("healthy") for v in dependencies.values()) else "unhealthy",
+        "dependencies": dependencies,
+        "system": {
+            "memory_usage": round(psutil.virtual_memory().percent, 1),
+            "cpu_usage": round(psutil.cpu_percent(interval=None), 1),
+            "process_rss_mb": round(process.memory_info().rss / 1e6, 1),
+        },
+        "index": container.index.stats(),
+    }
+    return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)

@@ -1,0 +1,117 @@
+"""Chat: search, number the passages, let the answer model write with [n] citations."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ragline.chat.citations import drop_unknown_citations
+from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usage, new_id
+from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
+from ragline.retrieval.service import SearchService
+
+
+@dataclass
+class PreparedChat:
+    query_id: str
+    sources: list[Source]
+    request: AnswerRequest
+    started: float
+
+
+class ChatService:
+    def __init__(
+        self, search: SearchService, answerer: AnswerModel, events: EventBus, *, default_limit: int = 5
+    ) -> None:
+        self.search = search
+        self.answerer = answerer
+        self.events = events
+        self.default_limit = default_limit
+
+    def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
+        """Retrieval happens before any byte of a stream is sent, so its errors are plain HTTP errors."""
+        started = time.perf_counter()
+        found = self.search.search(
+            tenant_id,
+            SearchRequest(
+                query=request.query, filters=request.filters, limit=request.limit or self.default_limit, mode=request.mode
+            ),
+        )
+        sources = [
+            Source(
+                id=hit.id,
+                score=hit.score,
+                document_id=hit.payload["document_id"],
+                title=hit.payload.get("title"),
+                filename=hit.payload.get("filename"),
+                page=hit.payload.get("page"),
+                text=hit.payload["text"],
+            )
+            for hit in found.items
+        ]
+        passages = [
+            AnswerPassage(number=i, title=s.title or s.filename, page=s.page, text=s.text)
+            for i, s in enumerate(sources, start=1)
+        ]
+        answer_request = AnswerRequest(
+            question=request.query,
+            passages=passages,
+            history=request.history,
+            model=request.model,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+        )
+        return PreparedChat(new_id("qry"), sources, answer_request, started)
+
+    def _completed(self, tenant_id: str, prepared: PreparedChat, usage: Usage, model: str) -> None:
+        self.events.publish(
+            "query.completed",
+            tenant_id,
+            {
+                "query_id": prepared.query_id,
+                "model": model,
+                "source_count": len(prepared.sources),
+                "usage": usage.model_dump(),
+            },
+        )
+
+    def answer(self, tenant_id: str, request: ChatRequest) -> ChatResponse:
+        prepared = self.prepare(tenant_id, request)
+        pieces: list[str] = []
+        done: AnswerDone | None = None
+        for event in self.answerer.stream(prepared.request):
+            if isinstance(event, AnswerDelta):
+                pieces.append(event.text)
+            else:
+                done = event
+        assert done is not None, "an answer model must end with AnswerDone"
+        self._completed(tenant_id, prepared, done.usage, done.model)
+        return ChatResponse(
+            answer=drop_unknown_citations("".join(pieces), len(prepared.sources)).strip(),
+            sources=prepared.sources,
+            usage=done.usage,
+            model=done.model,
+            latency_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
+            query_id=prepared.query_id,
+        )
+
+    def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Iterator[dict[str, Any]]:
+        """The SSE events after `prepare`: sources, message deltas, done. Errors propagate to the caller."""
+        yield {"event": "sources", "data": {"sources": [s.model_dump() for s in prepared.sources]}}
+        for event in self.answerer.stream(prepared.request):
+            if isinstance(event, AnswerDelta):
+                if event.text:
+                    yield {"event": "message", "data": {"content": event.text}}
+            else:
+                self._completed(tenant_id, prepared, event.usage, event.model)
+                yield {
+                    "event": "done",
+                    "data": {
+                        "query_id": prepared.query_id,
+                        "usage": event.usage.model_dump(),
+                        "model": event.model,
+                        "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
+                    },
+                }

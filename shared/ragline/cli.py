@@ -1,0 +1,266 @@
+"""`ragline serve | keys | ingest | search | ask | bench` — settings also come from RAGLINE_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ragline.config import Settings
+from ragline.errors import RaglineError
+
+SKIP_NAMES = (".", "~")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _console(stderr: bool = True) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ragline.api.app import create_app
+    from ragline.container import build_container
+    from ragline.keys import create_key
+
+    settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    container = build_container(settings)
+    if container.store.count_keys() == 0:
+        key, _ = create_key(container.store, "default")
+        base = f"http://{settings.host}:{settings.port}"
+        print("No API key existed, so one was made for tenant 'default'. It is shown only now:\n")
+        print(f"  {key}\n")
+        print("Try it:")
+        print(f"  curl -s {base}/v1/kb/documents -H 'x-api-key: {key}' -F file=@README.md")
+        print(
+            f"  curl -s {base}/v1/kb/search -H 'x-api-key: {key}' -H 'content-type: application/json' "
+            "-d '{\"query\": \"what is ragline\"}'\n",
+            flush=True,
+        )
+    print(f"Drop files into {settings.inbox}/<tenant_id>/ to ingest them without an API call.", flush=True)
+    app = create_app(container)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    finally:
+        container.close()
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from ragline.adapters.local.sqlite_store import SqliteMetadataStore
+    from ragline.keys import create_key, parse_scopes
+
+    settings = _settings(args)
+    store = SqliteMetadataStore(settings.metadata_db)
+    key, record = create_key(store, args.tenant, parse_scopes(args.scopes), args.expires_in_days)
+    print(key)
+    print(f"created key {record.id} for tenant {record.tenant_id} ({', '.join(sorted(record.scopes))})", file=sys.stderr)
+    return 0
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*")) if p.is_file() and not any(part.startswith(SKIP_NAMES) for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise RaglineError(f"{path} does not exist", error="Not found")
+    return found
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ragline.container import build_container
+    from ragline.models import DocumentStatus
+
+    settings = _settings(args)
+    files = _files(args.paths)
+    console = _console()
+    container = build_container(settings, snapshot_interval_seconds=0)
+    results: list[tuple[str, str, str]] = []
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            task = progress.add_task("ingesting", total=len(files))
+            for path in files:
+                progress.update(task, description=f"ingesting {path.name[:40]}")
+                try:
+                    accepted = container.ingest.accept(
+                        args.tenant, path.read_bytes(), filename=path.name, source="cli",
+                        metadata=json.loads(args.metadata) if args.metadata else None,
+                    )
+                except RaglineError as exc:
+                    results.append((str(path), "rejected", exc.message))
+                    progress.advance(task)
+                    continue
+                doc = accepted.document
+                if accepted.duplicate:
+                    results.append((str(path), f"duplicate of {doc.id}", doc.status.value))
+                else:
+                    job = container.store.claim(accepted.job_id)
+                    if job is not None:
+                        container.ingest.process(job)
+                    # Another process (a running server) may have claimed it: wait for the outcome.
+                    while (doc := container.store.get_document(args.tenant, doc.id)) and doc.status in (
+                        DocumentStatus.QUEUED,
+                        DocumentStatus.PROCESSING,
+                    ):
+                        time.sleep(0.2)
+                    if doc is None:
+                        results.append((str(path), "deleted", ""))
+                    else:
+                        results.append((str(path), doc.status.value, doc.error or f"{doc.chunk_count} chunks"))
+                progress.advance(task)
+    finally:
+        container.close()
+    table = Table("file", "status", "detail")
+    for row in results:
+        table.add_row(*row)
+    console.print(table)
+    indexed = sum(1 for _, status, _ in results if status == "indexed")
+    failed = sum(1 for _, status, _ in results if status in ("failed", "rejected"))
+    duplicates = sum(1 for _, status, _ in results if status.startswith("duplicate"))
+    console.print(f"indexed {indexed}, failed {failed}, duplicates {duplicates}, of {len(results)} files")
+    return 1 if failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ragline.container import build_container
+    from ragline.models import SearchRequest
+
+    container = build_container(_settings(args), snapshot_interval_seconds=0)
+    try:
+        result = container.search.search(
+            args.tenant, SearchRequest(query=args.query, limit=args.limit, mode=args.mode, filters=json.loads(args.filters))
+        )
+    finally:
+        container.close()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    table = Table("score", "document", "page", "text")
+    for hit in result.items:
+        payload = hit.payload
+        table.add_row(
+            f"{hit.score:.3f}",
+            str(payload.get("title") or payload.get("filename") or payload.get("document_id")),
+            str(payload.get("page") or ""),
+            payload["text"][:160].replace("\n", " "),
+        )
+    _console(stderr=False).print(table)
+    print(f"{result.total_found} found in {result.latency_ms} ms")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ragline.container import build_container
+    from ragline.models import ChatRequest
+
+    container = build_container(_settings(args), snapshot_interval_seconds=0)
+    try:
+        response = container.chat.answer(args.tenant, ChatRequest(query=args.query, limit=args.limit))
+    finally:
+        container.close()
+    if args.json:
+        print(response.model_dump_json(indent=2))
+        return 0
+    print(response.answer)
+    print()
+    for number, source in enumerate(response.sources, start=1):
+        where = source.title or source.filename or source.document_id
+        page = f", page {source.page}" if source.page else ""
+        print(f"[{number}] {where}{page} (score {source.score:.3f})")
+    print(f"\n({response.model}, {response.latency_ms} ms)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, default=None, help="where Ragline keeps its data (default ./.ragline)")
+
+    serve = sub.add_parser("serve", help="run the HTTP API with the ingest worker and the inbox watcher")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default 8000")
+    serve.add_argument("--inbox", type=Path, default=None, help="drop folder (default <data-dir>/inbox)")
+    data_dir(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints only the key on stdout")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", default=None, help="comma-separated: ingest,search,chat,admin (default all)")
+    create.add_argument("--expires-in-days", type=int, default=None)
+    data_dir(create)
+    create.set_defaults(func=cmd_keys_create)
+
+    ingest = sub.add_parser("ingest", help="ingest files or folders for a tenant")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--tenant", required=True)
+    ingest.add_argument("--metadata", default=None, help="JSON object stored with every file")
+    data_dir(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = sub.add_parser("search", help="search a tenant's documents")
+    search.add_argument("query")
+    search.add_argument("--tenant", required=True)
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--mode", choices=["hybrid", "semantic", "keyword"], default="hybrid")
+    search.add_argument("--filters", default="{}", help="JSON filter object")
+    search.add_argument("--json", action="store_true")
+    data_dir(search)
+    search.set_defaults(func=cmd_search)
+
+    ask = sub.add_parser("ask", help="ask a question; get a cited answer")
+    ask.add_argument("query")
+    ask.add_argument("--tenant", required=True)
+    ask.add_argument("--limit", type=int, default=None)
+    ask.add_argument("--json", action="store_true")
+    data_dir(ask)
+    ask.set_defaults(func=cmd_ask)
+
+    from ragline.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RaglineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

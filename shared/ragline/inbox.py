@@ -1,0 +1,154 @@
+"""The local drop folder: files under <inbox>/<tenant_id>/… are ingested for that tenant.
+
+A new file is ingested, an overwritten one re-ingested (same external_id, new version), a
+removed one deleted. Events are debounced until a file stops changing; on start the folder is
+reconciled with what is stored, so changes made while the server was down are not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ragline.errors import NotFound, RaglineError
+from ragline.ingest.service import IngestService
+from ragline.models import TENANT_ID_PATTERN
+from ragline.ports import MetadataStore
+
+log = logging.getLogger(__name__)
+INBOX_SOURCE = "inbox"
+
+
+def external_id_for(relative: Path) -> str:
+    return f"inbox:{relative.as_posix()}"
+
+
+def _ignored(path: Path) -> bool:
+    name = path.name
+    return name.startswith((".", "~")) or name.endswith(("~", ".tmp", ".part", ".swp", ".crdownload"))
+
+
+class InboxSync:
+    """Applies the state of one inbox path to the store (ingest, re-ingest or delete)."""
+
+    def __init__(self, inbox: Path, ingest: IngestService, store: MetadataStore, on_queued: Callable[[], None]) -> None:
+        self.inbox = inbox
+        self.ingest = ingest
+        self.store = store
+        self.on_queued = on_queued
+
+    def _tenant_and_relative(self, path: Path) -> tuple[str, Path] | None:
+        try:
+            relative = path.relative_to(self.inbox)
+        except ValueError:
+            return None
+        if len(relative.parts) < 2 or _ignored(path):
+            return None
+        tenant = relative.parts[0]
+        if not re.fullmatch(TENANT_ID_PATTERN, tenant):
+            log.warning("inbox: %s is not a valid tenant folder name; ignoring %s", tenant, relative)
+            return None
+        return tenant, relative
+
+    def sync(self, path: Path) -> None:
+        located = self._tenant_and_relative(path)
+        if located is None:
+            return
+        tenant, relative = located
+        external_id = external_id_for(relative)
+        if path.is_file():
+            try:
+                accepted = self.ingest.accept(
+                    tenant, path.read_bytes(), filename=path.name, external_id=external_id, source=INBOX_SOURCE
+                )
+            except RaglineError as exc:
+                log.warning("inbox: %s not ingested: %s", relative, exc.message)
+                return
+            except OSError as exc:
+                log.warning("inbox: %s could not be read: %s", relative, exc)
+                return
+            if not accepted.duplicate:
+                log.info("inbox: %s queued as %s", relative, accepted.document.id)
+                self.on_queued()
+        elif not path.exists():
+            doc = self.store.find_document(tenant, external_id=external_id)
+            if doc is not None:
+                try:
+                    self.ingest.delete(tenant, doc.id)
+                    log.info("inbox: %s removed; deleted %s", relative, doc.id)
+                except NotFound:
+                    pass
+
+    def reconcile(self) -> None:
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        for path in sorted(p for p in self.inbox.rglob("*") if p.is_file()):
+            self.sync(path)
+        for doc in self.store.documents_from_source(INBOX_SOURCE):
+            if doc.external_id and doc.external_id.startswith("inbox:"):
+                path = self.inbox / doc.external_id[len("inbox:") :]
+                if not path.exists():
+                    self.sync(path)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: InboxWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory and event.event_type != "deleted":
+            return
+        paths = [event.src_path]
+        dest = getattr(event, "dest_path", "")
+        if dest:
+            paths.append(dest)
+        for raw in paths:
+            self.watcher.touch(Path(raw if isinstance(raw, str) else raw.decode()))
+
+
+class InboxWatcher:
+    def __init__(self, sync: InboxSync, *, settle_seconds: float = 0.5) -> None:
+        self.sync = sync
+        self.settle_seconds = settle_seconds
+        self._pending: dict[Path, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._observer = Observer()
+        self._thread = threading.Thread(target=self._drain_loop, name="inbox", daemon=True)
+
+    def touch(self, path: Path) -> None:
+        with self._lock:
+            self._pending[path] = time.monotonic()
+
+    def start(self) -> None:
+        self.sync.reconcile()
+        self._observer.schedule(_Handler(self), str(self.sync.inbox), recursive=True)
+        self._observer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._observer.stop()
+        self._observer.join(timeout=5)
+        self._thread.join(timeout=5)
+
+    def _drain_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                ready = [p for p, t in self._pending.items() if now - t >= self.settle_seconds]
+                for path in ready:
+                    del self._pending[path]
+            for path in ready:
+                if path.is_dir():
+                    for child in path.rglob("*"):
+                        if child.is_file():
+                            self.sync.sync(child)
+                else:
+                    self.sync.sync(path)

@@ -1,0 +1,196 @@
+"""Turn uploaded bytes into text blocks (a page or a section each), keeping page numbers.
+
+PDF pages are read one at a time, so a large PDF is never held as text all at once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bs4 import BeautifulSoup
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError, PyPdfError
+
+from ragline.errors import DocumentParseError, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+PDF = "application/pdf"
+TEXT = "text/plain"
+MARKDOWN = "text/markdown"
+HTML = "text/html"
+SUPPORTED_TYPES = (PDF, TEXT, MARKDOWN, HTML)
+_EXTENSIONS = {
+    ".pdf": PDF,
+    ".txt": TEXT,
+    ".text": TEXT,
+    ".log": TEXT,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".html": HTML,
+    ".htm": HTML,
+}
+_DECLARED = {
+    "application/pdf": PDF,
+    "application/x-pdf": PDF,
+    "text/plain": TEXT,
+    "text/markdown": MARKDOWN,
+    "text/x-markdown": MARKDOWN,
+    "text/html": HTML,
+    "application/xhtml+xml": HTML,
+}
+
+
+@dataclass
+class Block:
+    text: str
+    page: int | None = None
+    section: str | None = None
+
+
+@dataclass
+class ParsedDocument:
+    title: str | None
+    page_count: int
+    blocks: Iterator[Block]
+
+
+def detect_content_type(filename: str | None, declared: str | None, head: bytes) -> str:
+    """The type we will parse the bytes as, or 415. Magic bytes beat the name, the name beats the header."""
+    if head.startswith(b"%PDF-"):
+        return PDF
+    suffix = PurePosixPath(filename or "").suffix.lower()
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    base = (declared or "").split(";")[0].strip().lower()
+    if base in _DECLARED:
+        return _DECLARED[base]
+    if not suffix and base in ("", "application/octet-stream") and head and _looks_like_text(head):
+        return TEXT
+    shown = suffix or base or "unknown"
+    raise UnsupportedMediaType(
+        f"cannot ingest {shown!s} files: supported are PDF, plain text, Markdown and HTML",
+        error="Unsupported file type",
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return True
+    return b"\x00" not in head[:8192]
+
+
+def decode_text(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    if b"\x00" in data[:8192]:
+        raise DocumentParseError("binary data in a text file: is this really text?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def clean_text(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _HYPHEN_BREAK.sub(r"\1\2", text)
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _MANY_NEWLINES.sub("\n\n", text).strip()
+
+
+def parse(data: bytes, content_type: str, filename: str | None = None) -> ParsedDocument:
+    if not data:
+        raise DocumentParseError("empty file: there is nothing to index")
+    if content_type == PDF:
+        return _parse_pdf(data)
+    text = decode_text(data)
+    if not text.strip():
+        raise DocumentParseError("the file contains only whitespace: there is nothing to index")
+    if content_type == HTML:
+        return _parse_html(text)
+    if content_type == MARKDOWN:
+        blocks = list(_markdown_sections(text))
+        return ParsedDocument(title=_first_heading(text), page_count=0, blocks=iter(blocks))
+    return ParsedDocument(title=None, page_count=0, blocks=iter([Block(clean_text(text))]))
+
+
+def _parse_pdf(data: bytes) -> ParsedDocument:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            # Many PDFs are "encrypted" with an empty user password; those we can read.
+            if not reader.decrypt(""):
+                raise DocumentParseError("encrypted PDF: it needs a password, which Ragline does not have")
+        page_count = len(reader.pages)
+        title = reader.metadata.title if reader.metadata else None
+    except DocumentParseError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        raise DocumentParseError(f"corrupt PDF: {exc or type(exc).__name__}") from exc
+    if page_count == 0:
+        raise DocumentParseError("the PDF has no pages")
+
+    def pages() -> Iterator[Block]:
+        found_text = False
+        for number in range(1, page_count + 1):
+            try:
+                raw = reader.pages[number - 1].extract_text() or ""
+            except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                raise DocumentParseError(f"corrupt PDF: page {number} cannot be read ({exc})") from exc
+            text = clean_text(raw)
+            if text:
+                found_text = True
+                yield Block(text, page=number)
+        if not found_text:
+            raise DocumentParseError("no extractable text — scanned PDF? (OCR is not supported yet)")
+
+    clean_title = clean_text(str(title)) if title else None
+    return ParsedDocument(title=clean_title or None, page_count=page_count, blocks=pages())
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def _first_heading(text: str) -> str | None:
+    match = _HEADING.search(text)
+    return match.group(2).strip() if match else None
+
+
+def _markdown_sections(text: str) -> Iterator[Block]:
+    matches = list(_HEADING.finditer(text))
+    starts = [0] + [m.start() for m in matches]
+    titles: list[str | None] = [None] + [m.group(2).strip() for m in matches]
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else len(text)
+        body = clean_text(text[start:end])
+        if body:
+            yield Block(body, section=titles[index])
+
+
+def _parse_html(text: str) -> ParsedDocument:
+    soup = BeautifulSoup(text, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
+        tag.decompose()
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    body = soup.get_text("\n")
+    blocks = list(_markdown_sections(body))
+    if not blocks:
+        raise DocumentParseError("the HTML page has no visible text")
+    return ParsedDocument(title=title or _first_heading(body), page_count=0, blocks=iter(blocks))

@@ -1,0 +1,312 @@
+"""Ingestion: accept a file (202), store it, queue it; a worker parses, chunks, embeds and
+indexes it; deletes remove chunks, original and record. One code path for API, CLI and inbox."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ragline.config import MAX_CHUNK_TOKENS, Settings
+from ragline.errors import BadRequest, Conflict, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
+from ragline.ingest.chunking import Passage, chunk_blocks
+from ragline.ingest.parsers import detect_content_type, parse
+from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
+from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
+from ragline.retrieval.filters import matches, scope_to_tenant
+
+log = logging.getLogger(__name__)
+
+# Keys of an upload's metadata that are also first-class filter fields of its chunks.
+PROMOTED_METADATA = ("user_id", "tag_ids", "tag_names", "source", "type_name", "category_name")
+EMBED_GROUP = 128  # passages embedded per call while a document streams in
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class Accepted:
+    document: Document
+    job_id: str | None
+    duplicate: bool = False
+
+
+def safe_filename(name: str | None) -> str:
+    base = PurePosixPath((name or "document").replace("\\", "/")).name
+    return _UNSAFE.sub("_", base)[:120] or "document"
+
+
+def document_payload(doc: Document) -> dict[str, Any]:
+    """Fields every chunk of a document carries (and what delete-by-filter matches documents on)."""
+    payload: dict[str, Any] = {
+        "tenant_id": doc.tenant_id,
+        "document_id": doc.id,
+        "kb_id": doc.kb_id,
+        "title": doc.title,
+        "filename": doc.filename,
+        "content_type": doc.content_type,
+        "external_id": doc.external_id,
+        "source": doc.source,
+        "metadata": doc.metadata,
+    }
+    for key in PROMOTED_METADATA:
+        if key in doc.metadata:
+            payload[key] = doc.metadata[key]
+    return payload
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MetadataStore,
+        queue: JobQueue,
+        blobs: BlobStore,
+        index: VectorIndex,
+        embedder: Embedder,
+        events: EventBus,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.blobs = blobs
+        self.index = index
+        self.embedder = embedder
+        self.events = events
+
+    # ---- accepting --------------------------------------------------------------------------
+    def _chunking(self, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int, int]:
+        size = self.settings.chunk_size if chunk_size is None else chunk_size
+        overlap = self.settings.chunk_overlap if chunk_overlap is None else chunk_overlap
+        if not 32 <= size <= MAX_CHUNK_TOKENS:
+            raise Unprocessable(
+                f"chunk_size is counted in model tokens and must be between 32 and {MAX_CHUNK_TOKENS}",
+                error="Invalid chunk_size",
+            )
+        if not 0 <= overlap < size:
+            raise Unprocessable("chunk_overlap must be at least 0 and smaller than chunk_size", error="Invalid chunk_overlap")
+        return size, overlap
+
+    def accept(
+        self,
+        tenant_id: str,
+        data: bytes,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        kb_id: str | None = None,
+        external_id: str | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
+        source: str = "api",
+        document_id: str | None = None,
+    ) -> Accepted:
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"the file is {len(data)} bytes; the limit is {self.settings.max_upload_bytes} bytes",
+                error="File too large",
+            )
+        kind = detect_content_type(filename, content_type, data[:8192])
+        size, overlap = self._chunking(chunk_size, chunk_overlap)
+        metadata = dict(metadata or {})
+        for key in ("tag_ids", "tag_names"):
+            if key in metadata and not (
+                isinstance(metadata[key], list) and all(isinstance(v, str) for v in metadata[key])
+            ):
+                raise BadRequest(f"metadata.{key} must be a list of strings", error="Invalid metadata")
+        sha = hashlib.sha256(data).hexdigest()
+
+        previous = self.store.find_document(tenant_id, external_id=external_id) if external_id else None
+        if previous is None:
+            same_bytes = self.store.find_document(tenant_id, content_sha256=sha)
+            if same_bytes is not None and same_bytes.status != DocumentStatus.DELETING:
+                if same_bytes.status != DocumentStatus.FAILED:
+                    return Accepted(same_bytes, self._latest_job_id(same_bytes), duplicate=True)
+                previous = same_bytes  # the same bytes failed before: try them again
+        elif previous.content_sha256 == sha and previous.status != DocumentStatus.FAILED:
+            return Accepted(previous, self._latest_job_id(previous), duplicate=True)
+        if previous is not None and previous.status == DocumentStatus.DELETING:
+            raise BadRequest("that document is being deleted; upload it again once the delete is done", error="Conflict")
+
+        if previous is None and document_id is not None and self.store.get_document(tenant_id, document_id):
+            raise Conflict(f"document {document_id} has already been uploaded", error="Upload already used")
+        document_id = previous.id if previous else (document_id or new_id("doc"))
+        version = previous.version + 1 if previous else 1
+        name = filename or (f"{title}.txt" if title else None)
+        blob_key = f"{tenant_id}/{document_id}/v{version}/{safe_filename(name)}"
+        self.blobs.put(blob_key, data)
+        now = utcnow()
+        document = Document(
+            id=document_id,
+            tenant_id=tenant_id,
+            kb_id=kb_id or (previous.kb_id if previous else "default"),
+            title=title or (previous.title if previous and previous.external_id else None),
+            filename=name,
+            content_type=kind,
+            status=DocumentStatus.QUEUED,
+            chunk_count=previous.chunk_count if previous else 0,
+            page_count=previous.page_count if previous else 0,
+            size_bytes=len(data),
+            content_sha256=sha,
+            external_id=external_id,
+            source=source,
+            metadata=metadata,
+            blob_key=blob_key,
+            chunk_size=size,
+            chunk_overlap=overlap,
+            version=version,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+            indexed_at=previous.indexed_at if previous else None,
+        )
+        job = Job(id=new_id("job"), tenant_id=tenant_id, document_id=document_id)
+        self.queue.enqueue(job, document)
+        self.events.publish(
+            "document.uploaded",
+            tenant_id,
+            {"document_id": document_id, "filename": name, "version": version, "job_id": job.id},
+        )
+        return Accepted(document, job.id)
+
+    def _latest_job_id(self, document: Document) -> str | None:
+        return self.queue.latest_job_id(document.tenant_id, document.id)
+
+    # ---- processing -------------------------------------------------------------------------
+    def process(self, job: Job) -> Document | None:
+        """Run one claimed job to the end. Bad input ends `failed`; transient trouble re-queues."""
+        doc = self.store.get_document(job.tenant_id, job.document_id)
+        if doc is None or doc.status == DocumentStatus.DELETING:
+            self.queue.finish(job.id, error="the document was deleted before it was indexed")
+            return None
+        doc = self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.PROCESSING, error=None)
+        try:
+            passages, vectors, page_count, title = self._extract(doc)
+            chunks = [
+                IndexedChunk(
+                    id=f"{doc.id}-{position:05d}",
+                    tenant_id=doc.tenant_id,
+                    document_id=doc.id,
+                    text=passage.text,
+                    payload={
+                        **document_payload(doc.model_copy(update={"title": doc.title or title})),
+                        "page": passage.page,
+                        "section": passage.section,
+                        "chunk_index": position,
+                        "version": doc.version,
+                    },
+                )
+                for position, passage in enumerate(passages)
+            ]
+            self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
+        except DocumentParseError as exc:
+            return self._fail(doc, job, str(exc))
+        except (OSError, sqlite3.OperationalError) as exc:
+            if job.attempts >= self.settings.max_ingest_attempts:
+                return self._fail(doc, job, f"gave up after {job.attempts} attempts: {exc}")
+            log.warning("ingest of %s hit %s; re-queued", doc.id, exc)
+            self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.QUEUED)
+            self.queue.release(job.id, error=str(exc))
+            return None
+        current = self.store.get_document(doc.tenant_id, doc.id)
+        if current is None or current.status == DocumentStatus.DELETING:
+            self.index.delete_document(doc.tenant_id, doc.id)  # deleted while we worked: leave nothing behind
+            self.queue.finish(job.id, error="the document was deleted while it was being indexed")
+            return None
+        indexed = self.store.update_document(
+            doc.tenant_id,
+            doc.id,
+            status=DocumentStatus.INDEXED,
+            chunk_count=len(chunks),
+            page_count=page_count,
+            title=doc.title or title,
+            indexed_at=utcnow(),
+            error=None,
+        )
+        self.queue.finish(job.id)
+        self._drop_older_originals(indexed)
+        data = {"document_id": doc.id, "chunk_count": len(chunks), "page_count": page_count, "version": doc.version}
+        self.events.publish("document.indexed", doc.tenant_id, data)
+        if doc.version > 1:
+            self.events.publish("document.updated", doc.tenant_id, data)
+        return indexed
+
+    def _extract(self, doc: Document) -> tuple[list[Passage], np.ndarray, int, str | None]:
+        data = self.blobs.get(doc.blob_key)
+        parsed = parse(data, doc.content_type, doc.filename)
+        passages: list[Passage] = []
+        parts: list[np.ndarray] = []
+        group: list[Passage] = []
+        for passage in chunk_blocks(parsed.blocks, self.embedder.tokenizer, doc.chunk_size, doc.chunk_overlap):
+            group.append(passage)
+            if len(group) >= EMBED_GROUP:
+                parts.append(self.embedder.embed_documents([p.text for p in group]))
+                passages.extend(group)
+                group = []
+        if group:
+            parts.append(self.embedder.embed_documents([p.text for p in group]))
+            passages.extend(group)
+        if not passages:
+            raise DocumentParseError("no text found in the file: there is nothing to index")
+        vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return passages, vectors, parsed.page_count, parsed.title
+
+    def _fail(self, doc: Document, job: Job, reason: str) -> Document:
+        # Only indexed documents have searchable chunks: a failed new version takes the old one's away.
+        self.index.delete_document(doc.tenant_id, doc.id)
+        failed = self.store.update_document(
+            doc.tenant_id, doc.id, status=DocumentStatus.FAILED, error=reason, chunk_count=0
+        )
+        self.queue.finish(job.id, error=reason)
+        self.events.publish(
+            "error.ingestion", doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason}
+        )
+        return failed
+
+    def _drop_older_originals(self, doc: Document) -> None:
+        for version in range(1, doc.version):
+            self.blobs.delete_prefix(f"{doc.tenant_id}/{doc.id}/v{version}/")
+
+    # ---- deleting -----------------------------------------------------------------------------
+    def delete(self, tenant_id: str, document_id: str) -> None:
+        doc = self.store.get_document(tenant_id, document_id)
+        if doc is None:
+            raise NotFound(f"document {document_id} does not exist", error="Document not found")
+        self.store.update_document(tenant_id, document_id, status=DocumentStatus.DELETING)
+        self._finish_delete(doc)
+
+    def _finish_delete(self, doc: Document) -> None:
+        self.index.delete_document(doc.tenant_id, doc.id)
+        self.blobs.delete_prefix(f"{doc.tenant_id}/{doc.id}/")
+        self.store.delete_document(doc.tenant_id, doc.id)
+        self.events.publish("document.deleted", doc.tenant_id, {"document_id": doc.id})
+
+    def delete_by_filter(self, tenant_id: str, filters: dict[str, Any]) -> int:
+        if not isinstance(filters, dict):
+            raise BadRequest("filters must be a JSON object", error="Invalid filter")
+        flt = scope_to_tenant(filters, tenant_id)
+        doomed: list[Document] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self.store.list_documents(tenant_id, limit=500, cursor=cursor)
+            doomed.extend(doc for doc in page if matches(flt, document_payload(doc)))
+            if cursor is None:
+                break
+        for doc in doomed:
+            self.store.update_document(tenant_id, doc.id, status=DocumentStatus.DELETING)
+        for doc in doomed:
+            self._finish_delete(doc)
+        return len(doomed)
+
+    def finish_interrupted_deletes(self) -> int:
+        """After a crash: documents left `deleting` are deleted for good."""
+        pending = self.store.documents_with_status(DocumentStatus.DELETING)
+        for doc in pending:
+            self._finish_delete(doc)
+        return len(pending)

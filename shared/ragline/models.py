@@ -1,0 +1,248 @@
+"""Domain records and the request/response shapes of the HTTP API (see API.md)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str) -> str:
+    """Opaque, time-ordered id: listing by id is listing by creation time."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+class DocumentStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Scope(StrEnum):
+    INGEST = "ingest"
+    SEARCH = "search"
+    CHAT = "chat"
+    ADMIN = "admin"
+
+
+ALL_SCOPES = frozenset(Scope)
+
+
+class Document(BaseModel):
+    id: str
+    tenant_id: str
+    kb_id: str = "default"
+    title: str | None = None
+    filename: str | None = None
+    content_type: str
+    status: DocumentStatus = DocumentStatus.QUEUED
+    chunk_count: int = 0
+    page_count: int = 0
+    size_bytes: int = 0
+    content_sha256: str
+    external_id: str | None = None
+    source: str = "api"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    blob_key: str
+    chunk_size: int
+    chunk_overlap: int
+    version: int = 1
+    created_at: str = Field(default_factory=utcnow)
+    updated_at: str = Field(default_factory=utcnow)
+    indexed_at: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(
+            mode="json", exclude={"tenant_id", "blob_key", "chunk_size", "chunk_overlap", "version"}
+        )
+        if data["error"] is None:
+            data.pop("error")
+        return data
+
+
+class Job(BaseModel):
+    id: str
+    tenant_id: str
+    document_id: str
+    status: JobStatus = JobStatus.QUEUED
+    attempts: int = 0
+    error: str | None = None
+    created_at: str = Field(default_factory=utcnow)
+    updated_at: str = Field(default_factory=utcnow)
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"tenant_id"})
+
+
+class ApiKey(BaseModel):
+    id: str
+    tenant_id: str
+    key_hash: str
+    prefix: str
+    scopes: frozenset[Scope]
+    created_at: str = Field(default_factory=utcnow)
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+class Principal(BaseModel):
+    """Who is calling: the tenant and scopes bound to the presented key."""
+
+    model_config = ConfigDict(frozen=True)
+    key_id: str
+    tenant_id: str
+    scopes: frozenset[Scope]
+
+    def can(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+class Page(BaseModel):
+    number: int
+    text: str
+    section: str | None = None
+
+
+class Chunk(BaseModel):
+    """One indexed passage: its id is derived from the document and its position."""
+
+    id: str
+    text: str
+    position: int
+    page: int | None = None
+    section: str | None = None
+    token_count: int = 0
+
+
+class IndexedChunk(BaseModel):
+    """A chunk with everything the vector index stores beside its embedding."""
+
+    id: str
+    tenant_id: str
+    document_id: str
+    text: str
+    payload: dict[str, Any]
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+SearchMode = Literal["hybrid", "semantic", "keyword"]
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=4000)
+    filters: dict[str, Any] = Field(default_factory=dict)
+    limit: int = Field(default=10, ge=1, le=100)
+    mode: SearchMode = "hybrid"
+    score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be blank")
+        return value
+
+
+class SearchResponse(BaseModel):
+    items: list[SearchHit]
+    total_found: int
+    latency_ms: float
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    content: str = Field(min_length=1, max_length=20_000)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=4000)
+    filters: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1, le=50)
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    history: list[ChatTurn] = Field(default_factory=list, max_length=50)
+    mode: SearchMode = "hybrid"
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be blank")
+        return value
+
+
+class Source(BaseModel):
+    id: str
+    score: float
+    document_id: str
+    title: str | None
+    filename: str | None
+    page: int | None
+    text: str
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ChatResponse(BaseModel):
+    answer: str
+    sources: list[Source]
+    usage: Usage
+    model: str
+    latency_ms: float
+    query_id: str
+
+
+class TextDocumentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=20_000_000)
+    title: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = Field(default=None, min_length=1, max_length=500)
+    kb_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+
+
+class DeleteByFilterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: dict[str, Any]
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=500)
+    content_type: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    kb_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)

@@ -1,0 +1,138 @@
+"""The ports services depend on. Adapters (local, AWS, OpenSearch, Claude) implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedChunk, Job, Usage
+from ragline.retrieval.filters import FilterNode
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under a key prefix ending in '/'; return how many went."""
+
+
+class MetadataStore(Protocol):
+    # documents
+    def create_document(self, document: Document) -> None: ...
+    def get_document(self, tenant_id: str, document_id: str) -> Document | None: ...
+    def find_document(
+        self, tenant_id: str, *, content_sha256: str | None = None, external_id: str | None = None
+    ) -> Document | None: ...
+    def update_document(self, tenant_id: str, document_id: str, **fields: Any) -> Document: ...
+    def list_documents(
+        self,
+        tenant_id: str,
+        *,
+        status: DocumentStatus | None = None,
+        kb_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Document], str | None]: ...
+    def delete_document(self, tenant_id: str, document_id: str) -> None: ...
+    def documents_with_status(self, status: DocumentStatus) -> list[Document]: ...
+    def documents_from_source(self, source: str) -> list[Document]: ...
+    # jobs
+    def create_job(self, job: Job) -> None: ...
+    def get_job(self, tenant_id: str, job_id: str) -> Job | None: ...
+    # keys
+    def create_key(self, key: ApiKey) -> None: ...
+    def find_key(self, key_hash: str) -> ApiKey | None: ...
+    def count_keys(self) -> int: ...
+    def ping(self) -> None: ...
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job: Job, document: Document | None = None) -> None:
+        """Persist the document and its job together, so a crash cannot leave one without the other."""
+
+    def claim(self, job_id: str | None = None) -> Job | None:
+        """Take the next queued job (or that one), marking it processing and counting the attempt."""
+
+    def finish(self, job_id: str, *, error: str | None = None) -> None: ...
+    def release(self, job_id: str, *, error: str) -> None:
+        """Give a job back to the queue after a transient failure."""
+
+    def latest_job_id(self, tenant_id: str, document_id: str) -> str | None: ...
+    def recover_interrupted(self, max_attempts: int) -> list[Job]:
+        """After a crash: re-queue jobs left processing; return the ones out of attempts."""
+
+
+class VectorIndex(Protocol):
+    dimension: int
+
+    def replace_document(
+        self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
+    ) -> None:
+        """Swap a document's chunks for these, atomically for readers."""
+
+    def delete_document(self, tenant_id: str, document_id: str) -> int: ...
+    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]: ...
+    def search_keyword(self, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]: ...
+    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    def document_ids(self, flt: FilterNode) -> set[str]: ...
+    def count(self, flt: FilterNode) -> int: ...
+    def close(self) -> None: ...
+
+
+class Tokenizer(Protocol):
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of the model's word pieces in each text (no special tokens)."""
+
+
+class Embedder(Protocol):
+    model_name: str
+    dimension: int
+    tokenizer: Tokenizer
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+@dataclass
+class AnswerPassage:
+    number: int
+    title: str | None
+    page: int | None
+    text: str
+
+
+@dataclass
+class AnswerRequest:
+    question: str
+    passages: list[AnswerPassage]
+    history: list[ChatTurn] = field(default_factory=list)
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class AnswerDelta:
+    text: str
+
+
+@dataclass
+class AnswerDone:
+    usage: Usage
+    model: str
+
+
+class AnswerModel(Protocol):
+    name: str
+
+    def stream(self, request: AnswerRequest) -> Iterator[AnswerDelta | AnswerDone]:
+        """Yield text deltas, then exactly one AnswerDone. Raises DependencyUnavailable when the model is down."""
+
+
+class EventBus(Protocol):
+    def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None: ...

@@ -1,0 +1,90 @@
+"""The local ingest worker: threads that take jobs from the queue and run them to the end."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ragline.errors import RaglineError
+from ragline.ingest.service import IngestService
+from ragline.models import DocumentStatus
+from ragline.ports import JobQueue, MetadataStore
+
+log = logging.getLogger(__name__)
+
+
+class IngestWorker:
+    def __init__(
+        self, ingest: IngestService, queue: JobQueue, store: MetadataStore, *, threads: int = 1, max_attempts: int = 3
+    ) -> None:
+        self.ingest = ingest
+        self.queue = queue
+        self.store = store
+        self.threads = threads
+        self.max_attempts = max_attempts
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def recover(self) -> None:
+        """Finish what a crash interrupted: re-queue processing jobs, fail the ones out of attempts."""
+        for job in self.queue.recover_interrupted(self.max_attempts):
+            doc = self.store.get_document(job.tenant_id, job.document_id)
+            if doc is not None and doc.status != DocumentStatus.DELETING:
+                self.ingest.index.delete_document(doc.tenant_id, doc.id)
+                self.store.update_document(
+                    doc.tenant_id,
+                    doc.id,
+                    status=DocumentStatus.FAILED,
+                    error=f"ingestion was interrupted {job.attempts} times; giving up",
+                    chunk_count=0,
+                )
+        for doc in self.store.documents_with_status(DocumentStatus.PROCESSING):
+            # Its job is queued again (above); until it runs, the document says so.
+            self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.QUEUED)
+        self.ingest.finish_interrupted_deletes()
+
+    def start(self) -> None:
+        self.recover()
+        for number in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"ingest-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def run_once(self) -> bool:
+        """Process one queued job if there is one; False when the queue is empty."""
+        job = self.queue.claim()
+        if job is None:
+            return False
+        try:
+            self.ingest.process(job)
+        except RaglineError as exc:
+            log.error("ingest job %s failed: %s", job.id, exc.message)
+            self.queue.finish(job.id, error=exc.message)
+        except Exception as exc:
+            # A bug, not bad input: keep the stack trace, fail this job, keep the worker alive.
+            log.exception("ingest job %s crashed", job.id)
+            self.queue.finish(job.id, error=f"internal error: {type(exc).__name__}")
+            self.store.update_document(
+                job.tenant_id, job.document_id, status=DocumentStatus.FAILED, error="internal error while indexing"
+            )
+        return True
+
+    def drain(self) -> None:
+        while self.run_once():
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.run_once():
+                self._wake.wait(1.0)
+                self._wake.clear()
