@@ -12,14 +12,27 @@ from ragline.retrieval.analysis import analyze
 
 EXTRACTIVE_MODEL = "extractive (no LLM configured)"
 NO_ANSWER = "The knowledge base has no passages that match this question."
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_PARAGRAPH = re.compile(r"\n\s*\n")
 MAX_SENTENCES = 3
 MAX_SENTENCE_CHARS = 400
 
 
+def _is_prose(sentence: str) -> bool:
+    """Headings, table rows and reference fragments make poor answers."""
+    if not 30 <= len(sentence) <= MAX_SENTENCE_CHARS or len(sentence.split()) < 5 or "|" in sentence:
+        return False
+    letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
+    return letters / len(sentence) >= 0.75
+
+
 def _sentences(passage: AnswerPassage) -> list[str]:
-    found = [s.strip() for s in _SENTENCE.findall(passage.text)]
-    return [s for s in found if len(s) >= 20 or (found and s == found[0])]
+    found = [
+        " ".join(sentence.split())
+        for paragraph in _PARAGRAPH.split(passage.text)  # PDF lines are not sentence ends; paragraphs are
+        for sentence in _SENTENCE.findall(paragraph)
+    ]
+    return [s for s in found if _is_prose(s)]
 
 
 def best_sentences(question: str, passages: list[AnswerPassage]) -> list[tuple[str, int]]:
@@ -31,18 +44,20 @@ def best_sentences(question: str, passages: list[AnswerPassage]) -> list[tuple[s
             terms = set(analyze(sentence))
             overlap = len(wanted & terms)
             if overlap:
-                # Coverage of the question first, then the passage's rank, then position in it.
-                scored.append((overlap / max(len(wanted), 1), -rank, -order, sentence, passage.number))
+                # Coverage of the question, plus density so long sentences do not win by size alone;
+                # then the passage's rank, then position in it.
+                score = overlap / max(len(wanted), 1) + 0.5 * overlap / len(terms)
+                scored.append((score, -rank, -order, sentence, passage.number))
     scored.sort(reverse=True)
     picked: list[tuple[str, int]] = []
     for _, _, _, sentence, number in scored:
         if sentence not in (s for s, _ in picked):
-            picked.append((sentence[:MAX_SENTENCE_CHARS], number))
+            picked.append((sentence, number))
         if len(picked) == MAX_SENTENCES:
             break
     if not picked and passages:
-        first = _sentences(passages[0]) or [passages[0].text]
-        picked.append((first[0][:MAX_SENTENCE_CHARS], passages[0].number))
+        first = _sentences(passages[0]) or [" ".join(passages[0].text.split())[:MAX_SENTENCE_CHARS]]
+        picked.append((first[0], passages[0].number))
     return picked
 
 

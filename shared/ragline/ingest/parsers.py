@@ -158,8 +158,18 @@ def _parse_pdf(data: bytes) -> ParsedDocument:
         if not found_text:
             raise DocumentParseError("no extractable text — scanned PDF? (OCR is not supported yet)")
 
-    clean_title = clean_text(str(title)) if title else None
-    return ParsedDocument(title=clean_title or None, page_count=page_count, blocks=pages())
+    return ParsedDocument(title=_usable_title(title), page_count=page_count, blocks=pages())
+
+
+def _usable_title(raw: object) -> str | None:
+    """A PDF's /Title, unless it is a file name or an internal id rather than a title."""
+    if not raw:
+        return None
+    title = clean_text(str(raw))
+    looks_like_an_id = " " not in title and any(not (ch.isalpha() or ch == "-") for ch in title)
+    if not title or looks_like_an_id or title.lower().endswith((".doc", ".docx", ".pdf", ".tex", ".dvi")):
+        return None
+    return title
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
