@@ -8,9 +8,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("query must not be blank")
+    return value
+
+
+QueryText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
 
 
 def utcnow() -> str:
@@ -155,18 +166,11 @@ SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=4000)
+    query: QueryText
     filters: dict[str, Any] = Field(default_factory=dict)
     limit: int = Field(default=10, ge=1, le=100)
     mode: SearchMode = "hybrid"
     score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must not be blank")
-        return value
 
 
 class SearchResponse(BaseModel):
@@ -183,7 +187,7 @@ class ChatTurn(BaseModel):
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=4000)
+    query: QueryText
     filters: dict[str, Any] = Field(default_factory=dict)
     limit: int | None = Field(default=None, ge=1, le=50)
     model: str | None = Field(default=None, max_length=200)
@@ -191,13 +195,6 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=8192)
     history: list[ChatTurn] = Field(default_factory=list, max_length=50)
     mode: SearchMode = "hybrid"
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must not be blank")
-        return value
 
 
 class Source(BaseModel):

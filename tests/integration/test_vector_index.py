@@ -40,10 +40,7 @@ def make_index(tmp_path):
 
     yield factory
     for index in opened:
-        try:
-            index.close()
-        except Exception:
-            pass
+        index.close()
 
 
 def tenant(name: str = "t1"):

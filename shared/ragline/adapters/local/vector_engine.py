@@ -261,6 +261,7 @@ class EmbeddedVectorIndex:
         self._db.executescript(_SCHEMA)
         self._check_dimension()
         self._lock = threading.RLock()
+        self._closed = False
         self._data_version = -1
         self._snapshot_seq = 0
         self._mem = self._load()
@@ -409,12 +410,15 @@ class EmbeddedVectorIndex:
                 log.warning("vector snapshot failed (will retry): %s", exc)
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._stop.set()
         if self._snapshotter is not None:
             self._snapshotter.join(timeout=5)
         self.snapshot()
         with self._lock:
             self._db.close()
+            self._closed = True
 
     # ---- writes -------------------------------------------------------------------------
     def replace_document(

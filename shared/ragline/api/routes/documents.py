@@ -169,68 +169,59 @@ async def upload_documents(request: Request, principal: Principal = Depends(requ
 
         if len(uploads) == 1 and not many:
             upload = uploads[0]
-            data = await _read_limited(upload, limit)
-            accepted = await run_in_threadpool(
-                container.ingest.accept,
-                principal.tenant_id,
-                data,
-                filename=upload.filename,
-                content_type=upload.content_type,
-                title=_str_field(form, "title"),
-                external_id=_str_field(form, "external_id"),
-                **options,
+            accepted = await _accept_upload(
+                request, principal, upload, await _read_limited(upload, limit),
+                title=_str_field(form, "title"), external_id=_str_field(form, "external_id"), **options,
             )
-            request.app.state.notify_worker()
             return JSONResponse(_accepted_body(accepted), status_code=202)
 
-        # A batch: validate every file first, so `abort` ingests nothing when one is bad.
-        contents: list[tuple[UploadFile, bytes | None, RaglineError | None]] = []
+        # A batch: read and type-check every file first, so `abort` stores nothing when one is bad.
+        staged: list[tuple[UploadFile, bytes | RaglineError]] = []
         for upload in uploads:
             try:
-                contents.append((upload, await _read_limited(upload, limit), None))
+                data = await _read_limited(upload, limit)
+                detect_content_type(upload.filename, upload.content_type, data[:8192])
+                staged.append((upload, data))
             except RaglineError as exc:
-                contents.append((upload, None, exc))
-    return await _ingest_batch(request, principal, contents, options, on_error)
+                staged.append((upload, exc))
+    return await _ingest_batch(request, principal, staged, options, on_error)
+
+
+async def _accept_upload(
+    request: Request, principal: Principal, upload: UploadFile, data: bytes, **options: Any
+) -> Accepted:
+    accepted = await run_in_threadpool(
+        _container(request).ingest.accept,
+        principal.tenant_id,
+        data,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        **options,
+    )
+    request.app.state.notify_worker()
+    return accepted
 
 
 async def _ingest_batch(
     request: Request,
     principal: Principal,
-    contents: list[tuple[UploadFile, bytes | None, RaglineError | None]],
+    staged: list[tuple[UploadFile, bytes | RaglineError]],
     options: dict[str, Any],
     on_error: str,
 ) -> JSONResponse:
-    container = _container(request)
-    checked: list[tuple[UploadFile, bytes | None, RaglineError | None]] = []
-    for upload, data, error in contents:
-        if error is None and data is not None:
-            try:
-                detect_content_type(upload.filename, upload.content_type, data[:8192])
-            except RaglineError as exc:
-                error = exc
-        checked.append((upload, data, error))
-    first_error = next((e for _, _, e in checked if e is not None), None)
-    if on_error == "abort" and first_error is not None:
-        failures = [
-            {"filename": u.filename, "error": e.message, "code": e.status} for u, _, e in checked if e is not None
-        ]
-        raise type(first_error)(
-            f"batch aborted: {len(failures)} of {len(checked)} files cannot be ingested; nothing was stored",
-            error=first_error.error,
-            details=failures,
+    failures = [(upload, item) for upload, item in staged if isinstance(item, RaglineError)]
+    if on_error == "abort" and failures:
+        first = failures[0][1]
+        raise type(first)(
+            f"batch aborted: {len(failures)} of {len(staged)} files cannot be ingested; nothing was stored",
+            error=first.error,
+            details=[{"filename": u.filename, "error": e.message, "code": e.status} for u, e in failures],
         )
     results: list[dict[str, Any]] = []
-    for upload, data, error in checked:
-        if error is None and data is not None:
+    for upload, item in staged:
+        if not isinstance(item, RaglineError):
             try:
-                accepted = await run_in_threadpool(
-                    container.ingest.accept,
-                    principal.tenant_id,
-                    data,
-                    filename=upload.filename,
-                    content_type=upload.content_type,
-                    **options,
-                )
+                accepted = await _accept_upload(request, principal, upload, item, **options)
                 results.append(
                     {
                         "filename": upload.filename,
@@ -242,16 +233,14 @@ async def _ingest_batch(
                 )
                 continue
             except RaglineError as exc:
-                error = exc
-        assert error is not None
+                item = exc
         results.append(
-            {"filename": upload.filename, "document_id": None, "status": "rejected", "error": error.message, "code": error.status}
+            {"filename": upload.filename, "document_id": None, "status": "rejected", "error": item.message, "code": item.status}
         )
     successful = sum(1 for r in results if r["document_id"])
-    request.app.state.notify_worker()
     body = {"successful": successful, "failed": len(results) - successful, "documents": results}
     if successful == 0:
-        status = first_error.status if first_error else 400
+        status = next(r["code"] for r in results)
         return JSONResponse(
             {"error": "No file accepted", "message": "none of the files could be ingested", "code": status, "details": body},
             status_code=status,
