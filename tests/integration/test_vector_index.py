@@ -211,3 +211,42 @@ def test_term_filter_on_lists(make_index):
     index.replace_document("t1", "a", [chunk("a", 0, "x", tag_names=["red", "blue"])], unit(1).reshape(1, -1))
     assert index.count(Term("tag_names", ("blue",))) == 1
     assert index.count(Term("tag_names", ("green",))) == 0
+
+
+def test_readers_see_one_whole_version_during_replacement(make_index):
+    """While a document is replaced over and over, every search sees all of one version, never a mix or nothing."""
+    import threading
+
+    from ragline.models import SearchRequest
+    from ragline.retrieval.service import SearchService
+
+    class FixedEmbedder:
+        def embed_query(self, text):
+            return unit(1)
+
+    index = make_index()
+    service = SearchService(index, FixedEmbedder())
+    chunks_per_version = 40
+
+    def version(v: int):
+        chunks = [chunk("doc", i, f"version{v} part {i}", metadata={"v": v}) for i in range(chunks_per_version)]
+        return chunks, np.stack([unit(1, i / 100) for i in range(chunks_per_version)])
+
+    index.replace_document("t1", "doc", *version(0))
+    stop = threading.Event()
+    seen: list[tuple[int, frozenset]] = []
+
+    def reader():
+        while not stop.is_set():
+            items = service.search("t1", SearchRequest(query="part", limit=100, mode="semantic")).items
+            seen.append((len(items), frozenset(i.payload["metadata"]["v"] for i in items)))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for v in range(1, 30):
+        index.replace_document("t1", "doc", *version(v))
+    stop.set()
+    thread.join()
+    assert len(seen) > 10
+    for count, versions in seen:
+        assert count == chunks_per_version and len(versions) == 1, (count, versions)

@@ -11,6 +11,9 @@ from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
 
+PAYLOAD_ATTEMPTS = 3
+
+
 class SearchService:
     def __init__(
         self, index: VectorIndex, embedder: Embedder, *, hybrid_candidates: int = 100, semantic_weight: float = 0.5
@@ -33,10 +36,14 @@ class SearchService:
     def search(self, tenant_id: str, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         flt = scope_to_tenant(request.filters, tenant_id)
-        ranked = [(cid, s) for cid, s in self.ranked(request.query, flt, request.limit, request.mode)]
-        ranked = [(cid, s) for cid, s in ranked if s >= request.score_threshold]
-        top = ranked[: request.limit]
-        payloads = self.index.get_payloads([cid for cid, _ in top])
+        for _ in range(PAYLOAD_ATTEMPTS):
+            ranked = [(cid, s) for cid, s in self.ranked(request.query, flt, request.limit, request.mode)]
+            ranked = [(cid, s) for cid, s in ranked if s >= request.score_threshold]
+            top = ranked[: request.limit]
+            payloads = self.index.get_payloads([cid for cid, _ in top])
+            if len(payloads) == len(top):
+                break
+            # A document was replaced or deleted between the search and the fetch: search again.
         items = [SearchHit(id=cid, score=round(s, 6), payload=public_payload(payloads[cid])) for cid, s in top if cid in payloads]
         return SearchResponse(
             items=items, total_found=len(ranked), latency_ms=round((time.perf_counter() - started) * 1000, 2)
