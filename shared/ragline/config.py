@@ -51,10 +51,11 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "RAGLINE_ANTHROPIC_BASE_URL")
     )
-    chat_model: str = "claude-sonnet-4-5"
+    chat_model: str = "claude-sonnet-5-5"
     chat_max_tokens: int = Field(default=1024, ge=1, le=8192)
     chat_default_limit: int = Field(default=5, ge=1, le=50)
     chat_timeout_seconds: float = Field(default=60.0, gt=0)
+    chat_max_retries: int = Field(default=2, ge=0, le=5)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -47,6 +47,7 @@ def build_answerer(settings: Settings) -> AnswerModel:
             max_tokens=settings.chat_max_tokens,
             base_url=settings.anthropic_base_url,
             timeout=settings.chat_timeout_seconds,
+            max_retries=settings.chat_max_retries,
         )
     return ExtractiveAnswerer()
 

@@ -6,6 +6,10 @@ message_delta (stop_reason, output usage) and message_stop; without it one JSON 
 API's body {"type": "error", "error": {"type", "message"}, "request_id"}, either as an HTTP 4xx/5xx
 before any byte of the answer or as an `event: error` frame in the middle of a stream.
 
+Like the API, it takes the key from x-api-key, else from `Authorization: Bearer` (how anthropic SDK 2.x
+sends it), and from anthropic-version 2026-10-21 on it rejects the sampling parameters (temperature,
+top_p, top_k) at any value with a 400.
+
     with FakeAnthropic() as fake:
         fake.script(answer="Paris [1].", fail_after_deltas=1)
         ... point the SDK at fake.url with fake.api_key ...
@@ -18,8 +22,7 @@ import json
 import re
 import secrets
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,6 +32,7 @@ ERROR_TYPES = {
     413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
 }
 ERROR_MESSAGES = {"overloaded_error": "Overloaded", "api_error": "Internal server error"}
+SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 
 
 @dataclass
@@ -44,7 +48,6 @@ class Script:
     fail_after_deltas: int | None = None  # stream n text deltas, then an `event: error` frame
     error_type: str | None = None  # default: the API's type for fail_status (overloaded_error mid-stream)
     error_message: str | None = None
-    delta_delay: float = 0.0  # seconds between text deltas
 
     def error_body(self, status: int | None) -> dict[str, Any]:
         kind = self.error_type or ERROR_TYPES.get(status or 529, "api_error")
@@ -58,7 +61,7 @@ class Recorded:
 
     headers: dict[str, str]
     body: dict[str, Any]
-    sent_key: str | None = field(default=None)  # the API key, from x-api-key or Authorization: Bearer
+    sent_key: str | None  # the API key, from x-api-key or Authorization: Bearer
 
     @property
     def user_text(self) -> str:
@@ -73,10 +76,8 @@ def _id(prefix: str) -> str:
     return f"{prefix}_fake{secrets.token_hex(8)}"
 
 
-def _problem(body: Any) -> str | None:
+def _problem(body: dict[str, Any], version: str) -> str | None:
     """The few checks of the real API that a caller could get wrong."""
-    if not isinstance(body, dict):
-        return "request body must be a JSON object"
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
@@ -89,16 +90,14 @@ def _problem(body: Any) -> str | None:
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         if not message.get("content"):
             return f"messages.{i}: all messages must have non-empty content"
-    if messages[0]["role"] != "user":
-        return "messages: first message must use the \"user\" role"
-    temperature = body.get("temperature")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 1):
-        return "temperature: Input should be less than or equal to 1"
+    if version >= "2026-10-21" and (name := next((p for p in SAMPLING_PARAMS if p in body), None)):
+        return f"{name}: Extra inputs are not permitted"
     return None
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 10  # seconds a silent client may hold a handler thread
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
@@ -126,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(401, error_body("authentication_error", "invalid x-api-key"))
             if "anthropic-version" not in headers:
                 return self._json(400, error_body("invalid_request_error", "anthropic-version: header is required"))
-            if problem := _problem(body):
+            if problem := _problem(body, headers["anthropic-version"]):
                 return self._json(400, error_body("invalid_request_error", problem))
             if failing:
                 return self._json(script.fail_status, script.error_body(script.fail_status))
@@ -154,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        self.send_header("connection", "close")  # one request per connection: stop() never waits on keep-alive
         self.send_header("request-id", payload.get("request_id") or _id("req"))
         self.end_headers()
         self.wfile.write(data)
@@ -173,7 +173,6 @@ class _Handler(BaseHTTPRequestHandler):
         for n, piece in enumerate(re.findall(r"\s*\S+|\s+$", script.answer)):
             if n == script.fail_after_deltas:
                 break
-            time.sleep(script.delta_delay)
             self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                 "delta": {"type": "text_delta", "text": piece}})
         if script.fail_after_deltas is not None:

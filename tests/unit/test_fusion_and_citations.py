@@ -78,3 +78,29 @@ def test_extractive_streams_then_finishes():
     text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
     assert text == compose("refunds card", PASSAGES)
     assert "[2]" in text
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["A [1]. B [7]. C [2]."],
+        ["A [", "1]. B [", "7", "]. C [2", "]."],
+        ["A [1", "]. B [7]", ". C ", "[", "2]."],
+        list("A [1]. B [7]. C [2]."),
+    ],
+)
+def test_streaming_filter_equals_the_whole_answer_filter(pieces):
+    from ragline.chat.citations import StreamingCitationFilter
+
+    stream = StreamingCitationFilter(source_count=2)
+    out = "".join(stream.feed(p) for p in pieces) + stream.flush()
+    assert out == drop_unknown_citations("".join(pieces), 2) == "A [1]. B . C [2]."
+
+
+def test_streaming_filter_releases_brackets_that_are_not_citations():
+    from ragline.chat.citations import StreamingCitationFilter
+
+    stream = StreamingCitationFilter(source_count=2)
+    assert stream.feed("see [") == "see "
+    assert stream.feed("x] and [") == "[x] and "
+    assert stream.flush() == "["

@@ -34,24 +34,21 @@ class ClaudeAnswerModel:
     def stream(self, request: AnswerRequest) -> Iterator[AnswerDelta | AnswerDone]:
         messages = [{"role": turn.role, "content": turn.content} for turn in request.history]
         messages.append({"role": "user", "content": user_message(request.question, request.passages)})
-        options: dict[str, object] = {}
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
+        # `temperature` is not forwarded: current Claude models and this SDK no longer take sampling settings.
         try:
             with self._client.messages.stream(
                 model=request.model or self.name,
                 max_tokens=request.max_tokens or self.max_tokens,
                 system=SYSTEM_PROMPT,
                 messages=messages,
-                **options,
             ) as stream:
                 for text in stream.text_stream:
                     yield AnswerDelta(text)
                 final = stream.get_final_message()
         except self._anthropic.APIStatusError as exc:
-            raise DependencyUnavailable(
-                f"Claude answered {exc.status_code}: {_reason(exc)}", error="Answer model unavailable"
-            ) from exc
+            # An error event inside a 200 stream arrives with the stream's status: say what happened instead.
+            what = f"Claude answered {exc.status_code}" if exc.status_code >= 400 else "Claude failed mid-answer"
+            raise DependencyUnavailable(f"{what}: {_reason(exc)}", error="Answer model unavailable") from exc
         except self._anthropic.APIError as exc:
             raise DependencyUnavailable(f"Claude is unreachable: {exc}", error="Answer model unavailable") from exc
         yield AnswerDone(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ragline.chat.citations import drop_unknown_citations
+from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations
 from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usage, new_id
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
 from ragline.retrieval.service import SearchService
@@ -100,11 +100,14 @@ class ChatService:
     def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Iterator[dict[str, Any]]:
         """The SSE events after `prepare`: sources, message deltas, done. Errors propagate to the caller."""
         yield {"event": "sources", "data": {"sources": [s.model_dump() for s in prepared.sources]}}
+        citations = StreamingCitationFilter(len(prepared.sources))
         for event in self.answerer.stream(prepared.request):
             if isinstance(event, AnswerDelta):
-                if event.text:
-                    yield {"event": "message", "data": {"content": event.text}}
+                if text := citations.feed(event.text):
+                    yield {"event": "message", "data": {"content": text}}
             else:
+                if rest := citations.flush():
+                    yield {"event": "message", "data": {"content": rest}}
                 self._completed(tenant_id, prepared, event.usage, event.model)
                 yield {
                     "event": "done",
