@@ -250,3 +250,12 @@ def test_readers_see_one_whole_version_during_replacement(make_index):
     assert len(seen) > 10
     for count, versions in seen:
         assert count == chunks_per_version and len(versions) == 1, (count, versions)
+
+
+def test_dotted_metadata_keys_are_not_paths(make_index):
+    index = make_index()
+    index.replace_document("t1", "a", [chunk("a", 0, "x", metadata={"a.b": "x", "c": {"d": "y"}})], unit(1).reshape(1, -1))
+    payload = {"tenant_id": "t1", "metadata": {"a.b": "x", "c": {"d": "y"}}}
+    for spec, expected in [({"metadata.a.b": "x"}, False), ({"metadata.c.d": "y"}, True)]:
+        assert matches(parse_filter(spec), payload) is expected
+        assert (index.count(scope_to_tenant(spec, "t1")) == 1) is expected

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ragline.config import MAX_CHUNK_TOKENS, Settings
-from ragline.errors import BadRequest, Conflict, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
+from ragline.errors import BadRequest, Conflict, DependencyUnavailable, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
 from ragline.ingest.chunking import Passage, chunk_blocks
 from ragline.ingest.parsers import detect_content_type, parse
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
@@ -207,7 +207,7 @@ class IngestService:
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
             return self._fail(doc, job, str(exc))
-        except (OSError, sqlite3.OperationalError) as exc:
+        except (OSError, sqlite3.OperationalError, DependencyUnavailable) as exc:
             if job.attempts >= self.settings.max_ingest_attempts:
                 return self._fail(doc, job, f"gave up after {job.attempts} attempts: {exc}")
             log.warning("ingest of %s hit %s; re-queued", doc.id, exc)

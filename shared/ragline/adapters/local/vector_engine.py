@@ -101,6 +101,8 @@ def filterable_values(payload: dict[str, Any]) -> Iterable[tuple[str, Any]]:
 
     def walk(prefix: str, obj: dict[str, Any]) -> Iterable[tuple[str, Any]]:
         for key, value in obj.items():
+            if "." in key:
+                continue  # "metadata.a.b" names a path of nested keys; a dotted key cannot be filtered on
             path = f"{prefix}{key}"
             if isinstance(value, dict):
                 yield from walk(path + ".", value)

@@ -1,0 +1,503 @@
+"""The VectorIndex port on OpenSearch k-NN (Amazon OpenSearch Service or any OpenSearch 2.19+).
+
+Request bodies come from ``opensearch_queries`` (pure, golden-tested); this module only sends
+them, retries what is worth retrying and reads the answers. Reads and writes go through an alias
+(``<alias>`` → ``<alias>-v<version>``) so a reindex can swap index versions in one step.
+
+Tenant isolation has two independent layers: every read carries a ``term`` on ``tenant_id``
+(the builders refuse a filter without it), and on managed clusters every chunk is routed by its
+tenant (``_routing`` required by the mapping), so a search with ``?routing=<tenant>`` only visits
+the shard holding that tenant's chunks. Serverless (aoss) has no custom routing: there the term
+filter alone isolates tenants.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragline.adapters.aws import opensearch_queries as q
+from ragline.errors import DependencyUnavailable, RaglineError
+from ragline.models import IndexedChunk
+from ragline.retrieval.filters import FilterNode
+
+log = logging.getLogger(__name__)
+
+AuthMode = Literal["none", "basic", "sigv4-es", "sigv4-aoss"]
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+COMPOSITE_PAGE_SIZE = 1000
+PAYLOAD_BATCH = 1000
+T = TypeVar("T")
+
+
+class OpenSearchSettings(BaseSettings):
+    """What the OpenSearch adapter needs, from ``OPENSEARCH_URL`` and ``RAGLINE_OPENSEARCH_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_OPENSEARCH_", extra="ignore", frozen=True)
+
+    url: str = Field(validation_alias=AliasChoices("url", "OPENSEARCH_URL", "RAGLINE_OPENSEARCH_URL"))
+    # None: "basic" when the URL or username carries credentials, else "none".
+    auth_mode: AuthMode | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    region: str | None = Field(
+        default=None, validation_alias=AliasChoices("region", "RAGLINE_OPENSEARCH_REGION", "AWS_REGION")
+    )
+    verify_certs: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    write_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    index_alias: str = Field(default="ragline-chunks", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    index_version: int = Field(default=1, ge=1)
+    shards: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=0)
+    space_type: q.SpaceType = "cosinesimil"
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=100, ge=8)
+    hnsw_ef_search: int = Field(default=256, ge=8)
+
+    hybrid_pipeline_id: str = Field(default="ragline-hybrid", pattern=r"^[A-Za-z0-9_-]+$")
+    create_hybrid_pipeline: bool = True
+    semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    bulk_max_actions: int = Field(default=500, ge=1)
+    bulk_max_bytes: int = Field(default=5_000_000, ge=1024)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_delay_seconds: float = Field(default=0.5, ge=0)
+    retry_max_delay_seconds: float = Field(default=20.0, ge=0)
+    verify_attempts: int = Field(default=3, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("OPENSEARCH_URL must look like https://host:9200")
+        return url
+
+    @model_validator(mode="after")
+    def _auth_is_complete(self) -> OpenSearchSettings:
+        credentials_in_url = bool(urlsplit(self.url).username)
+        mode = self.resolved_auth_mode
+        if mode == "basic" and not (credentials_in_url or (self.username and self.password)):
+            raise ValueError("basic auth needs user:password in OPENSEARCH_URL or RAGLINE_OPENSEARCH_USERNAME/PASSWORD")
+        if mode != "basic" and (credentials_in_url or self.username):
+            raise ValueError(f"credentials are set but RAGLINE_OPENSEARCH_AUTH_MODE is {mode!r}")
+        if mode.startswith("sigv4") and not self.region:
+            raise ValueError("SigV4 needs a region: set RAGLINE_OPENSEARCH_REGION or AWS_REGION")
+        return self
+
+    @property
+    def resolved_auth_mode(self) -> AuthMode:
+        if self.auth_mode is not None:
+            return self.auth_mode
+        return "basic" if urlsplit(self.url).username or self.username else "none"
+
+    @property
+    def serverless(self) -> bool:
+        return self.resolved_auth_mode == "sigv4-aoss"
+
+    @property
+    def index_name(self) -> str:
+        return f"{self.index_alias}-v{self.index_version}"
+
+
+# ---- the client -----------------------------------------------------------------------------------
+class OpenSearchConfigError(RaglineError):
+    error = "OpenSearch misconfigured"
+
+
+def _sigv4_auth(region: str, service: str) -> Any:
+    import boto3  # only SigV4 deployments need boto3 (and pay for its import)
+    from opensearchpy import Urllib3AWSV4SignerAuth
+
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise OpenSearchConfigError("SigV4 auth found no AWS credentials (environment, profile or role)")
+    return Urllib3AWSV4SignerAuth(credentials, region, service)
+
+
+@lru_cache(maxsize=8)
+def opensearch_client(
+    url: str,
+    auth_mode: AuthMode,
+    region: str | None,
+    verify_certs: bool,
+    timeout: float,
+    username: str | None = None,
+    password: str | None = None,
+) -> OpenSearch:
+    """One client per configuration and process (a Lambda container keeps it across invocations).
+
+    The client itself never retries: the adapter does, with backoff, for 429 and 5xx answers.
+    """
+    http_auth: Any = None
+    if auth_mode == "basic" and username is not None:
+        http_auth = (username, password or "")
+    elif auth_mode in ("sigv4-es", "sigv4-aoss"):
+        if region is None:
+            raise OpenSearchConfigError("SigV4 needs a region")
+        http_auth = _sigv4_auth(region, "aoss" if auth_mode == "sigv4-aoss" else "es")
+    return OpenSearch(
+        hosts=[url],  # user:password in the URL become basic auth here
+        http_auth=http_auth,
+        verify_certs=verify_certs,
+        timeout=timeout,
+        max_retries=0,
+        retry_on_status=(),
+        retry_on_timeout=False,
+    )
+
+
+def client_for(settings: OpenSearchSettings) -> OpenSearch:
+    password = settings.password.get_secret_value() if settings.password else None
+    return opensearch_client(
+        settings.url,
+        settings.resolved_auth_mode,
+        settings.region,
+        settings.verify_certs,
+        settings.timeout_seconds,
+        settings.username,
+        password,
+    )
+
+
+# ---- errors -----------------------------------------------------------------------------------------
+class OpenSearchBulkError(RaglineError):
+    """Chunks OpenSearch refused for good (a mapping error, not a rejection worth retrying)."""
+
+    error = "Index write failed"
+
+    def __init__(self, failures: Sequence[q.BulkItemFailure]) -> None:
+        self.failures = list(failures)
+        listed = "; ".join(f"{f.chunk_id}: {f.status} {f.error_type}: {f.reason}" for f in self.failures[:10])
+        more = f" (and {len(self.failures) - 10} more)" if len(self.failures) > 10 else ""
+        super().__init__(f"OpenSearch refused {len(self.failures)} chunk(s): {listed}{more}")
+
+
+class OpenSearchConsistencyError(DependencyUnavailable):
+    """A write reported success but a count afterwards disagrees (a concurrent writer, or lag)."""
+
+
+# ---- the index --------------------------------------------------------------------------------------
+class OpenSearchVectorIndex:
+    """VectorIndex on an OpenSearch alias. See infra/opensearch/README.md for the request shapes."""
+
+    def __init__(
+        self,
+        settings: OpenSearchSettings,
+        dimension: int,
+        *,
+        client: OpenSearch | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.dimension = dimension
+        self._client = client
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @property
+    def client(self) -> OpenSearch:
+        if self._client is None:
+            self._client = client_for(self.settings)
+        return self._client
+
+    @property
+    def alias(self) -> str:
+        return self.settings.index_alias
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _backoff(self, attempt: int) -> None:
+        """Exponential backoff with equal jitter: half of the delay is fixed, half random."""
+        base = min(self.settings.retry_max_delay_seconds, self.settings.retry_initial_delay_seconds * 2**attempt)
+        self._sleep(base / 2 + base / 2 * self._jitter())
+
+    def _call(self, what: str, request: Callable[[], T]) -> T:
+        """Send one request; retry 429, 5xx and connection failures with backoff."""
+        attempts = self.settings.retry_attempts
+        for attempt in range(attempts):
+            try:
+                return request()
+            except OpenSearchConnectionError as exc:
+                failure: TransportError = exc
+            except TransportError as exc:
+                if exc.status_code not in RETRYABLE_STATUSES:
+                    raise
+                failure = exc
+            log.warning("OpenSearch %s failed (attempt %d of %d): %s", what, attempt + 1, attempts, failure)
+            if attempt + 1 < attempts:
+                self._backoff(attempt)
+        raise DependencyUnavailable(
+            f"OpenSearch {what} failed {attempts} times: {failure}", error="Search index unavailable"
+        ) from failure
+
+    def _routing(self, tenant_id: str) -> dict[str, str]:
+        return {} if self.settings.serverless else {"routing": tenant_id}
+
+    def _require_managed(self, operation: str) -> None:
+        if self.settings.serverless:
+            raise OpenSearchConfigError(
+                f"{operation} is not supported on OpenSearch Serverless: vector collections assign their own "
+                "document ids and have no _delete_by_query nor refresh (see infra/opensearch/README.md)"
+            )
+
+    def _search(self, what: str, body: dict[str, Any], tenant_id: str | None = None) -> dict[str, Any]:
+        params = self._routing(tenant_id) if tenant_id is not None else {}
+        return self._call(what, lambda: self.client.search(index=self.alias, body=body, params=params))
+
+    def _count(self, flt: FilterNode) -> int:
+        tenant = q.require_tenant(flt)
+        body = q.count_query(flt)
+        answer = self._call(
+            "count", lambda: self.client.count(index=self.alias, body=body, params=self._routing(tenant))
+        )
+        return int(answer["count"])
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def index_definition(self) -> dict[str, Any]:
+        s = self.settings
+        return q.index_definition(
+            self.dimension,
+            m=s.hnsw_m,
+            ef_construction=s.hnsw_ef_construction,
+            ef_search=s.hnsw_ef_search,
+            space_type=s.space_type,
+            shards=s.shards,
+            replicas=s.replicas,
+            routing_required=not s.serverless,
+            alias=self.alias,
+        )
+
+    def ensure_index(self) -> None:
+        """Create the index version behind the alias and the hybrid pipeline, unless they exist.
+
+        An existing index is checked, never changed: a different vector dimension is an error
+        (reindex into a new version instead).
+        """
+        self._require_managed("ensure_index")
+        if self._alias_exists() or not self._create_index():
+            self._check_dimension()
+        if self.settings.create_hybrid_pipeline:
+            self._ensure_pipeline()
+
+    def _alias_exists(self) -> bool:
+        return bool(self._call("alias check", lambda: self.client.indices.exists_alias(name=self.alias)))
+
+    def _create_index(self) -> bool:
+        """Create the index version with its alias; False when another process just did."""
+        body = self.index_definition()
+        try:
+            self._call("index creation", lambda: self.client.indices.create(index=self.settings.index_name, body=body))
+            return True
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+            if not self._alias_exists():  # the index exists but the alias does not: not ours to fix
+                raise OpenSearchConfigError(
+                    f"index {self.settings.index_name} exists without the alias {self.alias}: "
+                    "add the alias or remove the index"
+                ) from exc
+            log.info("index %s was created concurrently", self.settings.index_name)
+            return False
+
+    def _check_dimension(self) -> None:
+        mapping = self._call("mapping read", lambda: self.client.indices.get_mapping(index=self.alias))
+        found = q.index_dimension(mapping)
+        if found is None:
+            raise OpenSearchConfigError(f"{self.alias} has no {q.VECTOR_FIELD} field: it is not a Ragline chunk index")
+        if found != self.dimension:
+            raise ValueError(
+                f"{self.alias} holds {found}-dimensional vectors but the embedder makes {self.dimension}: "
+                "reindex into a new index version"
+            )
+
+    def _ensure_pipeline(self) -> None:
+        pipeline_id = self.settings.hybrid_pipeline_id
+        wanted = q.hybrid_pipeline(pipeline_id, self.settings.semantic_weight)
+        try:
+            existing = self._call("pipeline read", lambda: self.client.search_pipeline.get(id=pipeline_id))
+        except NotFoundError:
+            existing = {}
+        if existing.get(pipeline_id) != wanted:
+            self._call("pipeline write", lambda: self.client.search_pipeline.put(id=pipeline_id, body=wanted))
+
+    # ---- writes ---------------------------------------------------------------------------
+    def replace_document(
+        self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
+    ) -> None:
+        """Index the new chunks, then delete the document's other chunks, then check the count.
+
+        Not atomic for readers: OpenSearch has no multi-document transactions, and a search sees
+        whatever the last refresh of each shard copy captured. Chunk ids are positions
+        (``<document>-00000``…), so the new chunk i overwrites the old chunk i in place. Between
+        the first bulk batch and the refresh that ends the delete-by-query, a reader can observe:
+
+        * all old chunks (nothing refreshed yet);
+        * a mix: new chunks at the positions already written and refreshed, old chunks at the
+          positions not yet overwritten or, when the new version is shorter, old chunks past its
+          end (a periodic refresh, 1 s by default, may land between any two steps, and between
+          bulk batches of a large document);
+        * after the delete-by-query's refresh: only the new chunks.
+        A chunk id never appears twice, but old and new text can be returned together. If the
+        process dies in between, the mix stays until the replace is run again (ingestion redelivers).
+        """
+        self._require_managed("replace_document")
+        self._check_write(tenant_id, document_id, chunks, vectors)
+        if chunks:
+            actions = q.bulk_actions(self.alias, chunks, vectors, routing=True)
+            self._bulk(q.bulk_lines(actions))
+        keep = [chunk.id for chunk in chunks]
+        self._delete_and_verify(tenant_id, document_id, keep)
+
+    def delete_document(self, tenant_id: str, document_id: str) -> int:
+        """Delete every chunk of a document; returns only once a count sees none left."""
+        self._require_managed("delete_document")
+        return self._delete_and_verify(tenant_id, document_id, [])
+
+    def _check_write(
+        self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        if len(chunks) and (vectors.ndim != 2 or vectors.shape[1] != self.dimension):
+            raise ValueError(f"vectors have {vectors.shape[-1]} dimensions, the index {self.dimension}")
+        if len({c.id for c in chunks}) != len(chunks):
+            raise ValueError("chunk ids must be unique within a document")
+        strangers = [c.id for c in chunks if c.tenant_id != tenant_id or c.document_id != document_id]
+        if strangers:
+            raise ValueError(
+                f"chunks {strangers[:5]} belong to another tenant or document than {tenant_id}/{document_id}"
+            )
+
+    def _delete_and_verify(self, tenant_id: str, document_id: str, keep: list[str]) -> int:
+        """Delete the document's chunks not in `keep` until a count shows exactly `keep` remain."""
+        body = q.delete_by_document_query(tenant_id, document_id, keep)
+        params = {
+            "conflicts": "proceed",
+            "refresh": "true",
+            "wait_for_completion": "true",
+            "request_timeout": self.settings.write_timeout_seconds,
+            **self._routing(tenant_id),
+        }
+        deleted = 0
+        remaining = -1
+        for attempt in range(self.settings.verify_attempts):
+            answer = self._call(
+                "delete by query", lambda: self.client.delete_by_query(index=self.alias, body=body, params=params)
+            )
+            deleted += int(answer.get("deleted", 0))
+            remaining = self._count(q.document_filter(tenant_id, document_id))
+            if remaining == len(keep):
+                return deleted
+            log.warning(
+                "%s/%s has %d chunks after delete-by-query, expected %d (attempt %d)",
+                tenant_id,
+                document_id,
+                remaining,
+                len(keep),
+                attempt + 1,
+            )
+            if attempt + 1 < self.settings.verify_attempts:
+                self._backoff(attempt)
+        raise OpenSearchConsistencyError(
+            f"document {document_id} still has {remaining} chunks in OpenSearch, expected {len(keep)}",
+            error="Search index inconsistent",
+        )
+
+    def _bulk(self, lines: list[q.BulkLine]) -> None:
+        for batch in q.bulk_batches(lines, self.settings.bulk_max_actions, self.settings.bulk_max_bytes):
+            self._bulk_batch(batch)
+
+    def _bulk_batch(self, batch: list[q.BulkLine]) -> None:
+        """Send one batch; resend only the items rejected with 429/5xx; raise on any other refusal."""
+        pending = batch
+        attempts = self.settings.retry_attempts
+        for attempt in range(attempts):
+            failures = q.bulk_item_failures(self._send_bulk("".join(line.ndjson for line in pending)))
+            permanent = [f for f in failures if f.status not in RETRYABLE_STATUSES]
+            if permanent:
+                raise OpenSearchBulkError(permanent)
+            if not failures:
+                return
+            retry_ids = {f.chunk_id for f in failures}
+            pending = [line for line in pending if line.chunk_id in retry_ids]
+            log.warning("OpenSearch rejected %d chunks for now (attempt %d of %d)", len(pending), attempt + 1, attempts)
+            if attempt + 1 < attempts:
+                self._backoff(attempt)
+        ids = ", ".join(line.chunk_id for line in pending[:10])
+        raise DependencyUnavailable(
+            f"OpenSearch kept rejecting {len(pending)} chunks ({ids}) after {attempts} attempts",
+            error="Search index unavailable",
+        )
+
+    def _send_bulk(self, ndjson: str) -> dict[str, Any]:
+        params = {"refresh": "false", "require_alias": "true", "request_timeout": self.settings.write_timeout_seconds}
+        return self._call("bulk", lambda: self.client.bulk(body=ndjson, params=params))
+
+    # ---- reads ----------------------------------------------------------------------------
+    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+        """k nearest chunks under the filter, scored (1 + cos) / 2 like the embedded engine."""
+        tenant = q.require_tenant(flt)
+        if np.asarray(vector).size != self.dimension:
+            raise ValueError(f"the query vector has {np.asarray(vector).size} dimensions, the index {self.dimension}")
+        if k < 1:
+            return []
+        body = q.knn_query(vector, flt, k, self.settings.hnsw_ef_search)
+        return q.ranked_hits(self._search("k-NN search", body, tenant), self.settings.space_type)[:k]
+
+    def search_keyword(self, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+        """BM25 (Lucene's, as computed by the shard) under the filter; raw scores."""
+        tenant = q.require_tenant(flt)
+        if k < 1:
+            return []
+        return q.ranked_hits(self._search("keyword search", q.keyword_query(text, flt, k), tenant))[:k]
+
+    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        payloads: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(chunk_ids))
+        for start in range(0, len(unique), PAYLOAD_BATCH):
+            body = q.payloads_query(unique[start : start + PAYLOAD_BATCH])
+            payloads.update(q.payloads_from_hits(self._search("payload read", body)))
+        return payloads
+
+    def document_ids(self, flt: FilterNode) -> set[str]:
+        tenant = q.require_tenant(flt)
+        found: set[str] = set()
+        after: dict[str, Any] | None = None
+        while True:
+            body = q.document_ids_query(flt, COMPOSITE_PAGE_SIZE, after)
+            aggregation = self._search("document id listing", body, tenant)["aggregations"]["document_ids"]
+            found.update(str(bucket["key"][q.DOCUMENT_FIELD]) for bucket in aggregation["buckets"])
+            after = aggregation.get("after_key")
+            if after is None or len(aggregation["buckets"]) < COMPOSITE_PAGE_SIZE:
+                return found
+
+    def count(self, flt: FilterNode) -> int:
+        return self._count(flt)
+
+    def stats(self) -> dict[str, int]:
+        answer = self._call("stats", lambda: self.client.indices.stats(index=self.alias, metric="docs,store"))
+        primaries = answer["_all"]["primaries"]
+        return {
+            "chunks": int(primaries["docs"]["count"]),
+            "deleted_chunks": int(primaries["docs"]["deleted"]),
+            "store_bytes": int(primaries["store"]["size_in_bytes"]),
+        }
+
+    def close(self) -> None:
+        """Nothing to release: the client is shared per process (see opensearch_client)."""
+        self._client = None

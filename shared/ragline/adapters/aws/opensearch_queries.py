@@ -1,0 +1,599 @@
+"""Request bodies for the OpenSearch k-NN adapter: pure functions, no client, no I/O.
+
+Everything the adapter sends is built here, so it can be checked against golden JSON without a
+cluster (see tests/golden/opensearch/ and infra/opensearch/README.md).
+
+Chunk documents look like this (index definition: ``index_definition``)::
+
+    chunk_id, tenant_id, document_id   keyword; written by the adapter, never by users
+    text                               text, `english` analyzer (BM25)
+    embedding                          knn_vector, HNSW on faiss
+    filter_terms                       keyword[]: one typed token per filterable value
+    filter_fields                      keyword[]: the filterable paths that hold a value
+    payload                            object, not indexed: what get_payloads returns
+
+Filters never touch user-shaped mappings. Every filterable value (the payload fields of
+``KEYWORD_FIELDS``/``NUMERIC_FIELDS`` and every ``metadata.*`` leaf) becomes one keyword token
+``<path>\\x1f<kind>:<value>`` where kind is ``s`` (string), ``n`` (number, written as 16 hex
+digits that sort like the numbers do) or ``b`` (boolean). So one tenant sending
+``{"year": 2020}`` and another ``{"year": "2020"}`` can never make a mapping conflict, the index
+has a fixed number of fields whatever tenants send, and filters keep the reference semantics of
+``ragline.retrieval.filters.matches`` exactly: numbers equal numbers (2020 == 2020.0), strings
+equal strings, booleans only booleans, and ranges compare numbers with numbers and strings with
+strings (as UTF-8 byte order, which is code point order, as Python compares them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ragline.models import IndexedChunk
+from ragline.retrieval.filters import (
+    KEYWORD_FIELDS,
+    METADATA_PREFIX,
+    NUMERIC_FIELDS,
+    And,
+    Exists,
+    FilterNode,
+    MatchAll,
+    Not,
+    Or,
+    Range,
+    Scalar,
+    Term,
+    tenant_of,
+)
+
+SpaceType = Literal["cosinesimil", "innerproduct"]
+
+CHUNK_ID_FIELD = "chunk_id"
+TENANT_FIELD = "tenant_id"
+DOCUMENT_FIELD = "document_id"
+TEXT_FIELD = "text"
+VECTOR_FIELD = "embedding"
+FILTER_TERMS_FIELD = "filter_terms"
+FILTER_FIELDS_FIELD = "filter_fields"
+PAYLOAD_FIELD = "payload"
+
+# Written by the adapter from replace_document's arguments: always one string, own keyword field.
+SYSTEM_FIELDS = frozenset({TENANT_FIELD, DOCUMENT_FIELD})
+TOKEN_SEPARATOR = "\x1f"
+# Lucene refuses terms over 32766 bytes; 8191 characters is the most that always fits in UTF-8.
+MAX_TOKEN_CHARS = 8191
+
+
+def _sort_by_score_then_id() -> list[dict[str, Any]]:
+    """Best score first; equal scores by chunk id, so rankings are deterministic."""
+    return [{"_score": {"order": "desc"}}, {CHUNK_ID_FIELD: {"order": "asc"}}]
+
+
+# ---- index, alias, pipeline --------------------------------------------------------------------
+def index_definition(
+    dimension: int,
+    *,
+    m: int = 16,
+    ef_construction: int = 100,
+    ef_search: int = 256,
+    space_type: SpaceType = "cosinesimil",
+    shards: int = 1,
+    replicas: int = 1,
+    routing_required: bool = True,
+    alias: str | None = None,
+) -> dict[str, Any]:
+    """Settings and mappings of one chunk index version (PUT /<index>).
+
+    `cosinesimil` on faiss needs OpenSearch 2.19+ and scores (1 + cos) / 2, the embedded engine's
+    scale; `innerproduct` works on older clusters (vectors must be unit length) and the adapter
+    converts its scores (see ``similarity_score``).
+    """
+    if dimension < 1:
+        raise ValueError("dimension must be at least 1")
+    mappings: dict[str, Any] = {
+        "dynamic": "strict",
+        "properties": {
+            CHUNK_ID_FIELD: {"type": "keyword"},
+            TENANT_FIELD: {"type": "keyword"},
+            DOCUMENT_FIELD: {"type": "keyword"},
+            TEXT_FIELD: {"type": "text", "analyzer": "english"},
+            VECTOR_FIELD: {
+                "type": "knn_vector",
+                "dimension": dimension,
+                "method": {
+                    "name": "hnsw",
+                    "engine": "faiss",
+                    "space_type": space_type,
+                    "parameters": {"m": m, "ef_construction": ef_construction, "ef_search": ef_search},
+                },
+            },
+            FILTER_TERMS_FIELD: {"type": "keyword", "ignore_above": MAX_TOKEN_CHARS},
+            FILTER_FIELDS_FIELD: {"type": "keyword", "ignore_above": MAX_TOKEN_CHARS},
+            PAYLOAD_FIELD: {"type": "object", "enabled": False},
+        },
+    }
+    if routing_required:
+        mappings = {"_routing": {"required": True}, **mappings}
+    definition: dict[str, Any] = {
+        "settings": {"index": {"knn": True, "number_of_shards": shards, "number_of_replicas": replicas}},
+        "mappings": mappings,
+    }
+    if alias is not None:
+        definition["aliases"] = {alias: {}}
+    return definition
+
+
+def index_dimension(mapping_response: Mapping[str, Any]) -> int | None:
+    """The vector dimension in a GET /<alias>/_mapping answer (None when the field is missing)."""
+    for index in mapping_response.values():
+        field = index.get("mappings", {}).get("properties", {}).get(VECTOR_FIELD)
+        if field is not None:
+            return int(field["dimension"])
+    return None
+
+
+def alias_swap(alias: str, from_index: str, to_index: str) -> dict[str, Any]:
+    """POST /_aliases body that moves an alias from one index version to the next in one step."""
+    return {
+        "actions": [
+            {"remove": {"index": from_index, "alias": alias}},
+            {"add": {"index": to_index, "alias": alias}},
+        ]
+    }
+
+
+def hybrid_pipeline(pipeline_id: str, semantic_weight: float) -> dict[str, Any]:
+    """PUT /_search/pipeline/<pipeline_id>: min-max, then the weighted arithmetic mean (fusion.py).
+
+    Weights follow the order of the hybrid query's sub-queries: [k-NN, BM25].
+    """
+    if not 0.0 <= semantic_weight <= 1.0:
+        raise ValueError("semantic_weight must be between 0 and 1")
+    semantic = round(semantic_weight, 6)
+    return {
+        "description": f"{pipeline_id}: Ragline hybrid search, min-max normalisation and weighted mean",
+        "phase_results_processors": [
+            {
+                "normalization-processor": {
+                    "normalization": {"technique": "min_max"},
+                    "combination": {
+                        "technique": "arithmetic_mean",
+                        "parameters": {"weights": [semantic, round(1.0 - semantic, 6)]},
+                    },
+                }
+            }
+        ],
+    }
+
+
+# ---- filter tokens (index side) -----------------------------------------------------------------
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range sorts with the infinities
+        return math.inf if value > 0 else -math.inf
+
+
+def sortable_number(value: int | float) -> str:
+    """16 hex digits whose string order is the numeric order (IEEE 754 bits, sign flipped)."""
+    bits = struct.unpack(">Q", struct.pack(">d", _as_float(value) + 0.0))[0]  # + 0.0: -0.0 becomes 0.0
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
+    return f"{bits:016x}"
+
+
+def _kind_and_text(value: Scalar) -> tuple[str, str]:
+    if isinstance(value, bool):
+        return "b", "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return "n", sortable_number(value)
+    return "s", value
+
+
+def token_prefix(field: str, kind: str) -> str:
+    return f"{field}{TOKEN_SEPARATOR}{kind}:"
+
+
+def filter_token(field: str, value: Scalar) -> str:
+    """The keyword token a (field, value) pair is indexed and looked up as."""
+    kind, text = _kind_and_text(value)
+    return token_prefix(field, kind) + text
+
+
+def _scalars(value: Any) -> list[Scalar]:
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, (str, int, float, bool))]
+
+
+def _addressable(key: Any) -> bool:
+    """Keys a filter path can name: parse_filter splits paths on dots and refuses '$' parts."""
+    if not isinstance(key, str) or not key or key.startswith("$"):
+        return False
+    return "." not in key and TOKEN_SEPARATOR not in key
+
+
+def _metadata_leaves(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, list[Scalar]]]:
+    for key, value in obj.items():
+        if not _addressable(key):
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _metadata_leaves(path + ".", value)
+        elif value is not None:
+            yield path, _scalars(value)
+
+
+def filterable_values(payload: Mapping[str, Any]) -> Iterator[tuple[str, list[Scalar]]]:
+    """(path, scalars) for every filterable path of a payload, as `matches` reads them."""
+    for name in sorted((KEYWORD_FIELDS | NUMERIC_FIELDS) - SYSTEM_FIELDS):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, dict):
+            yield name, _scalars(value)
+    metadata = payload.get("metadata")
+    if isinstance(metadata, dict):
+        yield from _metadata_leaves(METADATA_PREFIX, metadata)
+
+
+def filter_tokens(payload: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(filter_terms, filter_fields) of a chunk. NaN exists but equals and compares to nothing."""
+    terms: list[str] = []
+    fields: list[str] = []
+    for path, scalars in filterable_values(payload):
+        if not scalars:
+            continue
+        fields.append(path)
+        for value in scalars:
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            token = filter_token(path, value)
+            if token not in terms:
+                terms.append(token)
+    return terms, fields
+
+
+# ---- filter translation (query side) ------------------------------------------------------------
+_RANGE_BOUND = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+
+
+def _term_clause(field: str, values: Sequence[str]) -> dict[str, Any]:
+    if not values:
+        return {"match_none": {}}
+    if len(values) == 1:
+        return {"term": {field: values[0]}}
+    return {"terms": {field: list(values)}}
+
+
+def _translate_term(node: Term) -> dict[str, Any]:
+    if node.field in SYSTEM_FIELDS:  # always a string there: other kinds can never be equal
+        return _term_clause(node.field, [v for v in node.values if isinstance(v, str)])
+    tokens: list[str] = []
+    for value in node.values:
+        token = filter_token(node.field, value)
+        if token not in tokens:
+            tokens.append(token)
+    return _term_clause(FILTER_TERMS_FIELD, tokens)
+
+
+def _translate_range(node: Range) -> dict[str, Any]:
+    bound = _RANGE_BOUND[node.op]
+    if node.field in SYSTEM_FIELDS:
+        if not isinstance(node.value, str):
+            return {"match_none": {}}
+        return {"range": {node.field: {bound: node.value}}}
+    kind, text = _kind_and_text(node.value)
+    start = token_prefix(node.field, kind)
+    end = start[:-1] + ";"  # ';' follows ':' so every token of this field and kind sorts below it
+    if bound in ("gt", "gte"):
+        limits = {bound: start + text, "lt": end}
+    else:
+        limits = {"gte": start, bound: start + text}
+    return {"range": {FILTER_TERMS_FIELD: limits}}
+
+
+def _translate_exists(node: Exists) -> dict[str, Any]:
+    if node.field in SYSTEM_FIELDS:
+        return {"match_all": {}}
+    return {"term": {FILTER_FIELDS_FIELD: node.field}}
+
+
+def _translate_not(node: Not) -> dict[str, Any]:
+    return {"bool": {"must_not": [to_dsl(node.child)]}}
+
+
+def _translate_and(node: And) -> dict[str, Any]:
+    return {"bool": {"filter": [to_dsl(child) for child in node.children]}}
+
+
+def _translate_or(node: Or) -> dict[str, Any]:
+    return {"bool": {"should": [to_dsl(child) for child in node.children], "minimum_should_match": 1}}
+
+
+def _translate_match_all(node: MatchAll) -> dict[str, Any]:
+    return {"match_all": {}}
+
+
+_TRANSLATORS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Term: _translate_term,
+    Range: _translate_range,
+    Exists: _translate_exists,
+    Not: _translate_not,
+    And: _translate_and,
+    Or: _translate_or,
+    MatchAll: _translate_match_all,
+}
+
+
+def to_dsl(node: FilterNode) -> dict[str, Any]:
+    """The OpenSearch query (filter context) that matches what `matches(node, payload)` accepts."""
+    translate = _TRANSLATORS.get(type(node))
+    if translate is None:
+        raise TypeError(f"unknown filter node {node!r}")
+    return translate(node)
+
+
+def require_tenant(flt: FilterNode) -> str:
+    """The tenant a filter is scoped to; a filter without one never reaches the cluster."""
+    tenant = tenant_of(flt)
+    if tenant is None:
+        raise ValueError("the filter is not scoped to a tenant: build it with scope_to_tenant()")
+    return tenant
+
+
+def filter_query(flt: FilterNode) -> dict[str, Any]:
+    return {"bool": {"filter": [to_dsl(flt)]}}
+
+
+def document_filter(tenant_id: str, document_id: str) -> FilterNode:
+    return And((Term(TENANT_FIELD, (tenant_id,)), Term(DOCUMENT_FIELD, (document_id,))))
+
+
+# ---- searches -----------------------------------------------------------------------------------
+def vector_values(vector: np.ndarray | Sequence[float]) -> list[float]:
+    """float32 values as JSON numbers: 9 significant digits round-trip a float32 exactly."""
+    return [float(f"{value:.9g}") for value in np.asarray(vector, dtype=np.float32).ravel().tolist()]
+
+
+def _knn_clause(vector: np.ndarray | Sequence[float], flt: FilterNode, k: int, ef_search: int) -> dict[str, Any]:
+    return {
+        "knn": {
+            VECTOR_FIELD: {
+                "vector": vector_values(vector),
+                "k": k,
+                "filter": to_dsl(flt),
+                "method_parameters": {"ef_search": max(ef_search, k)},
+            }
+        }
+    }
+
+
+def _match_clause(text: str) -> dict[str, Any]:
+    return {"match": {TEXT_FIELD: {"query": text}}}
+
+
+def knn_query(vector: np.ndarray | Sequence[float], flt: FilterNode, k: int, ef_search: int) -> dict[str, Any]:
+    """Efficient filtering: the filter sits inside the k-NN clause, so k results come back whenever
+    k chunks match (a post-filter would return fewer)."""
+    require_tenant(flt)
+    return {
+        "size": k,
+        "query": _knn_clause(vector, flt, k, ef_search),
+        "sort": _sort_by_score_then_id(),
+        "track_scores": True,
+        "_source": [CHUNK_ID_FIELD],
+    }
+
+
+def keyword_query(text: str, flt: FilterNode, k: int) -> dict[str, Any]:
+    """BM25 over `text` (english analyzer), the filter in filter context so it does not score."""
+    require_tenant(flt)
+    return {
+        "size": k,
+        "query": {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
+        "sort": _sort_by_score_then_id(),
+        "track_scores": True,
+        "_source": [CHUNK_ID_FIELD],
+    }
+
+
+def hybrid_query(
+    vector: np.ndarray | Sequence[float], text: str, flt: FilterNode, k: int, ef_search: int
+) -> dict[str, Any]:
+    """Server-side fusion, run with ?search_pipeline=<hybrid_pipeline id>. The filter goes into
+    both sub-queries. SearchService fuses client-side instead (fusion.py); this is the same
+    request for clusters where one round trip matters more."""
+    require_tenant(flt)
+    return {
+        "size": k,
+        "query": {
+            "hybrid": {
+                "queries": [
+                    _knn_clause(vector, flt, k, ef_search),
+                    {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
+                ]
+            }
+        },
+        "_source": [CHUNK_ID_FIELD],
+    }
+
+
+def count_query(flt: FilterNode) -> dict[str, Any]:
+    require_tenant(flt)
+    return {"query": filter_query(flt)}
+
+
+def document_ids_query(flt: FilterNode, page_size: int, after: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One page of the distinct document ids under a filter (a composite aggregation)."""
+    require_tenant(flt)
+    composite: dict[str, Any] = {
+        "size": page_size,
+        "sources": [{DOCUMENT_FIELD: {"terms": {"field": DOCUMENT_FIELD}}}],
+    }
+    if after is not None:
+        composite["after"] = dict(after)
+    return {"size": 0, "query": filter_query(flt), "aggs": {"document_ids": {"composite": composite}}}
+
+
+def payloads_query(chunk_ids: Sequence[str]) -> dict[str, Any]:
+    """Chunks by id, searched rather than fetched: GET by _id would need each chunk's routing."""
+    return {
+        "size": len(chunk_ids),
+        "query": {"bool": {"filter": [{"terms": {CHUNK_ID_FIELD: list(chunk_ids)}}]}},
+        "_source": [CHUNK_ID_FIELD, TEXT_FIELD, PAYLOAD_FIELD],
+    }
+
+
+def delete_by_document_query(tenant_id: str, document_id: str, keep_chunk_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """POST /<alias>/_delete_by_query body: a document's chunks, except those being kept."""
+    query: dict[str, Any] = {"filter": [{"term": {TENANT_FIELD: tenant_id}}, {"term": {DOCUMENT_FIELD: document_id}}]}
+    if keep_chunk_ids:
+        query["must_not"] = [{"terms": {CHUNK_ID_FIELD: list(keep_chunk_ids)}}]
+    return {"query": {"bool": query}}
+
+
+def delete_by_filter_query(flt: FilterNode) -> dict[str, Any]:
+    require_tenant(flt)
+    return {"query": filter_query(flt)}
+
+
+# ---- writes -------------------------------------------------------------------------------------
+def chunk_source(chunk: IndexedChunk, vector: np.ndarray | Sequence[float]) -> dict[str, Any]:
+    """The stored document of one chunk. `payload` keeps what the embedded engine keeps."""
+    payload = dict(chunk.payload, tenant_id=chunk.tenant_id, document_id=chunk.document_id)
+    payload.pop(TEXT_FIELD, None)
+    terms, fields = filter_tokens(payload)
+    return {
+        CHUNK_ID_FIELD: chunk.id,
+        TENANT_FIELD: chunk.tenant_id,
+        DOCUMENT_FIELD: chunk.document_id,
+        TEXT_FIELD: chunk.text,
+        VECTOR_FIELD: vector_values(vector),
+        FILTER_TERMS_FIELD: terms,
+        FILTER_FIELDS_FIELD: fields,
+        PAYLOAD_FIELD: payload,
+    }
+
+
+def bulk_actions(
+    index: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray, *, routing: bool = True
+) -> list[dict[str, Any]]:
+    """Action and source lines of a _bulk request, two per chunk, routed by tenant."""
+    if len(chunks) != len(vectors):
+        raise ValueError("one vector per chunk")
+    lines: list[dict[str, Any]] = []
+    for chunk, vector in zip(chunks, vectors, strict=True):
+        action: dict[str, Any] = {"_index": index, "_id": chunk.id}
+        if routing:
+            action["routing"] = chunk.tenant_id
+        lines.append({"index": action})
+        lines.append(chunk_source(chunk, vector))
+    return lines
+
+
+@dataclass(frozen=True)
+class BulkLine:
+    """One chunk's action and source, serialised once: batches are cut by their size."""
+
+    chunk_id: str
+    ndjson: str  # action line + source line, each ending in "\n"
+
+    @property
+    def size(self) -> int:
+        return len(self.ndjson.encode("utf-8"))
+
+
+def bulk_lines(actions: Sequence[dict[str, Any]]) -> list[BulkLine]:
+    lines = []
+    for action, source in zip(actions[0::2], actions[1::2], strict=True):
+        text = json.dumps(action, ensure_ascii=False) + "\n" + json.dumps(source, ensure_ascii=False) + "\n"
+        lines.append(BulkLine(chunk_id=action["index"]["_id"], ndjson=text))
+    return lines
+
+
+def bulk_batches(lines: Iterable[BulkLine], max_actions: int, max_bytes: int) -> list[list[BulkLine]]:
+    """Cut lines into requests of at most max_actions chunks and max_bytes (a lone larger chunk
+    still goes, alone)."""
+    batches: list[list[BulkLine]] = []
+    current: list[BulkLine] = []
+    size = 0
+    for line in lines:
+        if current and (len(current) >= max_actions or size + line.size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(line)
+        size += line.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ---- answers ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BulkItemFailure:
+    chunk_id: str
+    status: int
+    error_type: str
+    reason: str
+
+
+def bulk_item_failures(response: Mapping[str, Any]) -> list[BulkItemFailure]:
+    """The items of a _bulk answer that did not succeed."""
+    if not response.get("errors"):
+        return []
+    failures = []
+    for item in response.get("items", []):
+        (result,) = item.values()
+        status = int(result.get("status", 0))
+        if 200 <= status < 300:
+            continue
+        error = result.get("error") or {}
+        if isinstance(error, str):
+            error = {"type": "error", "reason": error}
+        failures.append(
+            BulkItemFailure(
+                chunk_id=str(result.get("_id")),
+                status=status,
+                error_type=str(error.get("type", "unknown")),
+                reason=str(error.get("reason", "")),
+            )
+        )
+    return failures
+
+
+def similarity_score(score: float, space_type: SpaceType) -> float:
+    """A k-NN hit's score on the embedded engine's scale, (1 + cos) / 2 in [0, 1].
+
+    cosinesimil on faiss (2.19+) already answers (1 + cos) / 2. innerproduct answers
+    1 + ip when ip >= 0 and 1 / (1 - ip) below: undone here, then rescaled (vectors are unit length,
+    so ip is the cosine).
+    """
+    if space_type == "innerproduct":
+        inner = score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
+        score = (1.0 + inner) / 2.0
+    return min(1.0, max(0.0, score))
+
+
+def ranked_hits(response: Mapping[str, Any], space_type: SpaceType | None = None) -> list[tuple[str, float]]:
+    """(chunk_id, score) best first, ties by chunk id; k-NN scores rescaled when space_type is given."""
+    ranked = []
+    for hit in response.get("hits", {}).get("hits", []):
+        score = float(hit["_score"])
+        if space_type is not None:
+            score = similarity_score(score, space_type)
+        ranked.append((str(hit["_source"][CHUNK_ID_FIELD]), score))
+    ranked.sort(key=lambda item: (-item[1], item[0]))
+    return ranked
+
+
+def payloads_from_hits(response: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    payloads = {}
+    for hit in response.get("hits", {}).get("hits", []):
+        source = hit["_source"]
+        payloads[str(source[CHUNK_ID_FIELD])] = {
+            **source.get(PAYLOAD_FIELD, {}),
+            TEXT_FIELD: source.get(TEXT_FIELD, ""),
+        }
+    return payloads

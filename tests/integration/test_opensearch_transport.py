@@ -1,0 +1,513 @@
+"""OpenSearchVectorIndex against a scripted connection: the exact requests it sends, in order.
+
+The real opensearch-py client and Transport run (serialisation, error classes, HEAD → bool);
+only the HTTP connection is replaced, like opensearch-py's own transport tests do. Each test
+scripts the cluster's answers and asserts (method, path, params, body) of every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from opensearchpy import OpenSearch
+from opensearchpy.connection import Connection
+from opensearchpy.exceptions import RequestError
+from ragline.adapters.aws import opensearch_index as adapter
+from ragline.adapters.aws import opensearch_queries as q
+from ragline.adapters.aws.opensearch_index import (
+    OpenSearchBulkError,
+    OpenSearchConfigError,
+    OpenSearchConsistencyError,
+    OpenSearchSettings,
+    OpenSearchVectorIndex,
+)
+from ragline.errors import DependencyUnavailable
+from ragline.models import IndexedChunk
+from ragline.retrieval.filters import MatchAll, Term, scope_to_tenant
+
+DIM = 4
+ALIAS = "ragline-chunks"
+
+
+@dataclass(frozen=True)
+class Sent:
+    method: str
+    path: str
+    params: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Cluster:
+    """The scripted side: answers in order, and everything that was sent."""
+
+    answers: list[tuple[int, Any]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+
+    def answer(self, status: int, body: Any = None) -> Cluster:
+        self.answers.append((status, body))
+        return self
+
+    def take(self) -> tuple[int, Any]:
+        assert self.answers, f"unexpected request: {self.sent[-1]}"
+        return self.answers.pop(0)
+
+
+def _decode_body(path: str, body: bytes | None) -> Any:
+    if body is None:
+        return None
+    text = body.decode("utf-8")
+    if path.endswith("/_bulk"):
+        return [json.loads(line) for line in text.splitlines()]
+    return json.loads(text)
+
+
+def _decode_params(params: dict[str, Any] | None) -> dict[str, str]:
+    return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in (params or {}).items()}
+
+
+class ScriptedConnection(Connection):
+    def __init__(self, *, cluster: Cluster, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+
+    def perform_request(  # type: ignore[override]
+        self, method, url, params=None, body=None, timeout=None, ignore=(), headers=None
+    ):
+        self.cluster.sent.append(Sent(method, url, _decode_params(params), _decode_body(url, body)))
+        status, payload = self.cluster.take()
+        raw = "" if payload is None else json.dumps(payload)
+        if not 200 <= status < 300 and status not in ignore:
+            self._raise_error(status, raw, "application/json")
+        return status, {"content-type": "application/json"}, raw
+
+
+@dataclass
+class Harness:
+    cluster: Cluster
+    index: OpenSearchVectorIndex
+    sleeps: list[float]
+
+
+def make_harness(**settings: Any) -> Harness:
+    cluster = Cluster()
+    client = OpenSearch(  # configured like opensearch_client(): the adapter owns retries
+        hosts=["http://opensearch.test:9200"],
+        connection_class=ScriptedConnection,
+        cluster=cluster,
+        max_retries=0,
+        retry_on_status=(),
+    )
+    sleeps: list[float] = []
+    options = {
+        "url": "http://opensearch.test:9200",
+        "index_alias": ALIAS,
+        "retry_attempts": 3,
+        "retry_initial_delay_seconds": 1.0,
+        "verify_attempts": 3,
+        **settings,
+    }
+    index = OpenSearchVectorIndex(
+        OpenSearchSettings(**options), DIM, client=client, sleep=sleeps.append, jitter=lambda: 1.0
+    )
+    return Harness(cluster, index, sleeps)
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = make_harness()
+    yield harness
+    assert harness.cluster.answers == [], "scripted answers left unused"
+
+
+def chunk(document_id: str, position: int, text: str, tenant: str = "t1", **payload: Any) -> IndexedChunk:
+    return IndexedChunk(
+        id=f"{document_id}-{position:05d}", tenant_id=tenant, document_id=document_id, text=text, payload=payload
+    )
+
+
+def vectors(n: int) -> np.ndarray:
+    out = np.zeros((n, DIM), dtype=np.float32)
+    out[:, 0] = 1.0
+    return out
+
+
+def bulk_ok(*ids: str) -> dict[str, Any]:
+    return {
+        "took": 3,
+        "errors": False,
+        "items": [{"index": {"_id": i, "status": 201, "result": "created"}} for i in ids],
+    }
+
+
+def bulk_answer(*items: tuple[str, int, str | None]) -> dict[str, Any]:
+    out = []
+    for chunk_id, status, error in items:
+        result: dict[str, Any] = {"_id": chunk_id, "status": status}
+        if error:
+            result["error"] = {"type": error, "reason": f"{error} on {chunk_id}"}
+        out.append({"index": result})
+    return {"took": 3, "errors": any(s >= 300 for _, s, _ in items), "items": out}
+
+
+BULK_PARAMS = {"refresh": "false", "require_alias": "true"}
+DBQ_PARAMS = {"conflicts": "proceed", "refresh": "true", "wait_for_completion": "true", "routing": "t1"}
+MAPPING_8 = {"ragline-chunks-v1": {"mappings": {"properties": {"embedding": {"type": "knn_vector", "dimension": DIM}}}}}
+
+
+def expected_bulk(chunks: list[IndexedChunk]) -> Sent:
+    return Sent("POST", "/_bulk", BULK_PARAMS, q.bulk_actions(ALIAS, chunks, vectors(len(chunks))))
+
+
+def expected_dbq(document_id: str, keep: list[str]) -> Sent:
+    return Sent("POST", f"/{ALIAS}/_delete_by_query", DBQ_PARAMS, q.delete_by_document_query("t1", document_id, keep))
+
+
+def expected_count(document_id: str) -> Sent:
+    return Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query(q.document_filter("t1", document_id)))
+
+
+# ---- ensure_index --------------------------------------------------------------------------------
+def test_ensure_index_on_a_fresh_cluster(h):
+    h.cluster.answer(404).answer(200, {"acknowledged": True, "index": "ragline-chunks-v1"})
+    h.cluster.answer(404, {}).answer(200, {"acknowledged": True})
+    h.index.ensure_index()
+    assert h.cluster.sent == [
+        Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
+        Sent("PUT", "/ragline-chunks-v1", {}, q.index_definition(DIM, alias=ALIAS)),
+        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
+        Sent("PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)),
+    ]
+
+
+def test_ensure_index_on_an_existing_cluster_creates_nothing(h):
+    pipeline = q.hybrid_pipeline("ragline-hybrid", 0.5)
+    h.cluster.answer(200).answer(200, MAPPING_8).answer(200, {"ragline-hybrid": pipeline})
+    h.index.ensure_index()
+    assert h.cluster.sent == [
+        Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
+        Sent("GET", f"/{ALIAS}/_mapping", {}, None),
+        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
+    ]
+
+
+def test_ensure_index_updates_a_pipeline_with_other_weights(h):
+    h.cluster.answer(200).answer(200, MAPPING_8)
+    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.9)}).answer(
+        200, {"acknowledged": True}
+    )
+    h.index.ensure_index()
+    assert h.cluster.sent[-1] == Sent(
+        "PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)
+    )
+
+
+def test_ensure_index_refuses_another_dimension(h):
+    mapping = {"ragline-chunks-v1": {"mappings": {"properties": {"embedding": {"dimension": 768}}}}}
+    h.cluster.answer(200).answer(200, mapping)
+    with pytest.raises(ValueError, match="768-dimensional"):
+        h.index.ensure_index()
+
+
+def test_ensure_index_when_another_process_creates_it_first(h):
+    exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
+    h.cluster.answer(404).answer(400, exists).answer(200).answer(200, MAPPING_8)
+    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.5)})
+    h.index.ensure_index()
+    assert [(s.method, s.path) for s in h.cluster.sent] == [
+        ("HEAD", f"/_alias/{ALIAS}"),
+        ("PUT", "/ragline-chunks-v1"),
+        ("HEAD", f"/_alias/{ALIAS}"),
+        ("GET", f"/{ALIAS}/_mapping"),
+        ("GET", "/_search/pipeline/ragline-hybrid"),
+    ]
+
+
+def test_ensure_index_with_an_index_but_no_alias_is_a_clear_error(h):
+    exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
+    h.cluster.answer(404).answer(400, exists).answer(404)
+    with pytest.raises(OpenSearchConfigError, match="exists without the alias"):
+        h.index.ensure_index()
+
+
+# ---- replace_document ----------------------------------------------------------------------------
+def test_replace_document_bulk_then_delete_others_then_count(h):
+    chunks = [chunk("d1", 0, "new zero", page=1), chunk("d1", 1, "new one", page=2)]
+    h.cluster.answer(200, bulk_ok("d1-00000", "d1-00001"))
+    h.cluster.answer(200, {"took": 5, "deleted": 3, "failures": []})
+    h.cluster.answer(200, {"count": 2})
+    h.index.replace_document("t1", "d1", chunks, vectors(2))
+    assert h.cluster.sent == [expected_bulk(chunks), expected_dbq("d1", ["d1-00000", "d1-00001"]), expected_count("d1")]
+    assert h.sleeps == []
+
+
+def test_replace_with_no_chunks_deletes_all_of_them(h):
+    h.cluster.answer(200, {"deleted": 4}).answer(200, {"count": 0})
+    h.index.replace_document("t1", "d1", [], np.zeros((0, DIM), dtype=np.float32))
+    assert h.cluster.sent == [expected_dbq("d1", []), expected_count("d1")]
+
+
+def test_bulk_rejected_as_a_whole_is_retried_with_backoff(h):
+    chunks = [chunk("d1", 0, "zero")]
+    rejected = {"error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429}
+    h.cluster.answer(429, rejected).answer(429, rejected).answer(200, bulk_ok("d1-00000"))
+    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 1})
+    h.index.replace_document("t1", "d1", chunks, vectors(1))
+    assert h.cluster.sent == [expected_bulk(chunks)] * 3 + [expected_dbq("d1", ["d1-00000"]), expected_count("d1")]
+    assert h.sleeps == [1.0, 2.0]  # initial delay doubling, jitter pinned to its maximum
+
+
+def test_bulk_items_rejected_with_429_are_resent_alone(h):
+    chunks = [chunk("d1", i, f"text {i}") for i in range(3)]
+    h.cluster.answer(
+        200,
+        bulk_answer(
+            ("d1-00000", 201, None), ("d1-00001", 429, "es_rejected_execution_exception"), ("d1-00002", 201, None)
+        ),
+    )
+    h.cluster.answer(200, bulk_ok("d1-00001"))
+    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 3})
+    h.index.replace_document("t1", "d1", chunks, vectors(3))
+    assert h.cluster.sent[0] == expected_bulk(chunks)
+    assert h.cluster.sent[1] == expected_bulk([chunks[1]])
+    assert h.cluster.sent[2:] == [expected_dbq("d1", [c.id for c in chunks]), expected_count("d1")]
+    assert h.sleeps == [1.0]
+
+
+def test_bulk_item_refused_for_good_names_the_chunk_and_stops(h):
+    chunks = [chunk("d1", 0, "fine"), chunk("d1", 1, "broken")]
+    h.cluster.answer(200, bulk_answer(("d1-00000", 201, None), ("d1-00001", 400, "mapper_parsing_exception")))
+    with pytest.raises(OpenSearchBulkError, match="d1-00001: 400 mapper_parsing_exception") as caught:
+        h.index.replace_document("t1", "d1", chunks, vectors(2))
+    assert [f.chunk_id for f in caught.value.failures] == ["d1-00001"]
+    assert [s.path for s in h.cluster.sent] == ["/_bulk"]  # no delete after a failed write
+
+
+def test_bulk_items_still_rejected_after_all_attempts(h):
+    chunks = [chunk("d1", 0, "zero")]
+    for _ in range(3):
+        h.cluster.answer(200, bulk_answer(("d1-00000", 429, "es_rejected_execution_exception")))
+    with pytest.raises(DependencyUnavailable, match="kept rejecting 1 chunks \\(d1-00000\\)"):
+        h.index.replace_document("t1", "d1", chunks, vectors(1))
+    assert h.sleeps == [1.0, 2.0]
+
+
+def test_large_documents_go_in_bounded_batches():
+    h = make_harness(bulk_max_actions=2)
+    chunks = [chunk("d1", i, f"text {i}") for i in range(5)]
+    for batch in ([0, 1], [2, 3], [4]):
+        h.cluster.answer(200, bulk_ok(*[chunks[i].id for i in batch]))
+    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 5})
+    h.index.replace_document("t1", "d1", chunks, vectors(5))
+    assert [len(s.body) // 2 for s in h.cluster.sent if s.path == "/_bulk"] == [2, 2, 1]
+
+
+def test_replace_refuses_chunks_of_another_tenant(h):
+    with pytest.raises(ValueError, match="another tenant"):
+        h.index.replace_document("t1", "d1", [chunk("d1", 0, "x", tenant="t2")], vectors(1))
+    with pytest.raises(ValueError, match="unique"):
+        h.index.replace_document("t1", "d1", [chunk("d1", 0, "x"), chunk("d1", 0, "y")], vectors(2))
+    with pytest.raises(ValueError, match="dimensions"):
+        h.index.replace_document("t1", "d1", [chunk("d1", 0, "x")], np.ones((1, DIM + 1), dtype=np.float32))
+    assert h.cluster.sent == []
+
+
+def test_replace_that_leaves_strays_is_retried_then_reported(h):
+    for _ in range(3):
+        h.cluster.answer(200, {"deleted": 0, "version_conflicts": 1}).answer(200, {"count": 2})
+    h.cluster.answers.insert(0, (200, bulk_ok("d1-00000")))
+    with pytest.raises(OpenSearchConsistencyError, match="still has 2 chunks"):
+        h.index.replace_document("t1", "d1", [chunk("d1", 0, "x")], vectors(1))
+    assert h.sleeps == [1.0, 2.0]
+
+
+# ---- delete_document ------------------------------------------------------------------------------
+def test_delete_document_verifies_that_none_remain(h):
+    h.cluster.answer(200, {"deleted": 3}).answer(200, {"count": 1})  # a straggler (version conflict)
+    h.cluster.answer(200, {"deleted": 1}).answer(200, {"count": 0})
+    assert h.index.delete_document("t1", "d1") == 4
+    assert h.cluster.sent == [expected_dbq("d1", []), expected_count("d1")] * 2
+    assert h.sleeps == [1.0]
+
+
+# ---- reads ----------------------------------------------------------------------------------------
+def search_answer(*pairs: tuple[str, float]) -> dict[str, Any]:
+    return {"hits": {"hits": [{"_id": i, "_score": s, "_source": {"chunk_id": i}} for i, s in pairs]}}
+
+
+def test_search_vector_sends_the_knn_query_routed_by_tenant(h):
+    flt = scope_to_tenant({"source": "web"}, "t1")
+    h.cluster.answer(200, search_answer(("b", 0.5), ("a", 1.0), ("c", 0.5)))
+    query = np.array([1, 0, 0, 0], dtype=np.float32)
+    assert h.index.search_vector(query, flt, 3) == [("a", 1.0), ("b", 0.5), ("c", 0.5)]
+    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.knn_query(query, flt, 3, 256))]
+
+
+def test_search_vector_on_innerproduct_converts_scores():
+    h = make_harness(space_type="innerproduct")
+    h.cluster.answer(200, search_answer(("a", 2.0), ("b", 1.5), ("c", 1.0), ("d", 0.5)))
+    hits = h.index.search_vector(np.ones(DIM, dtype=np.float32), scope_to_tenant({}, "t1"), 4)
+    assert hits == [("a", 1.0), ("b", 0.75), ("c", 0.5), ("d", 0.0)]
+
+
+def test_search_keyword_returns_raw_bm25(h):
+    flt = scope_to_tenant({}, "t1")
+    h.cluster.answer(200, search_answer(("x", 2.75), ("y", 0.31)))
+    assert h.index.search_keyword("quick fox", flt, 5) == [("x", 2.75), ("y", 0.31)]
+    assert h.cluster.sent == [
+        Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.keyword_query("quick fox", flt, 5))
+    ]
+
+
+def test_filters_without_a_tenant_never_leave(h):
+    for call in (
+        lambda: h.index.search_vector(np.ones(DIM), MatchAll(), 3),
+        lambda: h.index.search_keyword("x", Term("source", ("web",)), 3),
+        lambda: h.index.count(Term("tag_names", ("blue",))),
+        lambda: h.index.document_ids(MatchAll()),
+    ):
+        with pytest.raises(ValueError, match="not scoped to a tenant"):
+            call()
+    assert h.cluster.sent == []
+
+
+def test_search_errors_that_retrying_cannot_fix_surface_at_once(h):
+    h.cluster.answer(400, {"error": {"type": "search_phase_execution_exception", "reason": "bad"}, "status": 400})
+    with pytest.raises(RequestError):
+        h.index.search_keyword("x", scope_to_tenant({}, "t1"), 3)
+    assert h.sleeps == []
+
+
+def test_an_unavailable_cluster_is_a_dependency_error_after_the_attempts(h):
+    for _ in range(3):
+        h.cluster.answer(503, {"error": "unavailable"})
+    with pytest.raises(DependencyUnavailable, match="failed 3 times"):
+        h.index.count(scope_to_tenant({}, "t1"))
+    assert h.sleeps == [1.0, 2.0]
+
+
+def test_get_payloads_searches_by_chunk_id(h):
+    answer = {"hits": {"hits": [{"_source": {"chunk_id": "d-00001", "text": "t", "payload": {"page": 2}}}]}}
+    h.cluster.answer(200, answer)
+    assert h.index.get_payloads(["d-00001", "missing", "d-00001"]) == {"d-00001": {"page": 2, "text": "t"}}
+    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_search", {}, q.payloads_query(["d-00001", "missing"]))]
+    assert h.index.get_payloads([]) == {}
+
+
+def test_document_ids_pages_through_the_composite_aggregation(h, monkeypatch):
+    monkeypatch.setattr(adapter, "COMPOSITE_PAGE_SIZE", 2)
+    flt = scope_to_tenant({"source": "web"}, "t1")
+
+    def page(*ids: str, after: str | None) -> dict[str, Any]:
+        agg: dict[str, Any] = {"buckets": [{"key": {"document_id": i}, "doc_count": 1} for i in ids]}
+        if after:
+            agg["after_key"] = {"document_id": after}
+        return {"hits": {"hits": []}, "aggregations": {"document_ids": agg}}
+
+    h.cluster.answer(200, page("a", "b", after="b")).answer(200, page("c", after="c"))
+    assert h.index.document_ids(flt) == {"a", "b", "c"}
+    assert [s.body for s in h.cluster.sent] == [
+        q.document_ids_query(flt, 2),
+        q.document_ids_query(flt, 2, {"document_id": "b"}),
+    ]
+
+
+def test_count_and_stats(h):
+    flt = scope_to_tenant({"page": {"$gte": 2}}, "t1")
+    h.cluster.answer(200, {"count": 7})
+    h.cluster.answer(
+        200, {"_all": {"primaries": {"docs": {"count": 9, "deleted": 2}, "store": {"size_in_bytes": 512}}}}
+    )
+    assert h.index.count(flt) == 7
+    assert h.index.stats() == {"chunks": 9, "deleted_chunks": 2, "store_bytes": 512}
+    assert h.cluster.sent == [
+        Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query(flt)),
+        Sent("GET", f"/{ALIAS}/_stats/docs,store", {}, None),
+    ]
+
+
+# ---- serverless -----------------------------------------------------------------------------------
+def test_serverless_reads_without_routing_and_refuses_writes(monkeypatch):
+    monkeypatch.setattr(adapter, "client_for", lambda settings: pytest.fail("the injected client must be used"))
+    h = make_harness(auth_mode="sigv4-aoss", region="eu-west-1")
+    flt = scope_to_tenant({}, "t1")
+    h.cluster.answer(200, {"count": 1})
+    assert h.index.count(flt) == 1
+    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_count", {}, q.count_query(flt))]
+    for write in (
+        h.index.ensure_index,
+        lambda: h.index.replace_document("t1", "d", [], np.zeros((0, DIM))),
+        lambda: h.index.delete_document("t1", "d"),
+    ):
+        with pytest.raises(OpenSearchConfigError, match="Serverless"):
+            write()
+
+
+# ---- settings and the client factory -------------------------------------------------------------
+def test_settings_infer_basic_auth_from_the_url():
+    assert OpenSearchSettings(url="https://user:pw@host:9200").resolved_auth_mode == "basic"
+    assert OpenSearchSettings(url="http://localhost:9200").resolved_auth_mode == "none"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"url": "host:9200"}, "https://host:9200"),
+        ({"url": "https://h:9200", "auth_mode": "basic"}, "basic auth needs"),
+        ({"url": "https://u:p@h:9200", "auth_mode": "sigv4-es", "region": "eu-west-1"}, "credentials are set"),
+        ({"url": "https://h:9200", "auth_mode": "sigv4-es"}, "needs a region"),
+    ],
+)
+def test_settings_fail_fast(options, message, monkeypatch):
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with pytest.raises(ValueError, match=message):
+        OpenSearchSettings(**options)
+
+
+def test_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENSEARCH_URL", "https://search.example:443")
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_AUTH_MODE", "sigv4-es")
+    monkeypatch.setenv("AWS_REGION", "us-east-2")
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_INDEX_ALIAS", "kb-chunks")
+    settings = OpenSearchSettings()
+    assert (settings.url, settings.region, settings.index_name) == (
+        "https://search.example:443",
+        "us-east-2",
+        "kb-chunks-v1",
+    )
+
+
+def test_client_factory_builds_one_basic_auth_client_per_configuration():
+    adapter.opensearch_client.cache_clear()
+    first = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    again = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    assert first is again
+    (connection,) = first.transport.connection_pool.connections
+    assert connection.headers["authorization"].startswith("Basic ")
+    assert first.transport.max_retries == 0
+    adapter.opensearch_client.cache_clear()
+
+
+@pytest.mark.parametrize("mode, service", [("sigv4-es", "es"), ("sigv4-aoss", "aoss")])
+def test_client_factory_signs_with_sigv4(mode, service, monkeypatch):
+    pytest.importorskip("boto3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    adapter.opensearch_client.cache_clear()
+    client = adapter.opensearch_client("https://search.example", mode, "eu-west-1", True, 5.0)
+    (connection,) = client.transport.connection_pool.connections
+    signed = connection.http_auth("GET", "https://search.example/_search", None)
+    assert f"/eu-west-1/{service}/aws4_request" in signed["Authorization"]
+    adapter.opensearch_client.cache_clear()
+
+
+def test_ensure_index_refuses_an_alias_that_is_not_a_chunk_index(h):
+    h.cluster.answer(200).answer(200, {"someone-else": {"mappings": {"properties": {"title": {"type": "text"}}}}})
+    with pytest.raises(OpenSearchConfigError, match="not a Ragline chunk index"):
+        h.index.ensure_index()

@@ -1,0 +1,175 @@
+"""The VectorIndex behaviour suite against a real OpenSearch cluster (skipped unless OPENSEARCH_URL).
+
+The test bodies are the embedded engine's, imported from test_vector_index.py: pytest collects
+them again here, where `make_index` is this module's fixture and opens an OpenSearchVectorIndex
+on its own uniquely named index (deleted afterwards). Tests that only make sense for one engine
+are listed at the end, with the reason.
+
+    OPENSEARCH_URL=https://admin:pass@localhost:9200 RAGLINE_OPENSEARCH_VERIFY_CERTS=false \
+        .venv/bin/pytest tests/integration/test_vector_index_opensearch.py
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from ragline.adapters.aws import opensearch_queries as q
+from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.retrieval.filters import Term, scope_to_tenant
+from ragline.retrieval.fusion import weighted_fusion
+
+from tests.integration.test_vector_index import (  # noqa: F401  (collected here, against OpenSearch)
+    DIM,
+    chunk,
+    tenant,
+    test_bm25_matches_lucene_formula,
+    test_cosine_scores_on_opensearch_scale,
+    test_filters_agree_with_the_reference_semantics,
+    test_filters_apply_inside_the_search_not_after,
+    test_hnsw_path_agrees_with_exact_search,
+    test_keyword_uses_the_english_analyzer,
+    test_replace_swaps_all_chunks_and_delete_removes_them,
+    test_tenants_never_see_each_other,
+    unit,
+)
+
+SKIP_REASON = (
+    "OPENSEARCH_URL is not set: the OpenSearch behaviour suite needs a real cluster "
+    "(e.g. OPENSEARCH_URL=https://user:pass@host:9200)"
+)
+IndexFactory = Callable[..., OpenSearchVectorIndex]
+
+
+def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
+    name = f"ragline-test-{uuid.uuid4().hex[:12]}"
+    options: dict[str, Any] = {
+        "url": url,
+        "index_alias": name,
+        "replicas": 0,  # green on a single-node cluster
+        "create_hybrid_pipeline": False,
+        "hybrid_pipeline_id": name,
+        **overrides,
+    }
+    return OpenSearchSettings(**options)
+
+
+def _drop(index: OpenSearchVectorIndex) -> None:
+    client = index.client
+    client.indices.delete(index=index.settings.index_name, params={"ignore_unavailable": "true"})
+    if index.settings.create_hybrid_pipeline:
+        client.search_pipeline.delete(id=index.settings.hybrid_pipeline_id, params={"ignore": 404})
+
+
+@pytest.fixture
+def make_index() -> Iterator[IndexFactory]:
+    url = os.environ.get("OPENSEARCH_URL")
+    if not url:
+        pytest.skip(SKIP_REASON)
+    opened: list[OpenSearchVectorIndex] = []
+
+    def factory(dimension: int = DIM, **options: Any) -> OpenSearchVectorIndex:
+        options.pop("exact_search_max_candidates", None)  # OpenSearch picks exact or HNSW by itself
+        overrides = {"hnsw_ef_search": options.pop("ef_search")} if "ef_search" in options else {}
+        overrides.update(options.pop("settings", {}))
+        if options:
+            raise TypeError(f"options the OpenSearch index does not take: {sorted(options)}")
+        index = OpenSearchVectorIndex(_settings(url, **overrides), dimension)
+        opened.append(index)
+        index.ensure_index()
+        return index
+
+    yield factory
+    for index in opened:
+        _drop(index)
+
+
+# ---- OpenSearch-only behaviour --------------------------------------------------------------------
+def test_term_filter_on_lists_within_a_tenant(make_index):
+    """The suite's test_term_filter_on_lists, scoped: this adapter refuses unscoped filters."""
+    index = make_index()
+    index.replace_document("t1", "a", [chunk("a", 0, "x", tag_names=["red", "blue"])], unit(1).reshape(1, -1))
+    assert index.count(scope_to_tenant({"tag_names": "blue"}, "t1")) == 1
+    assert index.count(scope_to_tenant({"tag_names": "green"}, "t1")) == 0
+    with pytest.raises(ValueError, match="not scoped to a tenant"):
+        index.count(Term("tag_names", ("blue",)))
+
+
+def test_dimension_is_checked(make_index):
+    index = make_index()
+    other = OpenSearchVectorIndex(index.settings, DIM * 2)
+    with pytest.raises(ValueError, match="dimensional"):
+        other.ensure_index()
+
+
+def test_ensure_index_twice_changes_nothing(make_index):
+    index = make_index(settings={"create_hybrid_pipeline": True})
+    index.replace_document("t1", "a", [chunk("a", 0, "kept")], unit(1).reshape(1, -1))
+    index.ensure_index()
+    assert index.count(tenant()) == 1
+
+
+def test_payloads_come_back_as_written_whatever_their_shape(make_index):
+    """payload is stored, not mapped: nested objects, mixed kinds and unicode never hit the mapping."""
+    index = make_index()
+    payload = {"page": 3, "tag_ids": ["a"], "metadata": {"n": {"deep": [1, "two", True, None]}, "ü": "ß", "x": 1.5}}
+    index.replace_document("t1", "p", [chunk("p", 0, "text", **payload)], unit(1).reshape(1, -1))
+    assert index.get_payloads(["p-00000"]) == {
+        "p-00000": {**payload, "tenant_id": "t1", "document_id": "p", "text": "text"}
+    }
+
+
+def test_tenants_may_send_any_kind_for_the_same_metadata_key(make_index):
+    index = make_index()
+    kinds = {"t1": 2020, "t2": "2020", "t3": {"nested": 1}, "t4": [True, 7]}
+    for name, year in kinds.items():
+        index.replace_document(
+            name, "d", [chunk("d", 0, "x", tenant=name, metadata={"year": year})], unit(1).reshape(1, -1)
+        )
+    assert index.count(scope_to_tenant({"metadata.year": 2020}, "t1")) == 1
+    assert index.count(scope_to_tenant({"metadata.year": 2020}, "t2")) == 0
+    assert index.count(scope_to_tenant({"metadata.year": "2020"}, "t2")) == 1
+    assert index.count(scope_to_tenant({"metadata.year.nested": {"$gte": 1}}, "t3")) == 1
+    assert index.count(scope_to_tenant({"metadata.year": {"$gt": 5}}, "t4")) == 1
+
+
+def test_replace_can_shrink_and_grow_a_document(make_index):
+    index = make_index()
+    for size in (5, 2, 7):
+        chunks = [chunk("d", i, f"version {size} part {i}") for i in range(size)]
+        index.replace_document("t1", "d", chunks, np.stack([unit(1)] * size))
+        assert index.count(tenant()) == size
+        assert set(index.get_payloads([c.id for c in chunks])) == {c.id for c in chunks}
+
+
+def test_server_side_hybrid_agrees_with_client_side_fusion(make_index):
+    index = make_index(settings={"create_hybrid_pipeline": True, "semantic_weight": 0.5})
+    texts = ["return policy for shoes", "shipping times", "returns and refunds policy", "gift cards"]
+    vectors = [unit(1, 0), unit(0, 1), unit(1, 0.3), unit(-1, 0.2)]
+    for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+        index.replace_document("t1", f"d{i}", [chunk(f"d{i}", 0, text)], vector.reshape(1, -1))
+    flt, query, words = tenant(), unit(1, 0.1), "return policy"
+    fused = weighted_fusion([(index.search_vector(query, flt, 10), 0.5), (index.search_keyword(words, flt, 10), 0.5)])
+    answer = index.client.search(
+        index=index.alias,
+        body=q.hybrid_query(query, words, flt, 10, index.settings.hnsw_ef_search),
+        params={"search_pipeline": index.settings.hybrid_pipeline_id, "routing": "t1"},
+    )
+    server = [hit["_source"]["chunk_id"] for hit in answer["hits"]["hits"]]
+    assert set(server) == {cid for cid, _ in fused}
+    assert server[0] == fused[0][0]
+
+
+# ---- tests of the embedded engine that do not apply here -----------------------------------------
+@pytest.mark.skip(reason="does not apply to OpenSearch: durability across restarts is the cluster's job")
+def test_restart_keeps_everything():
+    pass
+
+
+@pytest.mark.skip(reason="does not apply to OpenSearch: every client reads the same cluster")
+def test_a_second_process_sees_writes():
+    pass
