@@ -17,6 +17,7 @@ from ragline.config import MAX_CHUNK_TOKENS, Settings
 from ragline.errors import BadRequest, Conflict, DependencyUnavailable, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
 from ragline.ingest.chunking import Passage, chunk_blocks
 from ragline.ingest.parsers import detect_content_type, parse
+from ragline.ingest.prefetch import grouped, prefetch
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
 from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
 from ragline.retrieval.filters import matches, scope_to_tenant
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Keys of an upload's metadata that are also first-class filter fields of its chunks.
 PROMOTED_METADATA = ("user_id", "tag_ids", "tag_names", "source", "type_name", "category_name")
-EMBED_GROUP = 128  # passages embedded per call while a document streams in
+EMBED_GROUP = 64  # passages embedded per call while the next ones are parsed
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -242,14 +243,8 @@ class IngestService:
         parsed = parse(data, doc.content_type, doc.filename)
         passages: list[Passage] = []
         parts: list[np.ndarray] = []
-        group: list[Passage] = []
-        for passage in chunk_blocks(parsed.blocks, self.embedder.tokenizer, doc.chunk_size, doc.chunk_overlap):
-            group.append(passage)
-            if len(group) >= EMBED_GROUP:
-                parts.append(self.embedder.embed_documents([p.text for p in group]))
-                passages.extend(group)
-                group = []
-        if group:
+        chunks = chunk_blocks(parsed.blocks, self.embedder.tokenizer, doc.chunk_size, doc.chunk_overlap)
+        for group in prefetch(grouped(chunks, EMBED_GROUP)):
             parts.append(self.embedder.embed_documents([p.text for p in group]))
             passages.extend(group)
         if not passages:
