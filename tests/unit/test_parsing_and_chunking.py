@@ -153,3 +153,14 @@ def test_real_pdfs_parse_with_pages():
         list(parse((pdfs / "invalid-truncated-linearized.pdf").read_bytes(), PDF).blocks)
     near_empty = list(parse((pdfs / "word2016-one-page-near-empty.pdf").read_bytes(), PDF).blocks)
     assert len(near_empty) == 1 and near_empty[0].page == 1
+
+
+def test_query_embeddings_are_cached_and_read_only():
+    from ragline.adapters.local.onnx_embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder()
+    first = embedder.embed_query("what is the refund policy?")
+    assert embedder.embed_query("what is the refund policy?") is first
+    assert not first.flags.writeable
+    fresh = embedder.embed_documents(["what is the refund policy?"])[0]
+    assert float(fresh @ first) > 0.9999

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Sequence
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ragline.config import MODEL_MAX_TOKENS
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
+QUERY_CACHE_SIZE = 2048
 
 
 def default_model_path() -> Path:
@@ -86,4 +88,10 @@ class OnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._run([text])[0]
+        return self._cached_query(text)
+
+    @lru_cache(maxsize=QUERY_CACHE_SIZE)  # noqa: B019 - one embedder per process; repeated queries are common
+    def _cached_query(self, text: str) -> np.ndarray:
+        vector = self._run([text])[0]
+        vector.flags.writeable = False  # shared between callers through the cache
+        return vector

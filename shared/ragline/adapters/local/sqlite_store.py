@@ -111,10 +111,14 @@ class SqliteMetadataStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; a uniqueness violation is a Conflict, as in every other store."""
         with self._connection() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+            except sqlite3.IntegrityError as exc:
+                db.execute("ROLLBACK")
+                raise Conflict(f"conflicts with an existing record: {exc}") from exc
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -128,10 +132,7 @@ class SqliteMetadataStore:
     def _insert_document(self, db: sqlite3.Connection, document: Document) -> None:
         row = _doc_to_row(document)
         marks = ",".join(f":{c}" for c in _DOC_COLUMNS)
-        try:
-            db.execute(f"INSERT INTO documents ({','.join(_DOC_COLUMNS)}) VALUES ({marks})", row)
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"document {document.id} conflicts with an existing one: {exc}") from exc
+        db.execute(f"INSERT INTO documents ({','.join(_DOC_COLUMNS)}) VALUES ({marks})", row)
 
     def create_document(self, document: Document) -> None:
         with self._write() as db:
