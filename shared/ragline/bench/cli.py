@@ -1,10 +1,200 @@
-"""`ragline bench …` — placeholder wiring; the benchmarks live beside this file."""
+"""`ragline bench ingest | search | quality | memory | all` — benchmarks that print their figures.
+
+Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
+Only argparse wiring lives here; a benchmark's module is imported when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ragline.bench.common import Report
+
+SEQUENCE = ("ingest", "search", "quality", "memory")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _common(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared"),
+        help="the shared data folder with datasets/ and pdfs/ (default ../shared)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="an empty directory to build in and keep (default: a temporary one, deleted afterwards)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON results (default bench/results/{name}.json)")
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=3, help="rounds over the PDFs; medians are reported (default 3)")
+    p.add_argument(
+        "--scifact-docs", type=int, default=1000, help="SciFact abstracts for the text slice, 0 to skip (default 1000)"
+    )
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunks", type=int, default=100_000, help="chunks in the index (default 100000)")
+    p.add_argument("--chunks-per-doc", type=int, default=20, help="chunks per synthetic document (default 20)")
+    p.add_argument(
+        "--vectors",
+        choices=("sentence-mix", "random"),
+        default="sentence-mix",
+        help="mixtures of real sentence embeddings (default) or uniform random unit vectors",
+    )
+    p.add_argument(
+        "--base-sentences", type=int, default=2000, help="sentences embedded for sentence-mix vectors (default 2000)"
+    )
+    p.add_argument("--queries", type=int, default=300, help="SciFact test queries to time (default all 300)")
+    p.add_argument(
+        "--http-requests", type=int, default=300, help="requests per concurrency level, 0 skips HTTP (default 300)"
+    )
+    p.add_argument("--concurrency", type=_ints, default=[1, 4, 16], help="HTTP concurrency levels (default 1,4,16)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _quality_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=("scifact", "cranfield"), default="scifact")
+    p.add_argument(
+        "--limit-docs", type=int, default=None, help="index only the first N documents (a quick, partial run)"
+    )
+    p.add_argument("--tune", action="store_true", help="pick the hybrid semantic weight on the TRAIN qrels")
+    p.add_argument(
+        "--weights", type=_floats, default=[0.3, 0.5, 0.7], help="weights --tune tries (default 0.3,0.5,0.7)"
+    )
+
+
+def _memory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pdf", type=Path, default=None, help="the PDF to upload (default the largest valid one in shared/pdfs)"
+    )
+    p.add_argument(
+        "--settle-seconds", type=float, default=2.0, help="wait after /health before reading idle RSS (default 2)"
+    )
+    p.add_argument("--sample-ms", type=int, default=50, help="RSS sampling interval (default 50)")
+
+
+def _all_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunks", type=int, default=100_000, help="chunks in the search index (default 100000)")
+    p.add_argument("--limit-docs", type=int, default=None, help="quality: index only the first N SciFact documents")
+    p.add_argument(
+        "--skip",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=[],
+        help=f"comma-separated benchmarks to leave out, of {','.join(SEQUENCE)}",
+    )
+
+
+BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "ingest": ("pages/s and chunks/s through the real ingest path, vs the bare embedder", _ingest_args),
+    "search": ("latency (in process and HTTP) and HNSW recall on a large multi-tenant index", _search_args),
+    "quality": ("nDCG@10 and Recall@100 on SciFact (BEIR) or Cranfield, per search mode", _quality_args),
+    "memory": ("server RSS idle and while ingesting the largest PDF", _memory_args),
+    "all": ("ingest, search, quality (SciFact) and memory in turn, then a pass/fail summary", _all_args),
+}
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    bench = sub.add_parser("bench", help="benchmarks that print their figures")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks that print their figures",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bench.set_defaults(func=lambda args: bench.print_help() or 0)
+    bench_sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    parsers: dict[str, argparse.ArgumentParser] = {}
+    for name, (summary, add_arguments) in BENCHMARKS.items():
+        parser = bench_sub.add_parser(name, help=summary, description=summary)
+        _common(parser, name)
+        add_arguments(parser)
+        parsers[name] = parser
+    for name in SEQUENCE:
+        parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
+    parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
+
+
+def _execute(name: str, args: argparse.Namespace, console: Console) -> Report:
+    from ragline.bench.common import default_out, targets_table, write_json
+
+    module = importlib.import_module(f"ragline.bench.{name}")
+    started, load = time.time(), os.getloadavg()
+    console.rule(f"ragline bench {name}")
+    report: Report = module.run(args, console)
+    out = args.out or default_out(name)
+    write_json(out, report.as_json(started, load))
+    if report.targets:
+        console.print(targets_table(report.targets, f"{name}: targets"))
+    console.print(f"[dim]{name}: {time.time() - started:.0f} s; results written to {out}[/]")
+    return report
+
+
+def _run_one(name: str, args: argparse.Namespace) -> int:
+    from ragline.bench.common import BenchError, make_console
+
+    console = make_console()
+    try:
+        _execute(name, args, console)
+    except BenchError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    return 0
+
+
+def _run_all(args: argparse.Namespace, parsers: dict[str, argparse.ArgumentParser]) -> int:
+    from ragline.bench.common import BenchError, default_out, make_console, targets_table, write_json
+
+    console = make_console()
+    shared = ["--shared", str(args.shared)]
+    argv = {
+        "ingest": shared,
+        "search": [*shared, "--chunks", str(args.chunks)],
+        "quality": [*shared, "--dataset", "scifact"]
+        + (["--limit-docs", str(args.limit_docs)] if args.limit_docs else []),
+        "memory": shared,
+    }
+    summary: dict[str, object] = {}
+    targets = []
+    started = time.time()
+    for name in SEQUENCE:
+        if name in args.skip:
+            continue
+        sub_args = parsers[name].parse_args(argv[name])
+        if args.data_dir is not None:
+            sub_args.data_dir = args.data_dir / name
+        try:
+            report = _execute(name, sub_args, console)
+        except BenchError as exc:
+            console.print(f"[red]{name} could not run:[/] {exc}")
+            summary[name] = {"error": str(exc)}
+            continue
+        targets.extend(report.targets)
+        summary[name] = {"targets": [t.as_dict() for t in report.targets], "results": str(default_out(name))}
+    console.rule("ragline bench all: summary")
+    console.print(targets_table(targets, "all targets"))
+    out = args.out or default_out("all")
+    write_json(out, {"benchmark": "all", "duration_s": round(time.time() - started, 1), "benchmarks": summary})
+    console.print(f"[dim]summary written to {out}[/]")
+    missed = [t.name for t in targets if t.kind == "target" and t.passed is False]
+    console.print(f"{len(missed)} target(s) missed" + (f": {'; '.join(missed)}" if missed else ""))
+    return 0

@@ -19,11 +19,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ragline.container import Container
     from ragline.models import Document
 
+T = TypeVar("T")
 INVALID_PDF = "invalid-truncated-linearized.pdf"
 BENCH_TENANT = "bench"
 
@@ -154,27 +155,33 @@ def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("nan")
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Call fn; return its result and the wall time it took in seconds."""
+def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """Call fn(*args, **kwargs); return its result and the wall time it took in seconds."""
     started = time.perf_counter()
-    result = fn()
+    result = fn(*args, **kwargs)
     return result, time.perf_counter() - started
 
 
 # ---- output --------------------------------------------------------------------------------------
 def make_console(stderr: bool = False) -> Console:
+    """Rich console; when the output is not a terminal (a log file, a pipe), 150 columns wide."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 150)
 
 
 def make_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> Table:
-    """A table whose first column is left-aligned and the others (figures) right-aligned."""
+    """A table whose figure columns are right-aligned and text columns left-aligned."""
     from rich.table import Table
+
+    def numeric(column: int) -> bool:
+        cells = [row[column] for row in rows if row[column] is not None]
+        return bool(cells) and all(isinstance(c, (int, float)) for c in cells)
 
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for number, column in enumerate(columns):
-        table.add_column(column, justify="left" if number == 0 else "right")
+        table.add_column(column, justify="right" if number > 0 and numeric(number) else "left")
     for row in rows:
         table.add_row(*(fmt(cell) for cell in row))
     return table
@@ -329,29 +336,34 @@ def bench_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(data_dir=data_dir, **overrides)
 
 
-def warm_up(embedder: Any) -> None:
-    """onnxruntime's first runs allocate and pick kernels: keep them out of every timing."""
-    embedder.embed_documents(["warm up " * 20] * 8 + ["short"])
-    embedder.embed_query("warm up")
+def warm_up(embedder: Any, rounds: int = 2) -> None:
+    """onnxruntime's first runs at each input shape allocate and pick kernels: run short to
+    full-length (256-token) batches first, to keep that out of every timing."""
+    texts = [" ".join(["word"] * n) for n in (8, 32, 64, 128, 192, 250) for _ in range(8)]
+    for _ in range(rounds):
+        embedder.embed_documents(texts)
+        embedder.embed_query("warm up the query path")
 
 
 @dataclass
 class Ingested:
     document: Document
     duplicate: bool
-    seconds: float
+    seconds: float  # accept + claim + process
+    accept_seconds: float
 
 
 def ingest_now(container: Container, tenant_id: str, data: bytes, **accept: Any) -> Ingested:
     """The real ingest path, synchronously, as `ragline ingest` runs it: accept, claim, process."""
     started = time.perf_counter()
     accepted = container.ingest.accept(tenant_id, data, **accept)
+    accepted_at = time.perf_counter()
     document = accepted.document
     if not accepted.duplicate and accepted.job_id is not None:
         job = container.store.claim(accepted.job_id)
         if job is not None:
             document = container.ingest.process(job) or document
-    return Ingested(document, accepted.duplicate, time.perf_counter() - started)
+    return Ingested(document, accepted.duplicate, time.perf_counter() - started, accepted_at - started)
 
 
 def ingest_beir_doc(container: Container, tenant_id: str, doc: BeirDoc) -> Ingested:
@@ -433,7 +445,9 @@ class RaglineServer:
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise BenchError(f"the server exited with code {self._process.returncode}; see {self.log_path}:\n{self.log_tail()}")
+                raise BenchError(
+                    f"the server exited with code {self._process.returncode}; see {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
                     return
@@ -470,8 +484,6 @@ def rss_mb(pid: int) -> float:
     process = psutil.Process(pid)
     total = process.memory_info().rss
     for child in process.children(recursive=True):
-        try:
+        with suppress(psutil.NoSuchProcess):
             total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total / 1e6

@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+# Filtered HNSW loses recall when few nodes pass the filter (bench: 0.99 at 70% of chunks, 0.62 at
+# 1%), so by default a filter matching less than this share of the index is searched exactly.
+HNSW_MIN_FILTER_SHARE = 0.1
+# Exact search copies the matching rows when they are few, and scores the whole matrix in place when many.
+EXACT_GATHER_MAX_SHARE = 0.3
 SNAPSHOT_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -246,12 +251,14 @@ class EmbeddedVectorIndex:
         ef_construction: int = 100,
         ef_search: int = 256,
         exact_search_max_candidates: int = 20_000,
+        hnsw_min_filter_share: float = HNSW_MIN_FILTER_SHARE,
         snapshot_interval_seconds: float = 30.0,
     ) -> None:
         self.dimension = dimension
         self.directory = directory
         self.ef_search = ef_search
         self.exact_search_max_candidates = exact_search_max_candidates
+        self.hnsw_min_filter_share = hnsw_min_filter_share
         self._hnsw_m = hnsw_m
         self._ef_construction = ef_construction
         directory.mkdir(parents=True, exist_ok=True)
@@ -474,6 +481,11 @@ class EmbeddedVectorIndex:
             return np.zeros(0, dtype=bool)
         return mem.mask(flt) & mem.alive_mask()
 
+    def searches_exactly(self, matches: int, k: int) -> bool:
+        """Whether a filter matching `matches` chunks is answered by exact search rather than HNSW."""
+        narrow = matches < self.hnsw_min_filter_share * self._mem.size
+        return matches <= max(k, self.exact_search_max_candidates) or narrow
+
     def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
@@ -484,10 +496,13 @@ class EmbeddedVectorIndex:
             if matches == 0:
                 return []
             k = min(k, matches)
-            if matches <= max(k, self.exact_search_max_candidates):
+            if self.searches_exactly(matches, k):
                 positions = np.flatnonzero(mask)
-                scores = np.zeros(mem.size, dtype=np.float32)
-                scores[positions] = mem.vectors_view()[positions] @ query[0]
+                if matches < EXACT_GATHER_MAX_SHARE * mem.size:
+                    scores = np.zeros(mem.size, dtype=np.float32)
+                    scores[positions] = mem.vectors_view()[positions] @ query[0]
+                else:
+                    scores = mem.vectors_view() @ query[0]  # no row copy: cheaper when most rows match
                 best = _top_k(scores, positions, k)
                 sims = scores[best]
             else:
@@ -508,6 +523,7 @@ class EmbeddedVectorIndex:
             if mem.live_count == 0:
                 return []
             alive = mem.alive_mask()
+            mask = self._candidates(flt)
             doc_len = np.frombuffer(mem.doc_len, dtype=np.float32)
             avg_len = max(mem.live_length / mem.live_count, 1e-9)
             scores = np.zeros(mem.size, dtype=np.float32)
@@ -516,15 +532,16 @@ class EmbeddedVectorIndex:
                 if posting is None:
                     continue
                 positions = np.frombuffer(posting[0], dtype=np.int32)
-                freqs = np.frombuffer(posting[1], dtype=np.float32)
-                df = int(alive[positions].sum())
-                if df == 0:
+                df = int(alive[positions].sum())  # statistics are index-wide, as in one OpenSearch shard
+                wanted = mask[positions]
+                if df == 0 or not wanted.any():
                     continue
+                positions = positions[wanted]
+                freqs = np.frombuffer(posting[1], dtype=np.float32)[wanted]
                 idf = math.log(1.0 + (mem.live_count - df + 0.5) / (df + 0.5))
                 norm = BM25_K1 * (1.0 - BM25_B + BM25_B * doc_len[positions] / avg_len)
                 scores[positions] += query_count * idf * freqs / (freqs + norm)
-            mask = self._candidates(flt)
-            candidates = np.flatnonzero(mask & (scores > 0))
+            candidates = np.flatnonzero(scores > 0)
             if candidates.size == 0:
                 return []
             best = _top_k(scores, candidates, min(k, candidates.size))
