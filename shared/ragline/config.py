@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     hybrid_candidates: int = Field(default=100, ge=10, le=1000)
     hybrid_semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
+    # OpenSearch: when set, vectors live there instead of the embedded engine (RAGLINE_OPENSEARCH_* tune it)
+    opensearch_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENSEARCH_URL", "RAGLINE_OPENSEARCH_URL")
+    )
+
     # Answers
     anthropic_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "RAGLINE_ANTHROPIC_API_KEY")

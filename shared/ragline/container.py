@@ -14,7 +14,7 @@ from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatService
 from ragline.config import Settings
 from ragline.ingest.service import IngestService
-from ragline.ports import AnswerModel
+from ragline.ports import AnswerModel, VectorIndex
 from ragline.retrieval.service import SearchService
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Container:
     settings: Settings
     store: SqliteMetadataStore
     blobs: FilesystemBlobStore
-    index: EmbeddedVectorIndex
+    index: VectorIndex
     embedder: OnnxEmbedder
     events: InProcessEventBus
     answerer: AnswerModel
@@ -52,6 +52,25 @@ def build_answerer(settings: Settings) -> AnswerModel:
     return ExtractiveAnswerer()
 
 
+def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_seconds: float = 30.0) -> VectorIndex:
+    """OpenSearch when OPENSEARCH_URL is set (its index and pipeline made if missing), else the embedded engine."""
+    if settings.opensearch_url:
+        from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+
+        remote = OpenSearchVectorIndex(OpenSearchSettings(url=settings.opensearch_url), dimension)
+        remote.ensure_index()
+        return remote
+    return EmbeddedVectorIndex(
+        settings.vector_dir,
+        dimension,
+        hnsw_m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        ef_search=settings.hnsw_ef_search,
+        exact_search_max_candidates=settings.exact_search_max_candidates,
+        snapshot_interval_seconds=snapshot_interval_seconds,
+    )
+
+
 def build_container(settings: Settings, *, snapshot_interval_seconds: float = 30.0) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteMetadataStore(settings.metadata_db)
@@ -59,15 +78,7 @@ def build_container(settings: Settings, *, snapshot_interval_seconds: float = 30
     embedder = OnnxEmbedder(
         settings.embedding_model_path, batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
     )
-    index = EmbeddedVectorIndex(
-        settings.vector_dir,
-        embedder.dimension,
-        hnsw_m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
-        ef_search=settings.hnsw_ef_search,
-        exact_search_max_candidates=settings.exact_search_max_candidates,
-        snapshot_interval_seconds=snapshot_interval_seconds,
-    )
+    index = build_vector_index(settings, embedder.dimension, snapshot_interval_seconds=snapshot_interval_seconds)
     events = InProcessEventBus()
     answerer = build_answerer(settings)
     search = SearchService(
