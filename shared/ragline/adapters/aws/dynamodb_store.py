@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from functools import cache
@@ -336,27 +336,35 @@ class DynamoMetadataStore:
         item = answer.get("Item")
         return deserialize(item) if item else None
 
+    def _until_processed(
+        self, send: Callable[[dict[str, Any]], dict[str, Any]], pending: dict[str, Any], leftovers: str, what: str
+    ) -> list[dict[str, Any]]:
+        """Send a batch request, then its unprocessed leftovers, backing off while DynamoDB throttles."""
+        answers = []
+        for attempt in range(UNPROCESSED_RETRIES):
+            with self._down():
+                answer = send(pending)
+            answers.append(answer)
+            pending = answer.get(leftovers) or {}
+            if not pending:
+                return answers
+            time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off before the leftovers
+        raise DependencyUnavailable(f"DynamoDB table {self.table_name} kept refusing {what}", error="Dependency unavailable")
+
     def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {
+            request = {
                 self.table_name: {
                     "Keys": [serialize(k) for k in keys[start : start + BATCH_GET_MAX]],
                     "ConsistentRead": True,
                 }
             }
-            for attempt in range(UNPROCESSED_RETRIES):
-                with self._down():
-                    answer = self._db.batch_get_item(RequestItems=pending)
+            answers = self._until_processed(
+                lambda pending: self._db.batch_get_item(RequestItems=pending), request, "UnprocessedKeys", "reads"
+            )
+            for answer in answers:
                 items.extend(deserialize(item) for item in answer["Responses"].get(self.table_name, []))
-                pending = answer.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off before the leftovers
-            else:
-                raise DependencyUnavailable(
-                    f"DynamoDB table {self.table_name} kept refusing reads", error="Dependency unavailable"
-                )
         return items
 
     def _query(self, **arguments: Any) -> Iterator[dict[str, Any]]:
@@ -445,18 +453,12 @@ class DynamoMetadataStore:
     def _batch_delete(self, keys: list[dict[str, str]]) -> None:
         for start in range(0, len(keys), BATCH_WRITE_MAX):
             requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys[start : start + BATCH_WRITE_MAX]]
-            pending: dict[str, Any] = {self.table_name: requests}
-            for attempt in range(UNPROCESSED_RETRIES):
-                with self._down():
-                    answer = self._db.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off before the leftovers
-            else:
-                raise DependencyUnavailable(
-                    f"DynamoDB table {self.table_name} kept refusing deletes", error="Dependency unavailable"
-                )
+            self._until_processed(
+                lambda pending: self._db.batch_write_item(RequestItems=pending),
+                {self.table_name: requests},
+                "UnprocessedItems",
+                "deletes",
+            )
 
     def _update_existing(
         self,
