@@ -25,8 +25,11 @@ install-test: $(VENV)/.installed-test
 dev: install
 	$(BIN)/ragline serve
 
-test: install-test
+test: install-test lint
 	$(BIN)/pytest
+
+lint: install-test
+	$(BIN)/ruff check shared tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache
