@@ -46,7 +46,7 @@ class OnnxEmbedder:
     model_name = MODEL_NAME
     dimension = DIMENSION
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 8, threads: int = 0) -> None:
         self.batch_size = batch_size
         self._encoder = load_tokenizer()
         self._encoder.enable_truncation(MODEL_MAX_TOKENS)
@@ -55,6 +55,9 @@ class OnnxEmbedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Batches vary in width, and a memory pattern is planned and kept per input shape: with it
+        # on, RSS reached ~1.5 GB on 256-token batches of 32; off, with batches of 8, ~0.4 GB and faster.
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(
             str(model_path or default_model_path()), options, providers=["CPUExecutionProvider"]
         )
