@@ -36,7 +36,8 @@ def health_detailed(request: Request, _: Principal = Depends(require(Scope.ADMIN
     _check("metadata_store", container.store.ping, dependencies)
     _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)
     _check("vector_index", lambda: container.index.count(MatchAll()), dependencies)
-    _check("embedder", lambda: container.embedder.embed_query("health"), dependencies)
+    # embed_documents, not embed_query: the query cache would answer without running the model
+    _check("embedder", lambda: container.embedder.embed_documents(["health check"]), dependencies)
     dependencies["answer_model"] = f"healthy ({container.answerer.name})"
     process = psutil.Process()
     body = {
