@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings
+from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import (
     And,
@@ -269,18 +269,8 @@ def test_index_definition_for_older_clusters_and_serverless():
 
 def test_infra_index_definition_is_what_the_adapter_creates():
     """infra/opensearch/index-v1.json: the definition for the default model (384 dims) and settings."""
-    defaults = OpenSearchSettings(url="http://localhost:9200")
-    built = q.index_definition(
-        384,
-        m=defaults.hnsw_m,
-        ef_construction=defaults.hnsw_ef_construction,
-        ef_search=defaults.hnsw_ef_search,
-        space_type=defaults.space_type,
-        shards=defaults.shards,
-        replicas=defaults.replicas,
-        alias=defaults.index_alias,
-    )
-    assert_golden("index-v1.json", built, folder=REPO / "infra" / "opensearch")
+    adapter = OpenSearchVectorIndex(OpenSearchSettings(url="http://localhost:9200"), 384)  # no request is sent
+    assert_golden("index-v1.json", adapter.index_definition(), folder=REPO / "infra" / "opensearch")
 
 
 def test_hybrid_pipeline_golden():
