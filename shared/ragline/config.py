@@ -17,6 +17,9 @@ MAX_CHUNK_TOKENS = MODEL_MAX_TOKENS - 2
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGLINE_", extra="ignore", frozen=True)
 
+    # Where state lives: "local" (SQLite, files, embedded vectors) or "aws" (DynamoDB, S3, SQS, SNS;
+    # vectors in OpenSearch when OPENSEARCH_URL is set, else the embedded engine).
+    backend: Literal["local", "aws"] = "local"
     data_dir: Path = Path(".ragline")
     inbox_dir: Path | None = None
     host: str = "127.0.0.1"
@@ -61,6 +64,22 @@ class Settings(BaseSettings):
     chat_default_limit: int = Field(default=5, ge=1, le=50)
     chat_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_max_retries: int = Field(default=2, ge=0, le=5)
+
+    # AWS backend: the resources template.yaml declares (the functions get them from the stack;
+    # `ragline serve --backend aws` creates them on the emulator and fills these in).
+    documents_bucket: str | None = None
+    ingest_queue_url: str | None = None
+    events_topic_arn: str | None = None
+    table_name: str = "ragline-metadata"
+    # Deployed, the API Gateway authorizer has checked the key: trust its context instead of re-reading it.
+    auth_mode: Literal["key", "authorizer"] = "key"
+    # A job still `processing` this long after its claim was abandoned (the function's timeout).
+    ingest_reclaim_after_seconds: float = Field(default=900.0, gt=0)
+
+    # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
+    embedding_provider: Literal["local", "bedrock"] = "local"
+    bedrock_model_id: str = "amazon.titan-embed-text-v2:0"
+    bedrock_dimension: Literal[256, 512, 1024] = 1024
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
