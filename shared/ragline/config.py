@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
@@ -47,10 +47,42 @@ class Settings(BaseSettings):
     hybrid_candidates: int = Field(default=100, ge=10, le=1000)
     hybrid_semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
-    # OpenSearch: when set, vectors live there instead of the embedded engine (RAGLINE_OPENSEARCH_* tune it)
+    # OpenSearch: when set, vectors live there instead of the embedded engine (RAGLINE_OPENSEARCH_* tune it).
+    # The adapter reads these through OpenSearchSettings.from_settings(); see infra/opensearch/README.md.
     opensearch_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENSEARCH_URL", "RAGLINE_OPENSEARCH_URL")
     )
+    # None: "basic" when the URL or username carries credentials, else "none". sigv4-es signs for
+    # Amazon OpenSearch Service, sigv4-aoss for OpenSearch Serverless.
+    opensearch_auth_mode: Literal["none", "basic", "sigv4-es", "sigv4-aoss"] | None = None
+    opensearch_username: str | None = None
+    opensearch_password: SecretStr | None = None
+    opensearch_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("opensearch_region", "RAGLINE_OPENSEARCH_REGION", "AWS_REGION"),
+    )
+    opensearch_verify_certs: bool = True
+    opensearch_timeout_seconds: float = Field(default=10.0, gt=0)
+    opensearch_write_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Reads and writes go through the alias <index_alias>; the first start creates <index_alias>-v<index_version>.
+    opensearch_index_alias: str = Field(default="ragline-chunks", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    opensearch_index_version: int = Field(default=1, ge=1)
+    opensearch_shards: int = Field(default=1, ge=1)
+    opensearch_replicas: int = Field(default=1, ge=0)
+    opensearch_space_type: Literal["cosinesimil", "innerproduct"] = "cosinesimil"
+    # None: the engine-wide hnsw_* and hybrid_semantic_weight above, so both engines are tuned alike.
+    opensearch_hnsw_m: int | None = Field(default=None, ge=4, le=128)
+    opensearch_hnsw_ef_construction: int | None = Field(default=None, ge=8)
+    opensearch_hnsw_ef_search: int | None = Field(default=None, ge=8)
+    opensearch_semantic_weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    opensearch_hybrid_pipeline_id: str = Field(default="ragline-hybrid", pattern=r"^[A-Za-z0-9_-]+$")
+    opensearch_create_hybrid_pipeline: bool = True
+    opensearch_bulk_max_actions: int = Field(default=500, ge=1)
+    opensearch_bulk_max_bytes: int = Field(default=5_000_000, ge=1024)
+    opensearch_retry_attempts: int = Field(default=5, ge=1)
+    opensearch_retry_initial_delay_seconds: float = Field(default=0.5, ge=0)
+    opensearch_retry_max_delay_seconds: float = Field(default=20.0, ge=0)
+    opensearch_verify_attempts: int = Field(default=3, ge=1)
 
     # Answers
     anthropic_api_key: str | None = Field(
@@ -71,10 +103,15 @@ class Settings(BaseSettings):
     ingest_queue_url: str | None = None
     events_topic_arn: str | None = None
     table_name: str = "ragline-metadata"
+    # Deployed, each tenant key is also an API Gateway key in this usage plan (throttling per key).
+    usage_plan_id: str | None = None
     # Deployed, the API Gateway authorizer has checked the key: trust its context instead of re-reading it.
     auth_mode: Literal["key", "authorizer"] = "key"
     # A job still `processing` this long after its claim was abandoned (the function's timeout).
     ingest_reclaim_after_seconds: float = Field(default=900.0, gt=0)
+    # The ingest queue's maxReceiveCount: on that delivery a failing message's document is failed
+    # (and error.ingestion published) before SQS moves the message to the dead-letter queue.
+    ingest_max_receives: int = Field(default=5, ge=1)
 
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"

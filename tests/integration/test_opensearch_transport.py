@@ -26,6 +26,7 @@ from ragline.adapters.aws.opensearch_index import (
     OpenSearchSettings,
     OpenSearchVectorIndex,
 )
+from ragline.config import Settings
 from ragline.errors import DependencyUnavailable
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import MatchAll, Term, scope_to_tenant
@@ -127,7 +128,7 @@ def h() -> Iterator[Harness]:
 
 def chunk(document_id: str, position: int, text: str, tenant: str = "t1", **payload: Any) -> IndexedChunk:
     return IndexedChunk(
-        id=f"{document_id}-{position:05d}", tenant_id=tenant, document_id=document_id, text=text, payload=payload
+        id=f"{document_id}-v1-{position:05d}", tenant_id=tenant, document_id=document_id, text=text, payload=payload
     )
 
 
@@ -168,17 +169,30 @@ def expected_dbq(document_id: str, keep: list[str]) -> Sent:
     return Sent("POST", f"/{ALIAS}/_delete_by_query", DBQ_PARAMS, q.delete_by_document_query("t1", document_id, keep))
 
 
+def expected_refresh() -> Sent:
+    return Sent("POST", f"/{ALIAS}/_refresh", {}, None)
+
+
+def expected_others_count(document_id: str, new_ids: list[str]) -> Sent:
+    return Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.other_chunks_query("t1", document_id, new_ids))
+
+
+def expected_discard(document_id: str, ids: list[str]) -> Sent:
+    return Sent("POST", f"/{ALIAS}/_delete_by_query", DBQ_PARAMS, q.delete_chunks_query("t1", document_id, ids))
+
+
 def expected_count(document_id: str) -> Sent:
     return Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query(q.document_filter("t1", document_id)))
 
 
 # ---- ensure_index --------------------------------------------------------------------------------
 def test_ensure_index_on_a_fresh_cluster(h):
-    h.cluster.answer(404).answer(200, {"acknowledged": True, "index": "ragline-chunks-v1"})
+    h.cluster.answer(404).answer(404).answer(200, {"acknowledged": True, "index": "ragline-chunks-v1"})
     h.cluster.answer(404, {}).answer(200, {"acknowledged": True})
     h.index.ensure_index()
     assert h.cluster.sent == [
         Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
+        Sent("HEAD", f"/{ALIAS}", {}, None),  # no concrete index holds the alias's name
         Sent("PUT", "/ragline-chunks-v1", {}, q.index_definition(DIM, alias=ALIAS)),
         Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
         Sent("PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)),
@@ -216,11 +230,12 @@ def test_ensure_index_refuses_another_dimension(h):
 
 def test_ensure_index_when_another_process_creates_it_first(h):
     exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
-    h.cluster.answer(404).answer(400, exists).answer(200).answer(200, MAPPING_8)
+    h.cluster.answer(404).answer(404).answer(400, exists).answer(200).answer(200, MAPPING_8)
     h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.5)})
     h.index.ensure_index()
     assert [(s.method, s.path) for s in h.cluster.sent] == [
         ("HEAD", f"/_alias/{ALIAS}"),
+        ("HEAD", f"/{ALIAS}"),
         ("PUT", "/ragline-chunks-v1"),
         ("HEAD", f"/_alias/{ALIAS}"),
         ("GET", f"/{ALIAS}/_mapping"),
@@ -230,20 +245,129 @@ def test_ensure_index_when_another_process_creates_it_first(h):
 
 def test_ensure_index_with_an_index_but_no_alias_is_a_clear_error(h):
     exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
-    h.cluster.answer(404).answer(400, exists).answer(404)
+    h.cluster.answer(404).answer(404).answer(400, exists).answer(404)
     with pytest.raises(OpenSearchConfigError, match="exists without the alias"):
         h.index.ensure_index()
 
 
+def test_ensure_index_with_a_concrete_index_named_like_the_alias_is_a_clear_error(h):
+    h.cluster.answer(404).answer(200)  # no alias ragline-chunks, but an index ragline-chunks
+    with pytest.raises(OpenSearchConfigError, match="is an index, not an alias") as caught:
+        h.index.ensure_index()
+    assert "POST /_reindex" in caught.value.message
+    assert [(s.method, s.path) for s in h.cluster.sent] == [("HEAD", f"/_alias/{ALIAS}"), ("HEAD", f"/{ALIAS}")]
+
+
 # ---- replace_document ----------------------------------------------------------------------------
-def test_replace_document_bulk_then_delete_others_then_count(h):
+REFRESHED = {"_shards": {"total": 2, "successful": 2, "failed": 0}}
+
+
+def test_replace_document_bulk_then_one_refresh_then_delete_other_versions_then_count(h):
     chunks = [chunk("d1", 0, "new zero", page=1), chunk("d1", 1, "new one", page=2)]
-    h.cluster.answer(200, bulk_ok("d1-00000", "d1-00001"))
+    h.cluster.answer(200, bulk_ok("d1-v1-00000", "d1-v1-00001"))
+    h.cluster.answer(200, REFRESHED)
     h.cluster.answer(200, {"took": 5, "deleted": 3, "failures": []})
     h.cluster.answer(200, {"count": 2})
     h.index.replace_document("t1", "d1", chunks, vectors(2))
-    assert h.cluster.sent == [expected_bulk(chunks), expected_dbq("d1", ["d1-00000", "d1-00001"]), expected_count("d1")]
+    assert h.cluster.sent == [
+        expected_bulk(chunks),
+        expected_refresh(),
+        expected_dbq("d1", ["d1-v1-00000", "d1-v1-00001"]),
+        expected_count("d1"),
+    ]
     assert h.sleeps == []
+
+
+def test_a_large_new_version_is_refreshed_once_not_per_batch():
+    h = make_harness(bulk_max_actions=2)
+    chunks = [chunk("d1", i, f"text {i}") for i in range(5)]
+    for batch in ([0, 1], [2, 3], [4]):
+        h.cluster.answer(200, bulk_ok(*[chunks[i].id for i in batch]))
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 5}).answer(200, {"count": 5})
+    h.index.replace_document("t1", "d1", chunks, vectors(5))
+    paths = [s.path for s in h.cluster.sent]
+    assert paths == ["/_bulk"] * 3 + [f"/{ALIAS}/_refresh", f"/{ALIAS}/_delete_by_query", f"/{ALIAS}/_count"]
+    assert all(s.params["refresh"] == "false" for s in h.cluster.sent if s.path == "/_bulk")
+
+
+def v2_chunks(n: int) -> list[IndexedChunk]:
+    return [
+        IndexedChunk(id=f"d1-v2-{i:05d}", tenant_id="t1", document_id="d1", text=f"v2 {i}", payload={"version": 2})
+        for i in range(n)
+    ]
+
+
+def test_a_failed_new_version_is_discarded_and_the_old_one_stays():
+    """Batch 1 lands, batch 2 is refused: v1 is still there, so every v2 chunk goes (even those
+    whose answer never came back), and v1 stays the document's only version."""
+    h = make_harness(bulk_max_actions=2)
+    chunks = v2_chunks(4)
+    ids = [c.id for c in chunks]
+    h.cluster.answer(200, bulk_ok(ids[0], ids[1]))
+    h.cluster.answer(200, bulk_answer((ids[2], 201, None), (ids[3], 400, "mapper_parsing_exception")))
+    h.cluster.answer(200, {"count": 3})  # v1's chunks
+    h.cluster.answer(200, {"deleted": 3})
+    with pytest.raises(OpenSearchBulkError, match="d1-v2-00003"):
+        h.index.replace_document("t1", "d1", chunks, vectors(4))
+    assert h.cluster.sent[2:] == [expected_others_count("d1", ids), expected_discard("d1", ids)]
+    assert not any(s.path.endswith("/_refresh") for s in h.cluster.sent)  # the new version never shown whole
+
+
+def test_a_failed_first_version_removes_only_what_it_created():
+    """No other version: the ids may already be the live version (a redelivered message), so only
+    the chunks this call created go."""
+    chunks = v2_chunks(3)
+    ids = [c.id for c in chunks]
+    h = make_harness(retry_attempts=1)
+    h.cluster.answer(
+        200,
+        {
+            "errors": True,
+            "items": [
+                {"index": {"_id": ids[0], "status": 200, "result": "updated"}},
+                {"index": {"_id": ids[1], "status": 201, "result": "created"}},
+                {"index": {"_id": ids[2], "status": 503, "error": {"type": "unavailable_shards_exception"}}},
+            ],
+        },
+    )
+    h.cluster.answer(200, {"count": 0}).answer(200, {"deleted": 1})
+    with pytest.raises(DependencyUnavailable, match="kept rejecting 1 chunks"):
+        h.index.replace_document("t1", "d1", chunks, vectors(3))
+    assert h.cluster.sent[1:] == [expected_others_count("d1", ids), expected_discard("d1", [ids[1]])]
+
+
+def test_a_redelivered_version_that_fails_deletes_nothing():
+    chunks = v2_chunks(2)
+    ids = [c.id for c in chunks]
+    h = make_harness(retry_attempts=1)
+    h.cluster.answer(200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"} } for i in ids]})
+    h.cluster.answer(503, {"error": "refresh failed"})
+    h.cluster.answer(200, {"count": 0})
+    with pytest.raises(DependencyUnavailable, match="refresh failed 1 times"):
+        h.index.replace_document("t1", "d1", chunks, vectors(2))
+    assert h.cluster.sent[1:] == [expected_refresh(), expected_others_count("d1", ids)]
+
+
+def test_a_discard_that_fails_too_reports_the_first_failure():
+    """The cluster went away: the next replace's delete step (every other version), ingestion's
+    _fail or a delete removes what is left."""
+    chunks = v2_chunks(1)
+    h = make_harness(retry_attempts=1)
+    h.cluster.answer(200, bulk_ok(chunks[0].id)).answer(503, {"error": "down"}).answer(503, {"error": "down"})
+    with pytest.raises(DependencyUnavailable, match="refresh failed"):
+        h.index.replace_document("t1", "d1", chunks, vectors(1))
+    assert [s.path for s in h.cluster.sent] == ["/_bulk", f"/{ALIAS}/_refresh", f"/{ALIAS}/_count"]
+
+
+def test_the_next_replace_removes_what_a_failed_one_left():
+    chunks = v2_chunks(2)
+    ids = [c.id for c in chunks]
+    h = make_harness()
+    h.cluster.answer(200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"}} for i in ids]})
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 3}).answer(200, {"count": 2})
+    h.index.replace_document("t1", "d1", chunks, vectors(2))
+    # v1 and any v2 leftovers are "not the new set" or the new set itself: one delete covers both
+    assert h.cluster.sent[2] == expected_dbq("d1", ids)
 
 
 def test_replace_with_no_chunks_deletes_all_of_them(h):
@@ -255,10 +379,14 @@ def test_replace_with_no_chunks_deletes_all_of_them(h):
 def test_bulk_rejected_as_a_whole_is_retried_with_backoff(h):
     chunks = [chunk("d1", 0, "zero")]
     rejected = {"error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429}
-    h.cluster.answer(429, rejected).answer(429, rejected).answer(200, bulk_ok("d1-00000"))
-    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 1})
+    h.cluster.answer(429, rejected).answer(429, rejected).answer(200, bulk_ok("d1-v1-00000"))
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 0}).answer(200, {"count": 1})
     h.index.replace_document("t1", "d1", chunks, vectors(1))
-    assert h.cluster.sent == [expected_bulk(chunks)] * 3 + [expected_dbq("d1", ["d1-00000"]), expected_count("d1")]
+    assert h.cluster.sent == [expected_bulk(chunks)] * 3 + [
+        expected_refresh(),
+        expected_dbq("d1", ["d1-v1-00000"]),
+        expected_count("d1"),
+    ]
     assert h.sleeps == [1.0, 2.0]  # initial delay doubling, jitter pinned to its maximum
 
 
@@ -267,32 +395,38 @@ def test_bulk_items_rejected_with_429_are_resent_alone(h):
     h.cluster.answer(
         200,
         bulk_answer(
-            ("d1-00000", 201, None), ("d1-00001", 429, "es_rejected_execution_exception"), ("d1-00002", 201, None)
+            ("d1-v1-00000", 201, None), ("d1-v1-00001", 429, "es_rejected_execution_exception"), ("d1-v1-00002", 201, None)
         ),
     )
-    h.cluster.answer(200, bulk_ok("d1-00001"))
-    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 3})
+    h.cluster.answer(200, bulk_ok("d1-v1-00001"))
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 0}).answer(200, {"count": 3})
     h.index.replace_document("t1", "d1", chunks, vectors(3))
     assert h.cluster.sent[0] == expected_bulk(chunks)
     assert h.cluster.sent[1] == expected_bulk([chunks[1]])
-    assert h.cluster.sent[2:] == [expected_dbq("d1", [c.id for c in chunks]), expected_count("d1")]
+    assert h.cluster.sent[2:] == [expected_refresh(), expected_dbq("d1", [c.id for c in chunks]), expected_count("d1")]
     assert h.sleeps == [1.0]
 
 
 def test_bulk_item_refused_for_good_names_the_chunk_and_stops(h):
     chunks = [chunk("d1", 0, "fine"), chunk("d1", 1, "broken")]
-    h.cluster.answer(200, bulk_answer(("d1-00000", 201, None), ("d1-00001", 400, "mapper_parsing_exception")))
-    with pytest.raises(OpenSearchBulkError, match="d1-00001: 400 mapper_parsing_exception") as caught:
+    h.cluster.answer(200, bulk_answer(("d1-v1-00000", 201, None), ("d1-v1-00001", 400, "mapper_parsing_exception")))
+    h.cluster.answer(200, {"count": 0}).answer(200, {"deleted": 1})  # the discard of what it created
+    with pytest.raises(OpenSearchBulkError, match="d1-v1-00001: 400 mapper_parsing_exception") as caught:
         h.index.replace_document("t1", "d1", chunks, vectors(2))
-    assert [f.chunk_id for f in caught.value.failures] == ["d1-00001"]
-    assert [s.path for s in h.cluster.sent] == ["/_bulk"]  # no delete after a failed write
+    assert [f.chunk_id for f in caught.value.failures] == ["d1-v1-00001"]
+    # no delete of other versions after a failed write: only the discard of the created chunk
+    assert h.cluster.sent[1:] == [
+        expected_others_count("d1", ["d1-v1-00000", "d1-v1-00001"]),
+        expected_discard("d1", ["d1-v1-00000"]),
+    ]
 
 
 def test_bulk_items_still_rejected_after_all_attempts(h):
     chunks = [chunk("d1", 0, "zero")]
     for _ in range(3):
-        h.cluster.answer(200, bulk_answer(("d1-00000", 429, "es_rejected_execution_exception")))
-    with pytest.raises(DependencyUnavailable, match="kept rejecting 1 chunks \\(d1-00000\\)"):
+        h.cluster.answer(200, bulk_answer(("d1-v1-00000", 429, "es_rejected_execution_exception")))
+    h.cluster.answer(200, {"count": 0})  # nothing created, nothing else there: nothing to discard
+    with pytest.raises(DependencyUnavailable, match="kept rejecting 1 chunks \\(d1-v1-00000\\)"):
         h.index.replace_document("t1", "d1", chunks, vectors(1))
     assert h.sleeps == [1.0, 2.0]
 
@@ -302,7 +436,7 @@ def test_large_documents_go_in_bounded_batches():
     chunks = [chunk("d1", i, f"text {i}") for i in range(5)]
     for batch in ([0, 1], [2, 3], [4]):
         h.cluster.answer(200, bulk_ok(*[chunks[i].id for i in batch]))
-    h.cluster.answer(200, {"deleted": 0}).answer(200, {"count": 5})
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 0}).answer(200, {"count": 5})
     h.index.replace_document("t1", "d1", chunks, vectors(5))
     assert [len(s.body) // 2 for s in h.cluster.sent if s.path == "/_bulk"] == [2, 2, 1]
 
@@ -320,7 +454,7 @@ def test_replace_refuses_chunks_of_another_tenant(h):
 def test_replace_that_leaves_strays_is_retried_then_reported(h):
     for _ in range(3):
         h.cluster.answer(200, {"deleted": 0, "version_conflicts": 1}).answer(200, {"count": 2})
-    h.cluster.answers.insert(0, (200, bulk_ok("d1-00000")))
+    h.cluster.answers[:0] = [(200, bulk_ok("d1-v1-00000")), (200, REFRESHED)]
     with pytest.raises(OpenSearchConsistencyError, match="still has 2 chunks"):
         h.index.replace_document("t1", "d1", [chunk("d1", 0, "x")], vectors(1))
     assert h.sleeps == [1.0, 2.0]
@@ -469,17 +603,47 @@ def test_settings_fail_fast(options, message, monkeypatch):
         OpenSearchSettings(**options)
 
 
-def test_settings_read_the_environment(monkeypatch):
+def test_settings_read_the_environment_through_the_global_settings(monkeypatch):
     monkeypatch.setenv("OPENSEARCH_URL", "https://search.example:443")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_AUTH_MODE", "sigv4-es")
+    monkeypatch.delenv("RAGLINE_OPENSEARCH_REGION", raising=False)
     monkeypatch.setenv("AWS_REGION", "us-east-2")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_INDEX_ALIAS", "kb-chunks")
-    settings = OpenSearchSettings()
-    assert (settings.url, settings.region, settings.index_name) == (
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_BULK_MAX_ACTIONS", "50")
+    monkeypatch.setenv("RAGLINE_HNSW_M", "32")  # engine-wide: drives both engines
+    monkeypatch.setenv("RAGLINE_HYBRID_SEMANTIC_WEIGHT", "0.7")
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_HNSW_EF_SEARCH", "128")  # OpenSearch only
+    settings = OpenSearchSettings.from_settings(Settings())
+    assert (settings.url, settings.resolved_auth_mode, settings.region, settings.index_name) == (
         "https://search.example:443",
+        "sigv4-es",
         "us-east-2",
         "kb-chunks-v1",
     )
+    assert (settings.bulk_max_actions, settings.hnsw_m, settings.hnsw_ef_search, settings.semantic_weight) == (
+        50,
+        32,
+        128,
+        0.7,
+    )
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_REGION", "eu-central-1")
+    assert OpenSearchSettings.from_settings(Settings()).region == "eu-central-1"
+
+
+def test_settings_view_fails_fast_and_clearly(monkeypatch):
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("RAGLINE_OPENSEARCH_URL", raising=False)
+    with pytest.raises(OpenSearchConfigError, match="OPENSEARCH_URL is not set"):
+        OpenSearchSettings.from_settings(Settings())
+    monkeypatch.setenv("OPENSEARCH_URL", "https://h:9200")
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_AUTH_MODE", "basic")
+    with pytest.raises(OpenSearchConfigError, match="basic auth needs"):
+        OpenSearchSettings.from_settings(Settings())
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_USERNAME", "admin")
+    monkeypatch.setenv("RAGLINE_OPENSEARCH_PASSWORD", "s3cret")
+    built = OpenSearchSettings.from_settings(Settings())
+    assert built.password is not None and built.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(Settings())
 
 
 def test_client_factory_builds_one_basic_auth_client_per_configuration():

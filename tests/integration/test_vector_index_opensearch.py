@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.config import Settings
 from ragline.retrieval.filters import Term, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
@@ -46,6 +47,7 @@ IndexFactory = Callable[..., OpenSearchVectorIndex]
 
 
 def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
+    """The environment's OpenSearch settings (auth, TLS, timeouts…), on an index of this test's own."""
     name = f"ragline-test-{uuid.uuid4().hex[:12]}"
     options: dict[str, Any] = {
         "url": url,
@@ -55,12 +57,13 @@ def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
         "hybrid_pipeline_id": name,
         **overrides,
     }
-    return OpenSearchSettings(**options)
+    return OpenSearchSettings.from_settings(Settings(), **options)
 
 
 def _drop(index: OpenSearchVectorIndex) -> None:
     client = index.client
-    client.indices.delete(index=index.settings.index_name, params={"ignore_unavailable": "true"})
+    versions = [index.settings.index_name, q.versioned_index_name(index.alias, index.settings.index_version + 1)]
+    client.indices.delete(index=",".join(versions), params={"ignore_unavailable": "true"})
     if index.settings.create_hybrid_pipeline:
         client.search_pipeline.delete(id=index.settings.hybrid_pipeline_id, params={"ignore": 404})
 
@@ -162,6 +165,42 @@ def test_server_side_hybrid_agrees_with_client_side_fusion(make_index):
     server = [hit["_source"]["chunk_id"] for hit in answer["hits"]["hits"]]
     assert set(server) == {cid for cid, _ in fused}
     assert server[0] == fused[0][0]
+
+
+def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_index):
+    from ragline.models import IndexedChunk
+    from ragline.retrieval.service import chunk_version, newest_versions
+
+    index = make_index()
+
+    def version(v: int, n: int) -> list[IndexedChunk]:
+        return [
+            IndexedChunk(id=f"d-v{v}-{i:05d}", tenant_id="t1", document_id="d", text=f"v{v} {i}", payload={"version": v})
+            for i in range(n)
+        ]
+
+    index.replace_document("t1", "d", version(1, 3), np.stack([unit(1)] * 3))
+    index.replace_document("t1", "d", version(2, 2), np.stack([unit(1)] * 2))
+    hits = index.search_vector(unit(1), tenant(), 10)
+    assert sorted(cid for cid, _ in hits) == ["d-v2-00000", "d-v2-00001"]
+    assert newest_versions(hits, {cid: chunk_version(cid) for cid, _ in hits}) == hits
+
+
+def test_reindex_primitives_switch_readers_at_once(make_index):
+    """create a version, write, refresh, one _aliases call: the alias reads the new version."""
+    index = make_index()
+    index.replace_document("t1", "old", [chunk("old", 0, "old version")], unit(1).reshape(1, -1))
+    old = index.current_index()
+    new = q.versioned_index_name(index.alias, index.settings.index_version + 1)
+    index.create_index_version(new)
+    index.write_chunks(new, [chunk("new", 0, "new version")], unit(1).reshape(1, -1))
+    index.refresh(new)
+    assert index.count_in(new, "t1") == 1
+    assert index.document_ids(tenant()) == {"old"}  # readers still on the old version
+    index.switch_alias(old, new)
+    assert index.current_index() == new
+    assert index.document_ids(tenant()) == {"new"}
+    assert [c.id for c in index.stored_chunks("t1", "old", old)] == ["old-00000"]
 
 
 # ---- tests of the embedded engine that do not apply here -----------------------------------------

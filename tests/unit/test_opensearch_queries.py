@@ -311,19 +311,86 @@ def test_count_and_document_ids_golden():
 
 
 def test_delete_queries_golden():
-    assert_golden("delete_by_document_query.json", q.delete_by_document_query("t1", "d1", ["d1-00000", "d1-00001"]))
+    keep = ["d1-v2-00000", "d1-v2-00001"]  # the new version: every other version goes
+    assert_golden("delete_by_document_query.json", q.delete_by_document_query("t1", "d1", keep))
     assert_golden("delete_by_document_query_all.json", q.delete_by_document_query("t1", "d1"))
     assert_golden("delete_by_filter_query.json", q.delete_by_filter_query(FLT))
 
 
+def test_replace_window_queries_golden():
+    ids = ["d1-v2-00000", "d1-v2-00001"]
+    assert_golden("other_chunks_query.json", q.other_chunks_query("t1", "d1", ids))
+    assert_golden("delete_chunks_query.json", q.delete_chunks_query("t1", "d1", ids))
+    with pytest.raises(ValueError, match="name the chunks"):
+        q.delete_chunks_query("t1", "d1", [])
+
+
 def test_payloads_query_and_alias_swap_golden():
-    assert_golden("payloads_query.json", q.payloads_query(["d1-00000", "d2-00003"]))
+    assert_golden("payloads_query.json", q.payloads_query(["d1-v1-00000", "d2-v1-00003"]))
+    # One request, remove + add: OpenSearch applies the actions of one _aliases call atomically.
     assert_golden("alias_swap.json", q.alias_swap("ragline-chunks", "ragline-chunks-v1", "ragline-chunks-v2"))
+
+
+def test_reindex_bodies_golden():
+    assert_golden("copy_other_tenants.json", q.copy_other_tenants("ragline-chunks-v1", "ragline-chunks-v2", "t1"))
+    assert_golden("stored_chunks_query.json", q.stored_chunks_query("t1", "d1", 1000, "d1-v3-00999"))
+    assert "search_after" not in q.stored_chunks_query("t1", "d1", 1000)
+
+
+@pytest.mark.parametrize(
+    "name, version",
+    [
+        ("ragline-chunks-v1", 1),
+        ("ragline-chunks-v12", 12),
+        ("ragline-chunks", None),
+        ("ragline-chunks-v", None),
+        ("ragline-chunks-v01", None),
+        ("ragline-chunks-vx", None),
+        ("other-v1", None),
+        ("ragline-chunks-v1-old", None),
+    ],
+)
+def test_index_versions(name, version):
+    assert q.index_version("ragline-chunks", name) == version
+    if version is not None:
+        assert q.versioned_index_name("ragline-chunks", version) == name
+
+
+def test_alias_target():
+    one = {"ragline-chunks-v1": {"aliases": {"ragline-chunks": {}}}}
+    assert q.alias_target("ragline-chunks", one) == "ragline-chunks-v1"
+    two = {
+        "ragline-chunks-v1": {"aliases": {"ragline-chunks": {"is_write_index": False}}},
+        "ragline-chunks-v2": {"aliases": {"ragline-chunks": {"is_write_index": True}}},
+    }
+    assert q.alias_target("ragline-chunks", two) == "ragline-chunks-v2"
+    ambiguous = {"a-v1": {"aliases": {"a": {}}}, "a-v2": {"aliases": {"a": {}}}}
+    with pytest.raises(ValueError, match="none is its only write index"):
+        q.alias_target("a", ambiguous)
+
+
+def test_bulk_created_ids():
+    answer = {
+        "errors": True,
+        "items": [
+            {"index": {"_id": "a", "status": 201, "result": "created"}},
+            {"index": {"_id": "b", "status": 200, "result": "updated"}},
+            {"index": {"_id": "c", "status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+            {"index": {"_id": "d", "status": 201}},
+        ],
+    }
+    assert q.bulk_created_ids(answer) == ["a", "d"]
+
+
+def test_stored_chunks_from_hits():
+    source = {"chunk_id": "d-v1-00000", "tenant_id": "t1", "document_id": "d", "text": "hi", "payload": {"version": 1}}
+    (stored,) = q.stored_chunks_from_hits({"hits": {"hits": [{"_source": source}]}})
+    assert stored == IndexedChunk(id="d-v1-00000", tenant_id="t1", document_id="d", text="hi", payload={"version": 1})
 
 
 def chunk(document_id: str, position: int, text: str, tenant: str = "t1", **payload: Any) -> IndexedChunk:
     return IndexedChunk(
-        id=f"{document_id}-{position:05d}", tenant_id=tenant, document_id=document_id, text=text, payload=payload
+        id=f"{document_id}-v1-{position:05d}", tenant_id=tenant, document_id=document_id, text=text, payload=payload
     )
 
 
@@ -348,7 +415,7 @@ def test_bulk_actions_golden():
 def test_bulk_actions_without_routing_and_with_mismatched_vectors():
     chunks = [chunk("d1", 0, "x")]
     lines = q.bulk_actions("idx", chunks, np.ones((1, 2), dtype=np.float32), routing=False)
-    assert lines[0] == {"index": {"_index": "idx", "_id": "d1-00000"}}
+    assert lines[0] == {"index": {"_index": "idx", "_id": "d1-v1-00000"}}
     with pytest.raises(ValueError, match="one vector per chunk"):
         q.bulk_actions("idx", chunks, np.ones((2, 2), dtype=np.float32))
 

@@ -61,6 +61,46 @@ def document_payload(doc: Document) -> dict[str, Any]:
     return payload
 
 
+def extract_passages(
+    doc: Document, blobs: BlobStore, embedder: Embedder
+) -> tuple[list[Passage], np.ndarray, int, str | None]:
+    """Parse a document's stored original, chunk it and embed the chunks (the next pages are
+    parsed while the current ones are embedded): passages, vectors, page count, parsed title."""
+    parsed = parse(blobs.get(doc.blob_key), doc.content_type, doc.filename)
+    passages: list[Passage] = []
+    parts: list[np.ndarray] = []
+    chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap)
+    for group in prefetch(grouped(chunks, EMBED_GROUP)):
+        parts.append(embedder.embed_documents([p.text for p in group]))
+        passages.extend(group)
+    if not passages:
+        raise DocumentParseError("no text found in the file: there is nothing to index")
+    vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return passages, vectors, parsed.page_count, parsed.title
+
+
+def document_chunks(doc: Document, passages: list[Passage], parsed_title: str | None) -> list[IndexedChunk]:
+    """The indexed chunks of one version of a document. Ids carry the version, so a new version
+    never overwrites the old one's chunks in place (OpenSearch swaps them only after a refresh)."""
+    base = document_payload(doc.model_copy(update={"title": doc.title or parsed_title}))
+    return [
+        IndexedChunk(
+            id=f"{doc.id}-v{doc.version}-{position:05d}",
+            tenant_id=doc.tenant_id,
+            document_id=doc.id,
+            text=passage.text,
+            payload={
+                **base,
+                "page": passage.page,
+                "section": passage.section,
+                "chunk_index": position,
+                "version": doc.version,
+            },
+        )
+        for position, passage in enumerate(passages)
+    ]
+
+
 class IngestService:
     def __init__(
         self,
@@ -188,23 +228,8 @@ class IngestService:
             return None
         doc = self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.PROCESSING, error=None)
         try:
-            passages, vectors, page_count, title = self._extract(doc)
-            chunks = [
-                IndexedChunk(
-                    id=f"{doc.id}-{position:05d}",
-                    tenant_id=doc.tenant_id,
-                    document_id=doc.id,
-                    text=passage.text,
-                    payload={
-                        **document_payload(doc.model_copy(update={"title": doc.title or title})),
-                        "page": passage.page,
-                        "section": passage.section,
-                        "chunk_index": position,
-                        "version": doc.version,
-                    },
-                )
-                for position, passage in enumerate(passages)
-            ]
+            passages, vectors, page_count, title = extract_passages(doc, self.blobs, self.embedder)
+            chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
             return self._fail(doc, job, str(exc))
@@ -238,20 +263,6 @@ class IngestService:
             self.events.publish("document.updated", doc.tenant_id, data)
         return indexed
 
-    def _extract(self, doc: Document) -> tuple[list[Passage], np.ndarray, int, str | None]:
-        data = self.blobs.get(doc.blob_key)
-        parsed = parse(data, doc.content_type, doc.filename)
-        passages: list[Passage] = []
-        parts: list[np.ndarray] = []
-        chunks = chunk_blocks(parsed.blocks, self.embedder.tokenizer, doc.chunk_size, doc.chunk_overlap)
-        for group in prefetch(grouped(chunks, EMBED_GROUP)):
-            parts.append(self.embedder.embed_documents([p.text for p in group]))
-            passages.extend(group)
-        if not passages:
-            raise DocumentParseError("no text found in the file: there is nothing to index")
-        vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return passages, vectors, parsed.page_count, parsed.title
-
     def _fail(self, doc: Document, job: Job, reason: str) -> Document:
         # Only indexed documents have searchable chunks: a failed new version takes the old one's away.
         self.index.delete_document(doc.tenant_id, doc.id)
@@ -263,6 +274,14 @@ class IngestService:
             "error.ingestion", doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason}
         )
         return failed
+
+    def fail_job(self, job: Job, reason: str) -> Document | None:
+        """End a job that can never succeed (out of deliveries, or a bug): failed, and said so by event."""
+        doc = self.store.get_document(job.tenant_id, job.document_id)
+        if doc is None or doc.status == DocumentStatus.DELETING:
+            self.queue.finish(job.id, error=reason)
+            return None
+        return self._fail(doc, job, reason)
 
     def _drop_older_originals(self, doc: Document) -> None:
         for version in range(1, doc.version):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragline.models import SearchHit, SearchRequest, SearchResponse
@@ -12,6 +14,47 @@ from ragline.retrieval.fusion import weighted_fusion
 
 
 PAYLOAD_ATTEMPTS = 3
+# Chunk ids are <document id>-v<version>-<position> (IngestService.process); anchored at the end,
+# so whatever a document id contains, the suffix reads back unambiguously.
+_VERSIONED_CHUNK_ID = re.compile(r"^(?P<document>.+)-v(?P<version>[0-9]+)-[0-9]{5,}$")
+DocumentVersion = tuple[str, int]
+
+
+def chunk_version(chunk_id: str) -> DocumentVersion | None:
+    """(document id, version) of a chunk id written by ingestion; None for any other id."""
+    found = _VERSIONED_CHUNK_ID.match(chunk_id)
+    return (found["document"], int(found["version"])) if found else None
+
+
+def payload_version(payload: Mapping[str, Any]) -> DocumentVersion | None:
+    """(document id, version) from a stored payload (chunks carry both)."""
+    document, version = payload.get("document_id"), payload.get("version")
+    if isinstance(document, str) and isinstance(version, int) and not isinstance(version, bool):
+        return document, version
+    return None
+
+
+def newest_versions(
+    ranked: Sequence[tuple[str, float]], versions: Mapping[str, DocumentVersion | None]
+) -> list[tuple[str, float]]:
+    """Drop the chunks of any document version older than the newest one among these candidates.
+
+    OpenSearch cannot swap a document's chunks atomically: between the refresh that shows a new
+    version and the delete of the old one both are searchable. Keeping one version per document
+    within a result hides that window. Chunks without a known version are always kept. Order is kept.
+    """
+    newest: dict[str, int] = {}
+    for chunk_id, _ in ranked:
+        known = versions.get(chunk_id)
+        if known is not None:
+            document, version = known
+            newest[document] = max(version, newest.get(document, version))
+    kept = []
+    for chunk_id, score in ranked:
+        known = versions.get(chunk_id)
+        if known is None or known[1] == newest[known[0]]:
+            kept.append((chunk_id, score))
+    return kept
 
 
 class SearchService:
@@ -39,11 +82,14 @@ class SearchService:
         for _ in range(PAYLOAD_ATTEMPTS):
             ranked = [(cid, s) for cid, s in self.ranked(request.query, flt, request.limit, request.mode)]
             ranked = [(cid, s) for cid, s in ranked if s >= request.score_threshold]
+            ranked = newest_versions(ranked, {cid: chunk_version(cid) for cid, _ in ranked})
             top = ranked[: request.limit]
             payloads = self.index.get_payloads([cid for cid, _ in top])
             if len(payloads) == len(top):
                 break
             # A document was replaced or deleted between the search and the fetch: search again.
+        # The payloads say it too, for chunk ids written before ids carried the version.
+        top = newest_versions(top, {cid: payload_version(p) for cid, p in payloads.items()})
         items = [SearchHit(id=cid, score=round(s, 6), payload=public_payload(payloads[cid])) for cid, s in top if cid in payloads]
         return SearchResponse(
             items=items, total_found=len(ranked), latency_ms=round((time.perf_counter() - started) * 1000, 2)

@@ -25,13 +25,13 @@ import numpy as np
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ragline.adapters.aws import opensearch_queries as q
+from ragline.config import Settings
 from ragline.errors import DependencyUnavailable, RaglineError
 from ragline.models import IndexedChunk
-from ragline.retrieval.filters import FilterNode
+from ragline.retrieval.filters import FilterNode, Term
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,30 @@ PAYLOAD_BATCH = 1000
 T = TypeVar("T")
 
 
-class OpenSearchSettings(BaseSettings):
-    """What the OpenSearch adapter needs, from ``OPENSEARCH_URL`` and ``RAGLINE_OPENSEARCH_*``."""
+class OpenSearchConfigError(RaglineError):
+    error = "OpenSearch misconfigured"
 
-    model_config = SettingsConfigDict(env_prefix="RAGLINE_OPENSEARCH_", extra="ignore", frozen=True)
 
-    url: str = Field(validation_alias=AliasChoices("url", "OPENSEARCH_URL", "RAGLINE_OPENSEARCH_URL"))
+def _first(override: T | None, default: T) -> T:
+    return default if override is None else override
+
+
+class OpenSearchSettings(BaseModel):
+    """What the OpenSearch adapter needs: a view of the global ``Settings`` (``from_settings``).
+
+    The environment is read once, by ``ragline.config.Settings`` (``OPENSEARCH_URL`` and
+    ``RAGLINE_OPENSEARCH_*``); this model only checks that the combination is usable. Tests and
+    tools build it directly.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
     # None: "basic" when the URL or username carries credentials, else "none".
     auth_mode: AuthMode | None = None
     username: str | None = None
     password: SecretStr | None = None
-    region: str | None = Field(
-        default=None, validation_alias=AliasChoices("region", "RAGLINE_OPENSEARCH_REGION", "AWS_REGION")
-    )
+    region: str | None = None
     verify_certs: bool = True
     timeout_seconds: float = Field(default=10.0, gt=0)
     write_timeout_seconds: float = Field(default=120.0, gt=0)
@@ -78,6 +89,45 @@ class OpenSearchSettings(BaseSettings):
     retry_initial_delay_seconds: float = Field(default=0.5, ge=0)
     retry_max_delay_seconds: float = Field(default=20.0, ge=0)
     verify_attempts: int = Field(default=3, ge=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> OpenSearchSettings:
+        """The OpenSearch block of the global settings; HNSW and hybrid weight fall back to the
+        engine-wide values, so one setting tunes both engines."""
+        if not settings.opensearch_url:
+            raise OpenSearchConfigError("OPENSEARCH_URL is not set")
+        s = settings
+        values: dict[str, Any] = {
+            "url": s.opensearch_url,
+            "auth_mode": s.opensearch_auth_mode,
+            "username": s.opensearch_username,
+            "password": s.opensearch_password,
+            "region": s.opensearch_region,
+            "verify_certs": s.opensearch_verify_certs,
+            "timeout_seconds": s.opensearch_timeout_seconds,
+            "write_timeout_seconds": s.opensearch_write_timeout_seconds,
+            "index_alias": s.opensearch_index_alias,
+            "index_version": s.opensearch_index_version,
+            "shards": s.opensearch_shards,
+            "replicas": s.opensearch_replicas,
+            "space_type": s.opensearch_space_type,
+            "hnsw_m": _first(s.opensearch_hnsw_m, s.hnsw_m),
+            "hnsw_ef_construction": _first(s.opensearch_hnsw_ef_construction, s.hnsw_ef_construction),
+            "hnsw_ef_search": _first(s.opensearch_hnsw_ef_search, s.hnsw_ef_search),
+            "hybrid_pipeline_id": s.opensearch_hybrid_pipeline_id,
+            "create_hybrid_pipeline": s.opensearch_create_hybrid_pipeline,
+            "semantic_weight": _first(s.opensearch_semantic_weight, s.hybrid_semantic_weight),
+            "bulk_max_actions": s.opensearch_bulk_max_actions,
+            "bulk_max_bytes": s.opensearch_bulk_max_bytes,
+            "retry_attempts": s.opensearch_retry_attempts,
+            "retry_initial_delay_seconds": s.opensearch_retry_initial_delay_seconds,
+            "retry_max_delay_seconds": s.opensearch_retry_max_delay_seconds,
+            "verify_attempts": s.opensearch_verify_attempts,
+        }
+        try:
+            return cls(**{**values, **overrides})
+        except ValidationError as exc:
+            raise OpenSearchConfigError(f"OpenSearch settings: {exc}") from exc
 
     @field_validator("url")
     @classmethod
@@ -115,9 +165,6 @@ class OpenSearchSettings(BaseSettings):
 
 
 # ---- the client -----------------------------------------------------------------------------------
-class OpenSearchConfigError(RaglineError):
-    error = "OpenSearch misconfigured"
-
 
 def _sigv4_auth(region: str, service: str) -> Any:
     import boto3  # only SigV4 deployments need boto3 (and pay for its import)
@@ -255,20 +302,27 @@ class OpenSearchVectorIndex:
                 "document ids and have no _delete_by_query nor refresh (see infra/opensearch/README.md)"
             )
 
-    def _search(self, what: str, body: dict[str, Any], tenant_id: str | None = None) -> dict[str, Any]:
+    def _search(
+        self, what: str, body: dict[str, Any], tenant_id: str | None = None, index: str | None = None
+    ) -> dict[str, Any]:
         params = self._routing(tenant_id) if tenant_id is not None else {}
-        return self._call(what, lambda: self.client.search(index=self.alias, body=body, params=params))
+        target = index or self.alias
+        return self._call(what, lambda: self.client.search(index=target, body=body, params=params))
 
-    def _count(self, flt: FilterNode) -> int:
+    def _count(self, flt: FilterNode, index: str | None = None) -> int:
         tenant = q.require_tenant(flt)
-        body = q.count_query(flt)
+        return self._count_query(tenant, q.count_query(flt), index)
+
+    def _count_query(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
+        target = index or self.alias
         answer = self._call(
-            "count", lambda: self.client.count(index=self.alias, body=body, params=self._routing(tenant))
+            "count", lambda: self.client.count(index=target, body=body, params=self._routing(tenant_id))
         )
         return int(answer["count"])
 
     # ---- set-up ---------------------------------------------------------------------------
-    def index_definition(self) -> dict[str, Any]:
+    def index_definition(self, *, with_alias: bool = True) -> dict[str, Any]:
+        """The body of PUT /<alias>-v<N> (infra/opensearch/index-v1.json for the defaults)."""
         s = self.settings
         return q.index_definition(
             self.dimension,
@@ -279,14 +333,16 @@ class OpenSearchVectorIndex:
             shards=s.shards,
             replicas=s.replicas,
             routing_required=not s.serverless,
-            alias=self.alias,
+            alias=self.alias if with_alias else None,
         )
 
     def ensure_index(self) -> None:
-        """Create the index version behind the alias and the hybrid pipeline, unless they exist.
+        """Make sure the alias points at a chunk index of our dimension, and the hybrid pipeline exists.
 
-        An existing index is checked, never changed: a different vector dimension is an error
-        (reindex into a new version instead).
+        First start: ``PUT /<alias>-v<index_version>`` with the alias as its write index. Later
+        starts only check: a different vector dimension is an error (reindex into a new version),
+        and so is a concrete index that holds the alias's name (an older layout or a hand-made
+        index: reads and writes must go through an alias, or reindex could not swap versions).
         """
         self._require_managed("ensure_index")
         if self._alias_exists() or not self._create_index():
@@ -299,6 +355,13 @@ class OpenSearchVectorIndex:
 
     def _create_index(self) -> bool:
         """Create the index version with its alias; False when another process just did."""
+        if self._call("index check", lambda: self.client.indices.exists(index=self.alias)):
+            raise OpenSearchConfigError(
+                f"{self.alias} is an index, not an alias: Ragline reads and writes through the alias "
+                f"{self.alias} -> {self.settings.index_name}. Move the data with POST /_reindex into "
+                f"{self.settings.index_name}, delete {self.alias}, then add the alias (POST /_aliases), "
+                "or set RAGLINE_OPENSEARCH_INDEX_ALIAS to another name (see infra/opensearch/README.md)"
+            )
         body = self.index_definition()
         try:
             self._call("index creation", lambda: self.client.indices.create(index=self.settings.index_name, body=body))
@@ -335,33 +398,139 @@ class OpenSearchVectorIndex:
         if existing.get(pipeline_id) != wanted:
             self._call("pipeline write", lambda: self.client.search_pipeline.put(id=pipeline_id, body=wanted))
 
+    # ---- index versions (ragline reindex) --------------------------------------------------
+    def current_index(self) -> str:
+        """The index version the alias points at now."""
+        self._require_managed("reindex")
+        try:
+            answer = self._call("alias read", lambda: self.client.indices.get_alias(name=self.alias))
+        except NotFoundError as exc:
+            raise OpenSearchConfigError(
+                f"alias {self.alias} does not exist: there is nothing to reindex (the first start creates it)"
+            ) from exc
+        return q.alias_target(self.alias, answer)
+
+    def index_exists(self, index: str) -> bool:
+        return bool(self._call("index check", lambda: self.client.indices.exists(index=index)))
+
+    def dimension_of(self, index: str) -> int | None:
+        mapping = self._call("mapping read", lambda: self.client.indices.get_mapping(index=index))
+        return q.index_dimension(mapping)
+
+    def create_index_version(self, index: str) -> None:
+        """PUT /<alias>-v<N>: this adapter's definition and dimension, not yet behind the alias."""
+        if q.index_version(self.alias, index) is None:
+            raise ValueError(f"{index} is not a version of {self.alias} (<alias>-v<N>)")
+        body = self.index_definition(with_alias=False)
+        self._call("index creation", lambda: self.client.indices.create(index=index, body=body))
+
+    def delete_index_version(self, index: str) -> None:
+        """DELETE /<alias>-v<N>, never the version the alias points at."""
+        if q.index_version(self.alias, index) is None or index == self.current_index():
+            raise OpenSearchConfigError(f"{index} is not an unused version of {self.alias}: not deleting it")
+        self._call("index deletion", lambda: self.client.indices.delete(index=index))
+
+    def write_chunks(self, index: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray) -> None:
+        """Bulk chunks into a named index version (no refresh): the rebuild half of a reindex."""
+        if not chunks:
+            return
+        self._check_write(chunks[0].tenant_id, chunks[0].document_id, chunks, vectors)
+        actions = q.bulk_actions(index, chunks, vectors, routing=not self.settings.serverless)
+        self._bulk(q.bulk_lines(actions), [], require_alias=False)
+
+    def refresh(self, index: str) -> None:
+        self._refresh(index)
+
+    def count_in(self, index: str, tenant_id: str) -> int:
+        """A tenant's chunks in one index version."""
+        return self._count(Term(q.TENANT_FIELD, (tenant_id,)), index)
+
+    def copy_other_tenants(self, from_index: str, to_index: str, tenant_id: str) -> int:
+        """Server-side copy of every other tenant's chunks (POST /_reindex); returns how many."""
+        body = q.copy_other_tenants(from_index, to_index, tenant_id)
+        params = {"wait_for_completion": "true", "refresh": "true", "request_timeout": self.settings.write_timeout_seconds}
+        answer = self._call("copy", lambda: self.client.reindex(body=body, params=params))
+        if answer.get("failures"):
+            raise OpenSearchConsistencyError(
+                f"copying into {to_index} failed: {answer['failures'][:3]}", error="Reindex failed"
+            )
+        return int(answer.get("created", 0)) + int(answer.get("updated", 0))
+
+    def switch_alias(self, from_index: str, to_index: str) -> None:
+        """One POST /_aliases: readers and writers move from one index version to the next at once."""
+        body = q.alias_swap(self.alias, from_index, to_index)
+        self._call("alias switch", lambda: self.client.indices.update_aliases(body=body))
+
+    def stored_chunks(self, tenant_id: str, document_id: str, index: str | None = None) -> list[IndexedChunk]:
+        """A document's chunks as stored (text and payload), from the alias or a named version."""
+        found: list[IndexedChunk] = []
+        after: str | None = None
+        while True:
+            body = q.stored_chunks_query(tenant_id, document_id, PAYLOAD_BATCH, after)
+            answer = self._search("chunk read", body, tenant_id, index)
+            page = q.stored_chunks_from_hits(answer)
+            found.extend(page)
+            if len(page) < PAYLOAD_BATCH:
+                return found
+            after = page[-1].id
+
     # ---- writes ---------------------------------------------------------------------------
     def replace_document(
         self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
     ) -> None:
-        """Index the new chunks, then delete the document's other chunks, then check the count.
+        """Index the new version beside the old one, refresh once, then delete the other versions.
 
-        Not atomic for readers: OpenSearch has no multi-document transactions, and a search sees
-        whatever the last refresh of each shard copy captured. Chunk ids are positions
-        (``<document>-00000``…), so the new chunk i overwrites the old chunk i in place. Between
-        the first bulk batch and the refresh that ends the delete-by-query, a reader can observe:
+        Chunk ids carry the document version (``<document>-v<version>-<position>``), so the new
+        version never overwrites the old one in place. Steps, and what a reader sees after each:
 
-        * all old chunks (nothing refreshed yet);
-        * a mix: new chunks at the positions already written and refreshed, old chunks at the
-          positions not yet overwritten or, when the new version is shorter, old chunks past its
-          end (a periodic refresh, 1 s by default, may land between any two steps, and between
-          bulk batches of a large document);
-        * after the delete-by-query's refresh: only the new chunks.
-        A chunk id never appears twice, but old and new text can be returned together. If the
-        process dies in between, the mix stays until the replace is run again (ingestion redelivers).
+        1. bulk-index the new chunks (``refresh=false``): the old version; a periodic refresh
+           (1 s by default) may also expose part of the new one between batches;
+        2. one refresh: both versions, complete; ``SearchService`` keeps only the highest version
+           of each document within a result (``retrieval.service.newest_versions``);
+        3. delete-by-query of the document's chunks not in the new set (``refresh=true``), then a
+           count expecting exactly the new set: the new version alone.
+
+        A failure in 1 or 2 removes what this call added (``_discard``), so the previous version
+        stays the document's only one. A failure in 3 leaves the new version complete and
+        searchable; the ingest retry (or ``_fail``'s delete) removes the old one.
         """
         self._require_managed("replace_document")
         self._check_write(tenant_id, document_id, chunks, vectors)
-        if chunks:
-            actions = q.bulk_actions(self.alias, chunks, vectors, routing=True)
-            self._bulk(q.bulk_lines(actions))
         keep = [chunk.id for chunk in chunks]
+        if chunks:
+            created: list[str] = []
+            try:
+                actions = q.bulk_actions(self.alias, chunks, vectors, routing=True)
+                self._bulk(q.bulk_lines(actions), created)
+                self._refresh(self.alias)
+            except (RaglineError, TransportError):
+                self._discard(tenant_id, document_id, keep, created)
+                raise
         self._delete_and_verify(tenant_id, document_id, keep)
+
+    def _discard(self, tenant_id: str, document_id: str, new_ids: list[str], created: list[str]) -> None:
+        """Best-effort removal of a failed replace's chunks, never of the version readers rely on.
+
+        When another version of the document is present, every new-set chunk goes (including
+        chunks whose bulk answer never came back): the other version stays the only one. When
+        none is, the new ids may already be the live version (a redelivered message rewriting
+        the same chunks), so only the chunks this call's bulk answers report as ``created`` go.
+        Whatever a failed discard leaves is removed by the next replace of the document (its
+        delete step removes every other version), by ingestion's ``_fail`` or by a delete.
+        """
+        try:
+            others = self._count_query(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
+            doomed = new_ids if others else created
+            if doomed:
+                body = q.delete_chunks_query(tenant_id, document_id, doomed)
+                self._call("discard", lambda: self.client.delete_by_query(
+                    index=self.alias, body=body, params=self._delete_params(tenant_id)
+                ))
+        except (RaglineError, TransportError) as exc:  # the original failure is the one to report
+            log.error("could not discard the partial new version of %s/%s: %s", tenant_id, document_id, exc)
+
+    def _refresh(self, index: str) -> None:
+        self._call("refresh", lambda: self.client.indices.refresh(index=index))
 
     def delete_document(self, tenant_id: str, document_id: str) -> int:
         """Delete every chunk of a document; returns only once a count sees none left."""
@@ -386,13 +555,7 @@ class OpenSearchVectorIndex:
     def _delete_and_verify(self, tenant_id: str, document_id: str, keep: list[str]) -> int:
         """Delete the document's chunks not in `keep` until a count shows exactly `keep` remain."""
         body = q.delete_by_document_query(tenant_id, document_id, keep)
-        params = {
-            "conflicts": "proceed",
-            "refresh": "true",
-            "wait_for_completion": "true",
-            "request_timeout": self.settings.write_timeout_seconds,
-            **self._routing(tenant_id),
-        }
+        params = self._delete_params(tenant_id)
         deleted = 0
         remaining = -1
         for attempt in range(self.settings.verify_attempts):
@@ -418,16 +581,28 @@ class OpenSearchVectorIndex:
             error="Search index inconsistent",
         )
 
-    def _bulk(self, lines: list[q.BulkLine]) -> None:
-        for batch in q.bulk_batches(lines, self.settings.bulk_max_actions, self.settings.bulk_max_bytes):
-            self._bulk_batch(batch)
+    def _delete_params(self, tenant_id: str) -> dict[str, Any]:
+        return {
+            "conflicts": "proceed",
+            "refresh": "true",
+            "wait_for_completion": "true",
+            "request_timeout": self.settings.write_timeout_seconds,
+            **self._routing(tenant_id),
+        }
 
-    def _bulk_batch(self, batch: list[q.BulkLine]) -> None:
+    def _bulk(self, lines: list[q.BulkLine], created: list[str], *, require_alias: bool = True) -> None:
+        """Send the lines in bounded batches; `created` collects the ids the answers say were new."""
+        for batch in q.bulk_batches(lines, self.settings.bulk_max_actions, self.settings.bulk_max_bytes):
+            self._bulk_batch(batch, created, require_alias)
+
+    def _bulk_batch(self, batch: list[q.BulkLine], created: list[str], require_alias: bool) -> None:
         """Send one batch; resend only the items rejected with 429/5xx; raise on any other refusal."""
         pending = batch
         attempts = self.settings.retry_attempts
         for attempt in range(attempts):
-            failures = q.bulk_item_failures(self._send_bulk("".join(line.ndjson for line in pending)))
+            answer = self._send_bulk("".join(line.ndjson for line in pending), require_alias)
+            created.extend(q.bulk_created_ids(answer))
+            failures = q.bulk_item_failures(answer)
             permanent = [f for f in failures if f.status not in RETRYABLE_STATUSES]
             if permanent:
                 raise OpenSearchBulkError(permanent)
@@ -444,8 +619,14 @@ class OpenSearchVectorIndex:
             error="Search index unavailable",
         )
 
-    def _send_bulk(self, ndjson: str) -> dict[str, Any]:
-        params = {"refresh": "false", "require_alias": "true", "request_timeout": self.settings.write_timeout_seconds}
+    def _send_bulk(self, ndjson: str, require_alias: bool = True) -> dict[str, Any]:
+        # require_alias: a missing alias must not auto-create an index with dynamic mappings.
+        # Reindex writes name their (just created) index version instead, so they send false.
+        params = {
+            "refresh": "false",
+            "require_alias": "true" if require_alias else "false",
+            "request_timeout": self.settings.write_timeout_seconds,
+        }
         return self._call("bulk", lambda: self.client.bulk(body=ndjson, params=params))
 
     # ---- reads ----------------------------------------------------------------------------

@@ -123,8 +123,8 @@ def index_definition(
         "settings": {"index": {"knn": True, "number_of_shards": shards, "number_of_replicas": replicas}},
         "mappings": mappings,
     }
-    if alias is not None:
-        definition["aliases"] = {alias: {}}
+    if alias is not None:  # one index per alias, so it is the write index
+        definition["aliases"] = {alias: {"is_write_index": True}}
     return definition
 
 
@@ -137,13 +137,57 @@ def index_dimension(mapping_response: Mapping[str, Any]) -> int | None:
     return None
 
 
+def versioned_index_name(alias: str, version: int) -> str:
+    """Index versions are named ``<alias>-v<N>``; readers and writers only ever name the alias."""
+    if version < 1:
+        raise ValueError("index versions start at 1")
+    return f"{alias}-v{version}"
+
+
+def index_version(alias: str, index: str) -> int | None:
+    """N of an ``<alias>-v<N>`` index name, None for any other name."""
+    prefix = f"{alias}-v"
+    suffix = index[len(prefix) :]
+    if not index.startswith(prefix) or not suffix.isdigit() or suffix.startswith("0"):
+        return None
+    return int(suffix)
+
+
+def alias_target(alias: str, get_alias_response: Mapping[str, Any]) -> str:
+    """The index an alias points at (GET /_alias/<alias>): its write index, or its only index."""
+    indices = sorted(get_alias_response)
+    writers = [name for name in indices if get_alias_response[name].get("aliases", {}).get(alias, {}).get("is_write_index")]
+    if len(writers) == 1:
+        return writers[0]
+    if len(indices) == 1:
+        return indices[0]
+    raise ValueError(f"alias {alias} points at {indices} and none is its only write index")
+
+
 def alias_swap(alias: str, from_index: str, to_index: str) -> dict[str, Any]:
-    """POST /_aliases body that moves an alias from one index version to the next in one step."""
+    """POST /_aliases body that moves an alias from one index version to the next in one step.
+
+    The actions of one request apply atomically: no reader or writer sees the alias on neither
+    or both indices. The new index becomes the alias's write index.
+    """
     return {
         "actions": [
             {"remove": {"index": from_index, "alias": alias}},
-            {"add": {"index": to_index, "alias": alias}},
+            {"add": {"index": to_index, "alias": alias, "is_write_index": True}},
         ]
+    }
+
+
+def copy_other_tenants(from_index: str, to_index: str, tenant_id: str) -> dict[str, Any]:
+    """POST /_reindex body copying every chunk except one tenant's, vectors and routing as they are.
+
+    Used when one tenant is rebuilt into a new index version: the others move unchanged, which
+    is only right when the embedding model (and so the dimension) stays the same.
+    """
+    return {
+        "source": {"index": from_index, "query": {"bool": {"must_not": [{"term": {TENANT_FIELD: tenant_id}}]}}},
+        "dest": {"index": to_index, "op_type": "create"},
+        "conflicts": "proceed",
     }
 
 
@@ -459,6 +503,41 @@ def delete_by_filter_query(flt: FilterNode) -> dict[str, Any]:
     return {"query": filter_query(flt)}
 
 
+def other_chunks_query(tenant_id: str, document_id: str, chunk_ids: Sequence[str]) -> dict[str, Any]:
+    """POST /<alias>/_count body: a document's chunks outside a set (its other versions)."""
+    return delete_by_document_query(tenant_id, document_id, chunk_ids)
+
+
+def delete_chunks_query(tenant_id: str, document_id: str, chunk_ids: Sequence[str]) -> dict[str, Any]:
+    """POST /<alias>/_delete_by_query body: these chunks of a document, nothing else."""
+    if not chunk_ids:
+        raise ValueError("name the chunks to delete")
+    return {
+        "query": {
+            "bool": {
+                "filter": [
+                    {"term": {TENANT_FIELD: tenant_id}},
+                    {"term": {DOCUMENT_FIELD: document_id}},
+                    {"terms": {CHUNK_ID_FIELD: list(chunk_ids)}},
+                ]
+            }
+        }
+    }
+
+
+def stored_chunks_query(tenant_id: str, document_id: str, page_size: int, after: str | None = None) -> dict[str, Any]:
+    """One page of a document's stored chunks (text, payload; no vectors), in chunk id order."""
+    body: dict[str, Any] = {
+        "size": page_size,
+        "query": {"bool": {"filter": [{"term": {TENANT_FIELD: tenant_id}}, {"term": {DOCUMENT_FIELD: document_id}}]}},
+        "sort": [{CHUNK_ID_FIELD: {"order": "asc"}}],
+        "_source": [CHUNK_ID_FIELD, TENANT_FIELD, DOCUMENT_FIELD, TEXT_FIELD, PAYLOAD_FIELD],
+    }
+    if after is not None:
+        body["search_after"] = [after]
+    return body
+
+
 # ---- writes -------------------------------------------------------------------------------------
 def chunk_source(chunk: IndexedChunk, vector: np.ndarray | Sequence[float]) -> dict[str, Any]:
     """The stored document of one chunk. `payload` keeps what the embedded engine keeps."""
@@ -561,6 +640,33 @@ def bulk_item_failures(response: Mapping[str, Any]) -> list[BulkItemFailure]:
             )
         )
     return failures
+
+
+def bulk_created_ids(response: Mapping[str, Any]) -> list[str]:
+    """The ids a _bulk answer reports as newly created (not overwritten, not failed)."""
+    created = []
+    for item in response.get("items", []):
+        (result,) = item.values()
+        if result.get("result") == "created" or (result.get("status") == 201 and "result" not in result):
+            created.append(str(result.get("_id")))
+    return created
+
+
+def stored_chunks_from_hits(response: Mapping[str, Any]) -> list[IndexedChunk]:
+    """Chunks as replace_document was given them, from a stored_chunks_query answer."""
+    chunks = []
+    for hit in response.get("hits", {}).get("hits", []):
+        source = hit["_source"]
+        chunks.append(
+            IndexedChunk(
+                id=str(source[CHUNK_ID_FIELD]),
+                tenant_id=str(source[TENANT_FIELD]),
+                document_id=str(source[DOCUMENT_FIELD]),
+                text=str(source.get(TEXT_FIELD, "")),
+                payload=dict(source.get(PAYLOAD_FIELD, {})),
+            )
+        )
+    return chunks
 
 
 def similarity_score(score: float, space_type: SpaceType) -> float:
