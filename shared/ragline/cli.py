@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,16 +30,56 @@ def _console(stderr: bool = True) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
+def _emulate_aws(args: argparse.Namespace) -> None:
+    """Create the template's resources on the emulator and point this process's settings at them."""
+    from ragline.adapters.aws.provision import provision, settings_overrides
+    from ragline.config import get_settings
+    from ragline.container import get_container
+
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        raise RaglineError(
+            "ragline serve --backend aws runs against an AWS emulator: set AWS_ENDPOINT_URL (a moto server or "
+            "LocalStack). Deployed, the functions in template.yaml serve the API instead.",
+            error="Configuration error",
+        )
+    # Emulators take any credentials; without some, botocore refuses to sign at all.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no CloudWatch to read the EMF lines
+    resources = provision(args.stack_name)
+    overrides = {"backend": "aws", **settings_overrides(resources)}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.inbox is not None:
+        print("--inbox is the local drop folder; on the aws backend drop files into s3://<bucket>/inbox/<tenant>/")
+    # The ingest function builds its services with get_container(), from the environment: make
+    # that environment the provisioned one, so the function and the API share one container.
+    os.environ.update({f"RAGLINE_{name.upper()}": str(value) for name, value in overrides.items()})
+    get_settings.cache_clear()
+    get_container.cache_clear()
+    print(
+        f"Emulated AWS at {os.environ['AWS_ENDPOINT_URL']}: bucket {resources.documents_bucket}, "
+        f"queue {resources.ingest_queue_url}, topic {resources.events_topic_arn}, table {resources.table_name}",
+        flush=True,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ragline.api.app import create_app
-    from ragline.container import build_container
+    from ragline.container import build_container, get_container
     from ragline.keys import create_key
 
-    settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
+    if args.backend == "aws":
+        _emulate_aws(args)
+        settings = get_container().settings.model_copy(update={"host": args.host or "127.0.0.1", "port": args.port or 8000})
+        container = get_container().warm()
+    else:
+        settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
+        container = build_container(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    container = build_container(settings)
     if container.store.count_keys() == 0:
         key, _ = create_key(container.store, "default")
         base = f"http://{settings.host}:{settings.port}"
@@ -51,7 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "-d '{\"query\": \"what is ragline\"}'\n",
             flush=True,
         )
-    print(f"Drop files into {settings.inbox}/<tenant_id>/ to ingest them without an API call.", flush=True)
+    if settings.backend == "aws":
+        print(f"Drop files into s3://{settings.documents_bucket}/inbox/<tenant_id>/ to ingest them.", flush=True)
+    else:
+        print(f"Drop files into {settings.inbox}/<tenant_id>/ to ingest them without an API call.", flush=True)
     app = create_app(container)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
@@ -61,12 +105,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from ragline.adapters.local.sqlite_store import SqliteMetadataStore
+    from ragline.container import Container
     from ragline.keys import create_key, parse_scopes
 
-    settings = _settings(args)
-    store = SqliteMetadataStore(settings.metadata_db)
-    key, record = create_key(store, args.tenant, parse_scopes(args.scopes), args.expires_in_days)
+    settings = _settings(args, backend=args.backend)
+    container = Container(settings)  # only its metadata store is built: no model, no index
+    key, record = create_key(container.store, args.tenant, parse_scopes(args.scopes), args.expires_in_days)
+    if settings.backend == "aws" and settings.usage_plan_id:
+        from ragline.adapters.aws.api_gateway import add_usage_plan_key
+
+        add_usage_plan_key(settings.usage_plan_id, name=f"ragline-{record.tenant_id}-{record.id}", value=key)
+        print(f"added to API Gateway usage plan {settings.usage_plan_id}", file=sys.stderr)
     print(key)
     print(f"created key {record.id} for tenant {record.tenant_id} ({', '.join(sorted(record.scopes))})", file=sys.stderr)
     return 0
@@ -208,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default 8000")
     serve.add_argument("--inbox", type=Path, default=None, help="drop folder (default <data-dir>/inbox)")
+    serve.add_argument(
+        "--backend",
+        choices=["local", "aws"],
+        default="local",
+        help="aws: DynamoDB, S3, SQS and SNS on the emulator at AWS_ENDPOINT_URL, created from template.yaml",
+    )
+    serve.add_argument("--stack-name", default="ragline-local", help="names the emulated resources (aws backend)")
     data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -217,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--scopes", default=None, help="comma-separated: ingest,search,chat,admin (default all)")
     create.add_argument("--expires-in-days", type=int, default=None)
+    create.add_argument(
+        "--backend", choices=["local", "aws"], default=None, help="aws: the DynamoDB table named by RAGLINE_TABLE_NAME"
+    )
     data_dir(create)
     create.set_defaults(func=cmd_keys_create)
 
@@ -246,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
 
     from ragline.bench.cli import add_bench_parser
+    from ragline.reindex import add_parser as add_reindex_parser
 
+    add_reindex_parser(sub)
     add_bench_parser(sub)
     return parser
 

@@ -3,38 +3,175 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
-from ragline.adapters.local.events import InProcessEventBus
-from ragline.adapters.local.filesystem import FilesystemBlobStore
-from ragline.adapters.local.onnx_embedder import OnnxEmbedder
-from ragline.adapters.local.sqlite_store import SqliteMetadataStore
-from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
+# Adapters are imported where they are built: a deployed function never loads faiss or SQLite
+# code, and one that does not embed never loads onnxruntime (cold start, package size).
 from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatService
-from ragline.config import Settings
+from ragline.config import Settings, get_settings
+from ragline.errors import ConfigurationError
+from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
-from ragline.ports import AnswerModel, VectorIndex
+from ragline.ports import AnswerModel, BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
 from ragline.retrieval.service import SearchService
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Container:
-    settings: Settings
-    store: SqliteMetadataStore
-    blobs: FilesystemBlobStore
-    index: VectorIndex
-    embedder: OnnxEmbedder
-    events: InProcessEventBus
-    answerer: AnswerModel
-    ingest: IngestService
-    search: SearchService
-    chat: ChatService
+    """Every adapter and service of one process, each built on first use and then kept.
+
+    Lazy, so a Lambda function builds only what it touches (the authorizer never loads the
+    embedding model); ``warm()`` builds the rest up front for a long-running server.
+    """
+
+    def __init__(self, settings: Settings, *, snapshot_interval_seconds: float = 30.0) -> None:
+        self.settings = settings
+        self.snapshot_interval_seconds = snapshot_interval_seconds
+        if settings.backend == "local":
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- state --------------------------------------------------------------------------------------
+    @cached_property
+    def store(self) -> MetadataStore:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+
+            return DynamoMetadataStore(self.settings.table_name)
+        from ragline.adapters.local.sqlite_store import SqliteMetadataStore
+
+        return SqliteMetadataStore(self.settings.metadata_db)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+            from ragline.adapters.aws.sqs_queue import SqsJobQueue
+
+            assert isinstance(self.store, DynamoMetadataStore)
+            return SqsJobQueue(self.store, _required(self.settings.ingest_queue_url, "RAGLINE_INGEST_QUEUE_URL"))
+        from ragline.adapters.local.sqlite_store import SqliteMetadataStore
+
+        assert isinstance(self.store, SqliteMetadataStore)
+        return self.store  # SQLite holds the queue beside the documents, in the same transactions
+
+    def _bucket_store(self, prefix: str) -> BlobStore:
+        from ragline.adapters.aws.s3_blobs import S3BlobStore
+
+        return S3BlobStore(_required(self.settings.documents_bucket, "RAGLINE_DOCUMENTS_BUCKET"), prefix)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        if self.settings.backend == "aws":
+            return self._bucket_store("originals/")
+        from ragline.adapters.local.filesystem import FilesystemBlobStore
+
+        return FilesystemBlobStore(self.settings.blob_dir)
+
+    @cached_property
+    def inbox_objects(self) -> BlobStore | None:
+        """The S3 drop folder (``inbox/<tenant>/…``); locally the inbox is a watched directory instead."""
+        return self._bucket_store(INBOX_PREFIX) if self.settings.backend == "aws" else None
+
+    @cached_property
+    def upload_drop(self) -> BlobStore | None:
+        """Where presigned uploads land (``uploads/<tenant>/<document>/<file>``) on AWS."""
+        return self._bucket_store(UPLOADS_PREFIX) if self.settings.backend == "aws" else None
+
+    @cached_property
+    def upload_claims(self) -> BlobStore | None:
+        """What each presigned upload was granted for, read when its bytes arrive (AWS)."""
+        return self._bucket_store("upload-claims/") if self.settings.backend == "aws" else None
+
+    @cached_property
+    def events(self) -> EventBus:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.sns_events import SnsEventBus
+
+            return SnsEventBus(_required(self.settings.events_topic_arn, "RAGLINE_EVENTS_TOPIC_ARN"))
+        from ragline.adapters.local.events import InProcessEventBus
+
+        return InProcessEventBus()
+
+    # ---- models and vectors -------------------------------------------------------------------------
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings)
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        return build_vector_index(
+            self.settings, self.embedder.dimension, snapshot_interval_seconds=self.snapshot_interval_seconds
+        )
+
+    @cached_property
+    def answerer(self) -> AnswerModel:
+        return build_answerer(self.settings)
+
+    # ---- services -------------------------------------------------------------------------------------
+    @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(self.settings, self.store, self.queue, self.blobs, self.index, self.embedder, self.events)
+
+    @cached_property
+    def search(self) -> SearchService:
+        return SearchService(
+            self.index,
+            self.embedder,
+            hybrid_candidates=self.settings.hybrid_candidates,
+            semantic_weight=self.settings.hybrid_semantic_weight,
+        )
+
+    @cached_property
+    def chat(self) -> ChatService:
+        return ChatService(self.search, self.answerer, self.events, default_limit=self.settings.chat_default_limit)
+
+    @cached_property
+    def ingest_messages(self) -> IngestMessageHandler:
+        """What the ingest function does with each SQS message (AWS backend)."""
+        return IngestMessageHandler(
+            self.settings,
+            self.ingest,
+            self.queue,
+            self.store,
+            self.events,
+            inbox=self.inbox_objects,
+            upload_drop=self.upload_drop,
+            upload_claims=self.upload_claims,
+        )
+
+    def warm(self) -> Container:
+        """Build everything now: a server should pay for the model load at start, not on a request."""
+        for member in ("store", "queue", "blobs", "events", "embedder", "index", "answerer", "ingest", "search", "chat"):
+            getattr(self, member)
+        return self
 
     def close(self) -> None:
-        self.index.close()
+        if "index" in self.__dict__:  # never build the index just to close it
+            self.index.close()
+
+
+def _required(value: str | None, variable: str) -> str:
+    if not value:
+        raise ConfigurationError(f"{variable} must be set for the aws backend")
+    return value
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_provider == "bedrock":
+        from ragline.adapters.aws.bedrock_embedder import BedrockEmbedder
+        from ragline.adapters.local.onnx_embedder import WordPieceTokenizer, load_tokenizer
+
+        # Chunks are still counted in the bundled model's word pieces: sizes mean the same on both.
+        return BedrockEmbedder(
+            settings.bedrock_model_id, settings.bedrock_dimension, tokenizer=WordPieceTokenizer(load_tokenizer())
+        )
+    from ragline.adapters.local.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(
+        settings.embedding_model_path, batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
+    )
 
 
 def build_answerer(settings: Settings) -> AnswerModel:
@@ -57,9 +194,11 @@ def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_
     if settings.opensearch_url:
         from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
 
-        remote = OpenSearchVectorIndex(OpenSearchSettings(url=settings.opensearch_url), dimension)
+        remote = OpenSearchVectorIndex(OpenSearchSettings.from_settings(settings), dimension)
         remote.ensure_index()
         return remote
+    from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
+
     return EmbeddedVectorIndex(
         settings.vector_dir,
         dimension,
@@ -72,27 +211,11 @@ def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_
 
 
 def build_container(settings: Settings, *, snapshot_interval_seconds: float = 30.0) -> Container:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteMetadataStore(settings.metadata_db)
-    blobs = FilesystemBlobStore(settings.blob_dir)
-    embedder = OnnxEmbedder(
-        settings.embedding_model_path, batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
-    )
-    index = build_vector_index(settings, embedder.dimension, snapshot_interval_seconds=snapshot_interval_seconds)
-    events = InProcessEventBus()
-    answerer = build_answerer(settings)
-    search = SearchService(
-        index, embedder, hybrid_candidates=settings.hybrid_candidates, semantic_weight=settings.hybrid_semantic_weight
-    )
-    return Container(
-        settings=settings,
-        store=store,
-        blobs=blobs,
-        index=index,
-        embedder=embedder,
-        events=events,
-        answerer=answerer,
-        ingest=IngestService(settings, store, store, blobs, index, embedder, events),
-        search=search,
-        chat=ChatService(search, answerer, events, default_limit=settings.chat_default_limit),
-    )
+    """A container with everything built (servers, the CLI, benchmarks)."""
+    return Container(settings, snapshot_interval_seconds=snapshot_interval_seconds).warm()
+
+
+@lru_cache(maxsize=1)
+def get_container() -> Container:
+    """The process's container, built lazily from the environment (Lambda functions: once per container)."""
+    return Container(get_settings())

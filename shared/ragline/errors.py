@@ -70,3 +70,10 @@ class DependencyUnavailable(RaglineError):
 
 class DocumentParseError(Exception):
     """A file that cannot be turned into text; its message is shown to the user as the document's error."""
+
+
+class ConfigurationError(RaglineError):
+    """A deployment mistake (a missing setting or resource): the operator's to fix, not the caller's."""
+
+    status = 500
+    error = "Configuration error"

@@ -8,7 +8,6 @@ reconciled with what is stored, so changes made while the server was down are no
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,21 +17,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ragline.errors import NotFound, RaglineError
+from ragline.ingest.dropfolder import EXTERNAL_ID_PREFIX, INBOX_SOURCE, drop_target, external_id_for
 from ragline.ingest.service import IngestService
-from ragline.models import TENANT_ID_PATTERN
 from ragline.ports import MetadataStore
 
 log = logging.getLogger(__name__)
-INBOX_SOURCE = "inbox"
-
-
-def external_id_for(relative: Path) -> str:
-    return f"inbox:{relative.as_posix()}"
-
-
-def _ignored(path: Path) -> bool:
-    name = path.name
-    return name.startswith((".", "~")) or name.endswith(("~", ".tmp", ".part", ".swp", ".crdownload"))
 
 
 class InboxSync:
@@ -49,20 +38,15 @@ class InboxSync:
             relative = path.relative_to(self.inbox)
         except ValueError:
             return None
-        if len(relative.parts) < 2 or _ignored(path):
-            return None
-        tenant = relative.parts[0]
-        if not re.fullmatch(TENANT_ID_PATTERN, tenant):
-            log.warning("inbox: %s is not a valid tenant folder name; ignoring %s", tenant, relative)
-            return None
-        return tenant, relative
+        tenant = drop_target(relative.as_posix())
+        return None if tenant is None else (tenant, relative)
 
     def sync(self, path: Path) -> None:
         located = self._tenant_and_relative(path)
         if located is None:
             return
         tenant, relative = located
-        external_id = external_id_for(relative)
+        external_id = external_id_for(relative.as_posix())
         if path.is_file():
             try:
                 accepted = self.ingest.accept(
@@ -91,8 +75,8 @@ class InboxSync:
         for path in sorted(p for p in self.inbox.rglob("*") if p.is_file()):
             self.sync(path)
         for doc in self.store.documents_from_source(INBOX_SOURCE):
-            if doc.external_id and doc.external_id.startswith("inbox:"):
-                path = self.inbox / doc.external_id[len("inbox:") :]
+            if doc.external_id and doc.external_id.startswith(EXTERNAL_ID_PREFIX):
+                path = self.inbox / doc.external_id[len(EXTERNAL_ID_PREFIX) :]
                 if not path.exists():
                     self.sync(path)
 

@@ -55,8 +55,13 @@ class JobQueue(Protocol):
     def enqueue(self, job: Job, document: Document | None = None) -> None:
         """Persist the document and its job together, so a crash cannot leave one without the other."""
 
-    def claim(self, job_id: str | None = None) -> Job | None:
-        """Take the next queued job (or that one), marking it processing and counting the attempt."""
+    def claim(self, job_id: str | None = None, *, stale_before: str | None = None) -> Job | None:
+        """Take the next queued job (or that one), marking it processing and counting the attempt.
+
+        With ``stale_before`` (a timestamp), that job is also taken back when it has been
+        `processing` since before then: its worker died (SQS redelivers a crashed invocation's
+        message once the visibility timeout ends, and the claim it left must not block it).
+        """
 
     def finish(self, job_id: str, *, error: str | None = None) -> None: ...
     def release(self, job_id: str, *, error: str) -> None:

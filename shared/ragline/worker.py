@@ -69,7 +69,7 @@ class IngestWorker:
             self.ingest.process(job)
         except RaglineError as exc:
             log.error("ingest job %s failed: %s", job.id, exc.message)
-            self.queue.finish(job.id, error=exc.message)
+            self.ingest.fail_job(job, exc.message)  # the document says failed too, not processing forever
         except Exception as exc:
             # A bug, not bad input: keep the stack trace, fail this job, keep the worker alive.
             log.exception("ingest job %s crashed", job.id)

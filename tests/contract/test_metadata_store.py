@@ -442,6 +442,25 @@ def test_claim_by_id_takes_a_queued_job_once(metadata_store) -> None:
     assert metadata_store.queued_count() == 0
 
 
+def test_claim_takes_back_a_stale_processing_job_only(metadata_store) -> None:
+    """A redelivered message whose claim was left by a dead worker takes the job back; a live claim holds."""
+    document = make_document()
+    job = make_job(document)
+    metadata_store.enqueue(job, document)
+    first = metadata_store.claim(job.id)
+    assert first is not None
+    long_ago = "2000-01-01T00:00:00.000Z"
+    assert metadata_store.claim(job.id, stale_before=long_ago) is None  # claimed after then: still live
+    far_future = "2999-01-01T00:00:00.000Z"
+    again = metadata_store.claim(job.id, stale_before=far_future)
+    assert again is not None
+    assert (again.status, again.attempts) == (JobStatus.PROCESSING, 2)
+    metadata_store.finish(job.id)
+    assert metadata_store.claim(job.id, stale_before=far_future) is None  # finished jobs are never taken back
+    assert metadata_store.get_job("t1", job.id).status == JobStatus.SUCCEEDED
+    assert metadata_store.claim("job_missing", stale_before=far_future) is None
+
+
 def test_claim_without_id_takes_the_oldest_queued_job(metadata_store) -> None:
     documents = [make_document(tenant) for tenant in ("t2", "t1", "t3")]
     jobs = [make_job(document) for document in documents]

@@ -697,32 +697,55 @@ class DynamoMetadataStore:
         actions.append(self._put_new_action(job_item(job)))
         self._transact(actions, f"job {job.id} or its document conflicts with an existing one (or changed meanwhile)")
 
-    def claim(self, job_id: str | None = None) -> Job | None:
+    def claim(self, job_id: str | None = None, *, stale_before: str | None = None) -> Job | None:
         """Take that job (or the oldest queued one): queued → processing, attempts + 1, atomically.
 
         None when the job is not queued (already claimed, finished, unknown): a second delivery of
-        the same SQS message claims nothing.
+        the same SQS message claims nothing, unless the claim it finds is older than ``stale_before``.
         """
         if job_id is not None:
-            return self._claim_one(job_id)
+            return self._claim_one(job_id, stale_before)
         for entry in self._index_entries(BY_JOB_STATE, job_state(JobStatus.QUEUED)):
             claimed = self._claim_one(str(entry["id"]))  # None: another worker was faster
             if claimed is not None:
                 return claimed
         return None
 
-    def _claim_one(self, job_id: str) -> Job | None:
-        item = self._update_existing(
-            job_key(job_id),
-            {
-                "status": JobStatus.PROCESSING.value,
-                "updated_at": utcnow(),
-                "job_state_key": job_state(JobStatus.PROCESSING),
-            },
-            required={"status": JobStatus.QUEUED.value},
-            adds={"attempts": 1},
+    def _claim_one(self, job_id: str, stale_before: str | None = None) -> Job | None:
+        values = {
+            "status": JobStatus.PROCESSING.value,
+            "updated_at": utcnow(),
+            "job_state_key": job_state(JobStatus.PROCESSING),
+        }
+        if stale_before is None:
+            item = self._update_existing(
+                job_key(job_id), values, required={"status": JobStatus.QUEUED.value}, adds={"attempts": 1}
+            )
+            return job_from_item(item) if item else None
+        expression = Expression()
+        status, updated = expression.name("status"), expression.name("updated_at")
+        update = expression.update(values, adds={"attempts": 1})
+        # Timestamps are fixed-width ISO strings, so string order is time order.
+        condition = (
+            f"attribute_exists({expression.name('pk')}) AND ({status} = {expression.value(JobStatus.QUEUED.value)}"
+            f" OR ({status} = {expression.value(JobStatus.PROCESSING.value)}"
+            f" AND {updated} < {expression.value(stale_before)}))"
         )
-        return job_from_item(item) if item else None
+        with self._down():
+            try:
+                answer = self._db.update_item(
+                    TableName=self.table_name,
+                    Key=serialize(job_key(job_id)),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ReturnValues="ALL_NEW",
+                    **expression.arguments(),
+                )
+            except ClientError as exc:
+                if clients.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return None
+        return job_from_item(deserialize(answer["Attributes"]))
 
     def finish(self, job_id: str, *, error: str | None = None) -> None:
         status = JobStatus.FAILED if error else JobStatus.SUCCEEDED

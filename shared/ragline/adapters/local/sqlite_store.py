@@ -255,7 +255,7 @@ class SqliteMetadataStore:
                     self._insert_document(db, document)
             self._insert_job(db, job)
 
-    def claim(self, job_id: str | None = None) -> Job | None:
+    def claim(self, job_id: str | None = None, *, stale_before: str | None = None) -> Job | None:
         now = utcnow()
         with self._write() as db:
             if job_id is None:
@@ -264,7 +264,8 @@ class SqliteMetadataStore:
                 ).fetchone()
             else:
                 row = db.execute(
-                    "SELECT id FROM jobs WHERE id = ? AND status = ?", (job_id, JobStatus.QUEUED.value)
+                    "SELECT id FROM jobs WHERE id = ? AND (status = ? OR (status = ? AND updated_at < ?))",
+                    (job_id, JobStatus.QUEUED.value, JobStatus.PROCESSING.value, stale_before or ""),
                 ).fetchone()
             if row is None:
                 return None

@@ -1,0 +1,190 @@
+"""The ingest pipeline on the AWS backend, end to end under moto: queue → real ingest function →
+DynamoDB + S3 + embedded vectors + SNS, with redelivery, poison messages and the S3 drop folder."""
+
+from __future__ import annotations
+
+import json
+
+from ragline.adapters.aws.sqs_queue import SqsJobQueue
+from ragline.models import DocumentStatus, JobStatus, SearchRequest
+
+ABOUT_OTTERS = "Sea otters hold hands while they sleep so that they do not drift apart on the water."
+ABOUT_BRIDGES = "Suspension bridges carry their deck on vertical hangers from two main cables."
+
+
+def search_ids(stack, tenant: str, query: str) -> list[str]:
+    response = stack.container.search.search(tenant, SearchRequest(query=query, limit=5))
+    return list(dict.fromkeys(hit.payload["document_id"] for hit in response.items))
+
+
+def test_api_upload_is_queued_on_sqs_and_indexed_by_the_function(aws_env) -> None:
+    stack = aws_env()
+    assert isinstance(stack.container.queue, SqsJobQueue)
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
+    assert stack.container.store.get_document("t1", accepted.document.id).status == DocumentStatus.QUEUED
+
+    assert stack.drain() == 1
+    doc = stack.container.store.get_document("t1", accepted.document.id)
+    assert (doc.status, doc.chunk_count) == (DocumentStatus.INDEXED, 1)
+    assert stack.container.store.get_job("t1", accepted.job_id).status == JobStatus.SUCCEEDED
+    assert search_ids(stack, "t1", "otters sleeping") == [doc.id]
+    assert search_ids(stack, "t2", "otters sleeping") == []  # another tenant sees nothing
+
+    events = stack.events()
+    assert [e["type"] for e in events] == ["document.uploaded", "document.indexed"]
+    assert all(e["attributes"] == {"event_type": e["type"], "tenant_id": "t1"} for e in events)
+    assert stack.container.blobs.get(doc.blob_key) == ABOUT_OTTERS.encode()
+
+
+def test_a_redelivered_job_message_does_not_index_twice(aws_env) -> None:
+    stack = aws_env()
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
+    job = stack.container.store.get_job("t1", accepted.job_id)
+    stack.container.queue.send(job)  # SQS delivers at least once: the same message again
+    assert stack.drain() == 2
+    job = stack.container.store.get_job("t1", accepted.job_id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert [e["type"] for e in stack.events()].count("document.indexed") == 1
+    assert stack.dead_letters() == []
+
+
+def test_a_live_claim_sends_the_message_back_and_a_stale_one_is_taken_over(aws_env) -> None:
+    stack = aws_env(ingest_reclaim_after_seconds=3600)
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
+    # Another invocation claimed it a moment ago and is still working: hands off.
+    assert stack.container.store.claim(accepted.job_id) is not None
+    assert stack.poller.poll_once() == 1
+    doc = stack.container.store.get_document("t1", accepted.document.id)
+    assert doc.status == DocumentStatus.QUEUED
+    body = stack.sqs.receive_message(QueueUrl=stack.resources.ingest_queue_url)["Messages"][0]["Body"]
+    assert json.loads(body)["job_id"] == accepted.job_id  # still on the queue
+
+    # That invocation died: once its claim is older than the function's timeout, the message wins.
+    stack.container.ingest_messages.settings = stack.container.settings.model_copy(
+        update={"ingest_reclaim_after_seconds": 0.001}
+    )
+    stack.drain()
+    job = stack.container.store.get_job("t1", accepted.job_id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2)
+
+
+def test_poison_messages_reach_the_dlq_and_the_rest_of_the_batch_succeeds(aws_env) -> None:
+    stack = aws_env()
+    queue = stack.resources.ingest_queue_url
+    stack.sqs.send_message(QueueUrl=queue, MessageBody="this is not json")
+    accepted = stack.container.ingest.accept("t1", ABOUT_BRIDGES.encode(), filename="bridges.txt")
+    stack.drain()
+    assert stack.container.store.get_document("t1", accepted.document.id).status == DocumentStatus.INDEXED
+    assert stack.dead_letters() == ["this is not json"]  # after maxReceiveCount receives, not before
+
+
+def test_a_job_failing_on_its_last_delivery_is_failed_announced_and_dead_lettered(aws_env, monkeypatch) -> None:
+    from ragline.errors import DependencyUnavailable
+
+    stack = aws_env(max_ingest_attempts=50)  # only SQS's receive count stops it
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
+
+    def embedder_down(texts):
+        raise DependencyUnavailable("the embedding model is down")
+
+    monkeypatch.setattr(stack.container.embedder, "embed_documents", embedder_down)
+    stack.drain()
+    doc = stack.container.store.get_document("t1", accepted.document.id)
+    assert doc.status == DocumentStatus.FAILED
+    assert "gave up after 5 attempts" in doc.error
+    failures = [e for e in stack.events() if e["type"] == "error.ingestion"]
+    assert [f["data"]["document_id"] for f in failures] == [doc.id]
+    assert [json.loads(body)["job_id"] for body in stack.dead_letters()] == [accepted.job_id]
+
+
+def test_s3_drop_folder_create_overwrite_and_remove(aws_env) -> None:
+    stack = aws_env()
+    bucket = stack.resources.documents_bucket
+    key = "inbox/t1/notes/sea otters.txt"  # a space: the notification carries it URL-encoded
+    stack.s3.put_object(Bucket=bucket, Key=key, Body=ABOUT_OTTERS.encode())
+    stack.drain()
+    doc = stack.container.store.find_document("t1", external_id="inbox:t1/notes/sea otters.txt")
+    assert doc is not None and doc.status == DocumentStatus.INDEXED and doc.source == "inbox"
+    assert search_ids(stack, "t1", "otters sleeping") == [doc.id]
+
+    stack.s3.put_object(Bucket=bucket, Key=key, Body=ABOUT_BRIDGES.encode())  # overwritten: a new version
+    stack.drain()
+    doc = stack.container.store.get_document("t1", doc.id)
+    assert (doc.status, doc.version) == (DocumentStatus.INDEXED, 2)
+    assert search_ids(stack, "t1", "suspension bridge cables") == [doc.id]
+
+    stack.s3.delete_object(Bucket=bucket, Key=key)
+    stack.drain()
+    assert stack.container.store.get_document("t1", doc.id) is None
+    assert search_ids(stack, "t1", "suspension bridge cables") == []
+    assert stack.container.blobs.exists(doc.blob_key) is False
+    types = [e["type"] for e in stack.events()]
+    assert types.count("document.indexed") == 2 and types[-1] == "document.deleted"
+
+
+def test_s3_events_out_of_order_follow_the_objects_current_state(aws_env) -> None:
+    stack = aws_env()
+    bucket = stack.resources.documents_bucket
+    queue = stack.resources.ingest_queue_url
+
+    def notify(event_name: str, key: str) -> None:
+        record = {"eventName": event_name, "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+        stack.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [record]}))
+
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/a.txt", Body=ABOUT_OTTERS.encode())
+    stack.drain()
+    doc = stack.container.store.find_document("t1", external_id="inbox:t1/a.txt")
+    assert doc is not None
+    notify("ObjectRemoved:Delete", "inbox/t1/a.txt")  # a stale removal: the object is there
+    notify("ObjectCreated:Put", "inbox/t1/never-there.txt")  # a late creation of a removed object
+    stack.drain()
+    assert stack.container.store.get_document("t1", doc.id).status == DocumentStatus.INDEXED
+    assert stack.container.store.find_document("t1", external_id="inbox:t1/never-there.txt") is None
+    assert stack.dead_letters() == []
+
+
+def test_unsupported_drop_is_reported_not_retried(aws_env) -> None:
+    stack = aws_env()
+    bucket = stack.resources.documents_bucket
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/tool.exe", Body=b"MZ\x90\x00\x03" + bytes(range(256)))
+    stack.s3.put_object(Bucket=bucket, Key="inbox/not a tenant/x.txt", Body=b"ignored")
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/.~lock.txt", Body=b"ignored")
+    stack.drain()
+    failures = [e for e in stack.events() if e["type"] == "error.ingestion"]
+    assert [(f["tenant_id"], f["data"]["key"], f["data"]["code"]) for f in failures] == [
+        ("t1", "inbox/t1/tool.exe", 415)
+    ]
+    assert stack.container.store.list_documents("t1")[0] == []
+    assert stack.dead_letters() == []
+
+
+def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aws_env) -> None:
+    stack = aws_env()
+    claims = {
+        "document_id": "doc_presigned1",
+        "tenant_id": "t1",
+        "filename": "otters.txt",
+        "content_type": "text/plain",
+        "metadata": {"team": "marine"},
+        "kb_id": "animals",
+    }
+    stack.container.upload_claims.put("t1/doc_presigned1.json", json.dumps(claims).encode())
+    url = stack.container.upload_drop.presign_put("t1/doc_presigned1/otters.txt", "text/plain", 300)
+    assert "uploads/t1/doc_presigned1/otters.txt" in url and "X-Amz-Signature" in url
+    # What the client's PUT to that URL does:
+    stack.s3.put_object(
+        Bucket=stack.resources.documents_bucket, Key="uploads/t1/doc_presigned1/otters.txt", Body=ABOUT_OTTERS.encode()
+    )
+    stack.drain()
+    doc = stack.container.store.get_document("t1", "doc_presigned1")
+    assert (doc.status, doc.kb_id, doc.metadata, doc.filename) == (
+        DocumentStatus.INDEXED, "animals", {"team": "marine"}, "otters.txt"
+    )
+    assert stack.container.upload_drop.exists("t1/doc_presigned1/otters.txt") is False  # staging is cleaned up
+    assert stack.container.upload_claims.exists("t1/doc_presigned1.json") is False
+
+    # Bytes under another tenant's path do not match the claims and are ignored.
+    stack.container.upload_claims.put("t2/doc_forged.json", json.dumps({**claims, "document_id": "doc_forged"}).encode())
+    stack.s3.put_object(Bucket=stack.resources.documents_bucket, Key="uploads/t2/doc_forged/x.txt", Body=b"hello")
+    stack.drain()
+    assert stack.container.store.get_document("t2", "doc_forged") is None
