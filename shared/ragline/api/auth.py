@@ -1,22 +1,76 @@
-"""x-api-key authentication: the key decides the tenant; the route decides the scope."""
+"""Who is calling, and may they: the key (or the API Gateway authorizer that checked it) decides
+the tenant; the route decides the scope.
+
+Two modes (``RAGLINE_AUTH_MODE``):
+- ``key`` (local, emulated): the x-api-key header is looked up in the metadata store here.
+- ``authorizer`` (deployed): API Gateway's Lambda authorizer has already checked the key and
+  passes ``tenant_id``, ``scopes`` (comma-joined) and ``key_id`` in its context. Under Mangum the
+  context is in the Lambda event (``scope["aws.event"]["requestContext"]["authorizer"]``); under
+  the Lambda Web Adapter it arrives as the JSON header ``x-amzn-request-context``. No context
+  means the request did not come through the authorizer: 401, never a fall-through.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from ragline.errors import Forbidden
+from ragline.errors import Forbidden, Unauthorized
 from ragline.keys import authenticate
 from ragline.models import Principal, Scope
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Your Ragline API key")
 
+# Set by the Lambda Web Adapter from the API Gateway event (the app listens on localhost only).
+LWA_CONTEXT_HEADER = "x-amzn-request-context"
+
+
+def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
+    event = request.scope.get("aws.event")
+    if isinstance(event, Mapping):
+        context = (event.get("requestContext") or {}).get("authorizer")
+        return context if isinstance(context, Mapping) else None
+    raw = request.headers.get(LWA_CONTEXT_HEADER)
+    if not raw:
+        return None
+    try:
+        request_context = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    context = request_context.get("authorizer") if isinstance(request_context, Mapping) else None
+    return context if isinstance(context, Mapping) else None
+
+
+def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
+    """The Principal the authorizer vouched for (its context values are all strings)."""
+    if not context:
+        raise Unauthorized("the request did not pass the API key authorizer", error="Missing API key")
+    tenant_id, key_id = context.get("tenant_id"), context.get("key_id")
+    if not isinstance(tenant_id, str) or not tenant_id or not isinstance(key_id, str) or not key_id:
+        raise Unauthorized("the authorizer context names no tenant or key", error="Invalid API key")
+    raw_scopes = context.get("scopes")
+    try:
+        # No default to "every scope" here: an empty or missing list grants nothing.
+        scopes = frozenset(Scope(part.strip()) for part in str(raw_scopes or "").split(",") if part.strip())
+    except ValueError as exc:
+        raise Unauthorized("the authorizer context has an unknown scope", error="Invalid API key") from exc
+    return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes)
+
+
+def current_principal(request: Request, key: str | None) -> Principal:
+    container = request.app.state.container
+    if container.settings.auth_mode == "authorizer":
+        return principal_from_authorizer(_authorizer_context(request))
+    return authenticate(container.store, key)
+
 
 def require(scope: Scope) -> Callable[..., Principal]:
     def dependency(request: Request, key: str | None = Depends(api_key_header)) -> Principal:
-        principal = authenticate(request.app.state.container.store, key)
+        principal = current_principal(request, key)
         if not principal.can(scope):
             raise Forbidden(f"this API key lacks the {scope.value!r} scope", error="Insufficient scope")
         return principal

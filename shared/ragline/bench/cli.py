@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | coldstart | package | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -105,11 +105,37 @@ def _all_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _skip_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _coldstart_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=5, help="fresh interpreters per function; medians reported (default 5)")
+    p.add_argument(
+        "--skip",
+        type=_skip_list,
+        default=[],
+        help="comma-separated functions to leave out, of authorizer,search,chat,chat+claude,documents,stream_chat",
+    )
+
+
+def _package_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--requirements", type=Path, default=None, help="the layer's requirements (default shared/requirements.txt)"
+    )
+    p.add_argument("--top", type=int, default=15, help="largest packages to list (default 15)")
+
+
+# Benchmarks whose runner is not `run` in ragline.bench.<name>.
+RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
+
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "ingest": ("pages/s and chunks/s through the real ingest path, vs the bare embedder", _ingest_args),
     "search": ("latency (in process and HTTP) and HNSW recall on a large multi-tenant index", _search_args),
     "quality": ("nDCG@10 and Recall@100 on SciFact (BEIR) or Cranfield, per search mode", _quality_args),
     "memory": ("server RSS idle and while ingesting the largest PDF", _memory_args),
+    "coldstart": ("each Lambda function's init, model load, first invocation and peak RSS (moto)", _coldstart_args),
+    "package": ("unzipped size of the layer and each function against Lambda's 250 MB", _package_args),
     "all": ("ingest, search, quality (SciFact) and memory in turn, then a pass/fail summary", _all_args),
 }
 
@@ -129,7 +155,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in SEQUENCE:
+    for name in (*SEQUENCE, "coldstart", "package"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 
@@ -137,10 +163,11 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 def _execute(name: str, args: argparse.Namespace, console: Console) -> Report:
     from ragline.bench.common import default_out, targets_table, write_json
 
-    module = importlib.import_module(f"ragline.bench.{name}")
+    module_name, runner = RUNNERS.get(name, (name, "run"))
+    module = importlib.import_module(f"ragline.bench.{module_name}")
     started, load = time.time(), os.getloadavg()
     console.rule(f"ragline bench {name}")
-    report: Report = module.run(args, console)
+    report: Report = getattr(module, runner)(args, console)
     out = args.out or default_out(name)
     write_json(out, report.as_json(started, load))
     if report.targets:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,10 +13,9 @@ from starlette.datastructures import UploadFile
 
 from ragline.api.auth import require
 from ragline.api.uploads import sign_upload, verify_upload
-from ragline.container import Container
 from ragline.errors import BadRequest, NotFound, PayloadTooLarge, RaglineError, Unprocessable
 from ragline.ingest.parsers import detect_content_type
-from ragline.ingest.service import Accepted
+from ragline.ingest.service import Accepted, safe_filename
 from ragline.models import (
     DeleteByFilterRequest,
     DocumentStatus,
@@ -25,7 +24,11 @@ from ragline.models import (
     TextDocumentRequest,
     UploadRequest,
     new_id,
+    utcnow,
 )
+
+if TYPE_CHECKING:
+    from ragline.container import Container
 
 router = APIRouter(prefix="/v1/kb", tags=["documents"])
 UPLOAD_URL_TTL = 3600
@@ -263,6 +266,24 @@ async def create_upload(
         "metadata": body.metadata,
         "kb_id": body.kb_id,
     }
+    upload_drop, upload_claims = container.upload_drop, container.upload_claims
+    if upload_drop is not None and upload_claims is not None:
+        # AWS: the client PUTs straight to S3; the claims wait beside it for the ingest function,
+        # which the uploads/ notification wakes (and which accepts under this document id).
+        tenant = principal.tenant_id
+        await run_in_threadpool(
+            upload_claims.put,
+            f"{tenant}/{document_id}.json",
+            json.dumps({**claims, "created_at": utcnow()}).encode("utf-8"),
+        )
+        url = await run_in_threadpool(
+            upload_drop.presign_put,
+            f"{tenant}/{document_id}/{safe_filename(body.filename)}",
+            body.content_type or "application/octet-stream",
+            UPLOAD_URL_TTL,
+        )
+        return {"document_id": document_id, "upload_url": url, "expires_in": UPLOAD_URL_TTL, "method": "PUT",
+                "max_bytes": container.settings.max_upload_bytes}
     token = sign_upload(request.app.state.upload_secret, claims, UPLOAD_URL_TTL)
     url = str(request.url_for("receive_upload", document_id=document_id).include_query_params(token=token))
     return {"document_id": document_id, "upload_url": url, "expires_in": UPLOAD_URL_TTL, "method": "PUT",
@@ -272,6 +293,9 @@ async def create_upload(
 @router.put("/uploads/{document_id}", status_code=202, name="receive_upload", summary="Receive a presigned upload")
 async def receive_upload(document_id: str, request: Request, token: str = Query(...)) -> JSONResponse:
     container = _container(request)
+    if request.app.state.upload_secret is None:
+        # On AWS upload URLs point at S3; this server never issued one.
+        raise NotFound("uploads go to the URL POST /v1/kb/uploads returned", error="Not found")
     claims = verify_upload(request.app.state.upload_secret, token, document_id)
     limit = container.settings.max_upload_bytes
     chunks: list[bytes] = []

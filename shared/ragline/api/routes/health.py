@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ragline.api.auth import require
-from ragline.container import Container
 from ragline.models import Principal, Scope
 from ragline.retrieval.filters import MatchAll
+
+if TYPE_CHECKING:
+    from ragline.container import Container
 
 router = APIRouter(tags=["health"])
 

@@ -1,25 +1,18 @@
-"""Search and chat routes, including the SSE stream."""
+"""The search route (chat and its stream live in chat.py and stream.py, so each Lambda serves one capability)."""
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 
-from ragline.container import Container
 from ragline.api.auth import require
-from ragline.errors import RaglineError
-from ragline.models import ChatRequest, ChatResponse, Principal, Scope, SearchRequest, SearchResponse
+from ragline.models import Principal, Scope, SearchRequest, SearchResponse
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ragline.container import Container
+
 router = APIRouter(prefix="/v1/kb", tags=["search and chat"])
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
 def _container(request: Request) -> Container:
@@ -29,41 +22,3 @@ def _container(request: Request) -> Container:
 @router.post("/search", response_model=SearchResponse, summary="Search the knowledge base")
 def search(body: SearchRequest, request: Request, principal: Principal = Depends(require(Scope.SEARCH))) -> SearchResponse:
     return _container(request).search.search(principal.tenant_id, body)
-
-
-@router.post("/chat", response_model=ChatResponse, summary="Ask a question; get a cited answer")
-def chat(body: ChatRequest, request: Request, principal: Principal = Depends(require(Scope.CHAT))) -> ChatResponse:
-    return _container(request).chat.answer(principal.tenant_id, body)
-
-
-def sse_frame(payload: dict[str, Any] | str) -> str:
-    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-    return f"data: {data}\n\n"
-
-
-@router.post(
-    "/chat/stream",
-    summary="Ask a question; get the cited answer as Server-Sent Events",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
-)
-async def chat_stream(
-    body: ChatRequest, request: Request, principal: Principal = Depends(require(Scope.CHAT))
-) -> StreamingResponse:
-    chat_service = _container(request).chat
-    # Retrieval runs before the first byte, so its errors are ordinary HTTP errors.
-    prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body)
-
-    def frames() -> Iterator[str]:
-        try:
-            for event in chat_service.stream_events(principal.tenant_id, prepared):
-                yield sse_frame(event)
-        except RaglineError as exc:
-            yield sse_frame({"event": "error", "data": {"message": exc.message}})
-        except Exception:
-            # Headers are gone: the error event is the only way left to tell the client.
-            log.exception("chat stream failed after it began")
-            yield sse_frame({"event": "error", "data": {"message": "internal error while answering"}})
-        yield sse_frame("[DONE]")
-
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
