@@ -120,8 +120,16 @@ def ragline(*args: str, env: dict[str, str] | None = None) -> str:
 class Server:
     """`ragline serve` on 127.0.0.1 in a subprocess, stopped by PID."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, inbox: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        inbox: Path | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_args = list(extra_args or [])
         self.env = {**os.environ, "RAGLINE_LOG_LEVEL": "WARNING", **(env or {})}
         self.inbox = inbox
         self.port = free_port()
@@ -134,6 +142,7 @@ class Server:
                 "--data-dir", str(self.data_dir)]
         if self.inbox is not None:
             args += ["--inbox", str(self.inbox)]
+        args += self.extra_args
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)

@@ -22,3 +22,19 @@ def test_key_is_created_enabled_with_its_value_and_joins_the_plan(monkeypatch) -
         members = apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
         assert [member["id"] for member in members] == [key_id]
     clients.reset_clients()
+
+
+def test_cli_creates_an_aws_key_in_dynamodb_and_the_usage_plan(aws_env, monkeypatch, capsys) -> None:
+    from ragline.cli import main
+    from ragline.keys import authenticate
+
+    stack = aws_env()
+    apigateway = clients.client("apigateway")
+    plan = apigateway.create_usage_plan(name="ragline", throttle={"rateLimit": 10.0, "burstLimit": 20})
+    monkeypatch.setenv("RAGLINE_USAGE_PLAN_ID", plan["id"])
+    assert main(["keys", "create", "--backend", "aws", "--tenant", "acme", "--scopes", "search"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]  # (after the fixture's ingest metrics)
+    principal = authenticate(stack.container.store, key)
+    assert (principal.tenant_id, sorted(principal.scopes)) == ("acme", ["search"])
+    values = [k["value"] for k in apigateway.get_api_keys(includeValues=True)["items"]]
+    assert values == [key]
