@@ -6,6 +6,11 @@ message_delta (stop_reason, output usage) and message_stop; without it one JSON 
 API's body {"type": "error", "error": {"type", "message"}, "request_id"}, either as an HTTP 4xx/5xx
 before any byte of the answer or as an `event: error` frame in the middle of a stream.
 
+Knobs for clients that parse the stream themselves (ragline.adapters.anthropic_claude): `retry_after` /
+`retry_after_ms` headers on the failures, `extra_events` (e.g. an event type the API may add one day),
+`ping_every` delta, `pretty` JSON spread over several `data:` lines with `:` comment lines and a chosen
+line ending, and `drop_after_deltas` to cut the connection mid-stream without a last chunk.
+
 Like the API, it takes the key from x-api-key, else from `Authorization: Bearer` (how anthropic SDK 2.x
 sends it), and from anthropic-version 2026-10-21 on it rejects the sampling parameters (temperature,
 top_p, top_k) at any value with a 400.
@@ -44,10 +49,17 @@ class Script:
     input_tokens: int = 321
     output_tokens: int = 42
     fail_status: int | None = None  # answer this HTTP status before streaming anything
-    fail_times: int | None = None  # ...only for the first n requests (None: every request)
+    fail_times: int | None = None  # ...only for the first n requests (None: every request); also for the two below
     fail_after_deltas: int | None = None  # stream n text deltas, then an `event: error` frame
+    drop_after_deltas: int | None = None  # stream n text deltas, then close the connection mid-body
     error_type: str | None = None  # default: the API's type for fail_status (overloaded_error mid-stream)
     error_message: str | None = None
+    retry_after: str | None = None  # a `retry-after` header on the HTTP failures
+    retry_after_ms: str | None = None  # a `retry-after-ms` header on the HTTP failures
+    extra_events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, data) sent after content_block_start
+    ping_every: int | None = None  # a `ping` event before every n-th delta (besides the one after block start)
+    pretty: bool = False  # indented JSON: each event's data over several `data:` lines, after a `:` comment
+    line_ending: str = "\n"  # of the SSE lines: "\n", "\r\n" or "\r"
 
     def error_body(self, status: int | None) -> dict[str, Any]:
         kind = self.error_type or ERROR_TYPES.get(status or 529, "api_error")
@@ -116,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.requests.append(Recorded(headers, body, key))
             script = fake.current
-            failing = script.fail_status is not None and (script.fail_times is None or fake.failures < script.fail_times)
+            fails = (script.fail_status, script.fail_after_deltas, script.drop_after_deltas) != (None, None, None)
+            failing = fails and (script.fail_times is None or fake.failures < script.fail_times)
             fake.failures += failing
         try:
             if self.path.split("?")[0] != "/v1/messages":
@@ -127,10 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(400, error_body("invalid_request_error", "anthropic-version: header is required"))
             if problem := _problem(body, headers["anthropic-version"]):
                 return self._json(400, error_body("invalid_request_error", problem))
-            if failing:
-                return self._json(script.fail_status, script.error_body(script.fail_status))
+            if failing and script.fail_status is not None:
+                extra = {"retry-after": script.retry_after, "retry-after-ms": script.retry_after_ms}
+                return self._json(script.fail_status, script.error_body(script.fail_status), extra)
             if body.get("stream"):
-                return self._stream(script, body)
+                return self._stream(script, body, failing=failing)
             message = self._message(script, body, text=script.answer)
             message.update(stop_reason="end_turn")
             message["usage"]["output_tokens"] = script.output_tokens
@@ -148,9 +162,12 @@ class _Handler(BaseHTTPRequestHandler):
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "service_tier": "standard"},
         }
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(self, status: int, payload: dict[str, Any], extra: dict[str, str | None] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            if value is not None:
+                self.send_header(name, value)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.send_header("connection", "close")  # one request per connection: stop() never waits on keep-alive
@@ -158,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, script: Script, body: dict[str, Any]) -> None:
+    def _stream(self, script: Script, body: dict[str, Any], *, failing: bool) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -166,16 +183,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("connection", "close")
         self.send_header("request-id", _id("req"))
         self.end_headers()
+        self._script = script
         self._event("message_start", {"type": "message_start", "message": self._message(script, body, text=None)})
         self._event("content_block_start", {"type": "content_block_start", "index": 0,
                                             "content_block": {"type": "text", "text": ""}})
         self._event("ping", {"type": "ping"})
+        for name, data in script.extra_events:
+            self._event(name, data)
+        fail_after = script.fail_after_deltas if failing else None
+        drop_after = script.drop_after_deltas if failing else None
         for n, piece in enumerate(re.findall(r"\s*\S+|\s+$", script.answer)):
-            if n == script.fail_after_deltas:
+            if n in (fail_after, drop_after):
                 break
+            if script.ping_every and n and n % script.ping_every == 0:
+                self._event("ping", {"type": "ping"})
             self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                 "delta": {"type": "text_delta", "text": piece}})
-        if script.fail_after_deltas is not None:
+        if drop_after is not None:
+            self.close_connection = True  # no last chunk: the client sees the body end too early
+            return
+        if fail_after is not None:
             self._event("error", script.error_body(529))
         else:
             self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
@@ -186,7 +213,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")  # the last chunk; the connection closes after it
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
-        frame = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        script: Script = getattr(self, "_script", None) or Script()
+        if script.pretty:
+            lines = [": a comment line, which a client must skip", f"event: {name}"]
+            lines += [f"data: {line}" for line in json.dumps(data, indent=1).splitlines()]
+        else:
+            lines = [f"event: {name}", f"data: {json.dumps(data)}"]
+        end = script.line_ending
+        frame = (end.join(lines) + end + end).encode()
         self.wfile.write(b"%X\r\n%s\r\n" % (len(frame), frame))
         self.wfile.flush()
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from ragline.adapters.anthropic_claude import ClaudeAnswerModel
+from ragline.adapters import anthropic_claude
+from ragline.adapters.anthropic_claude import ClaudeAnswerModel, iter_sse
 from ragline.chat.prompt import SYSTEM_PROMPT
 from ragline.errors import DependencyUnavailable
 from ragline.models import ChatTurn
@@ -38,10 +44,12 @@ def fake(server: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> FakeAnthropi
     return server
 
 
-def model_for(fake: FakeAnthropic, *, api_key: str | None = None, base_url: str | None = None) -> ClaudeAnswerModel:
+def model_for(
+    fake: FakeAnthropic, *, api_key: str | None = None, base_url: str | None = None, max_retries: int = 0
+) -> ClaudeAnswerModel:
     return ClaudeAnswerModel(
         api_key or fake.api_key, model="claude-sonnet-5-5", max_tokens=1024,
-        base_url=base_url or fake.url, timeout=10.0, max_retries=0,
+        base_url=base_url or fake.url, timeout=10.0, max_retries=max_retries,
     )
 
 
@@ -179,19 +187,267 @@ def test_unreachable_base_url_is_dependency_unavailable(fake: FakeAnthropic) -> 
 
 
 def test_the_fake_answers_without_streaming_and_rejects_sampling_params(fake: FakeAnthropic) -> None:
-    """The fake itself, checked with the SDK's own parser: the JSON message, and the 400 of API 2026-10-21."""
-    import anthropic
-
-    with anthropic.Anthropic(api_key=fake.api_key, base_url=fake.url, max_retries=0) as client:
-        message = client.messages.create(
-            model="claude-sonnet-5-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-        )
-        with pytest.raises(anthropic.BadRequestError, match="temperature: Extra inputs are not permitted"):
-            client.messages.create(
-                model="claude-sonnet-5-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
-                extra_body={"temperature": 0.2},
-            )
-    assert message.content[0].text == ANSWER  # type: ignore[union-attr]
-    assert message.model == "claude-sonnet-5-5-20250929"
-    assert (message.usage.input_tokens, message.usage.output_tokens, message.stop_reason) == (321, 42, "end_turn")
+    """The fake itself, over plain HTTP: the JSON message, and the 400 of API 2026-10-21 for sampling params."""
+    headers = {"x-api-key": fake.api_key, "anthropic-version": "2026-10-21"}
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=fake.url, headers=headers, trust_env=False) as client:
+        answered = client.post("/v1/messages", json=body)
+        rejected = client.post("/v1/messages", json={**body, "temperature": 0.2})
+    assert answered.status_code == 200, answered.text
+    message = answered.json()
+    assert message["content"] == [{"type": "text", "text": ANSWER}]
+    assert message["model"] == "claude-sonnet-5-5-20250929"
+    assert (message["usage"]["input_tokens"], message["usage"]["output_tokens"], message["stop_reason"]) == (
+        321, 42, "end_turn",
+    )
     assert "stream" not in fake.requests[0].body
+    assert rejected.status_code == 400
+    assert rejected.json()["error"] == {
+        "type": "invalid_request_error", "message": "temperature: Extra inputs are not permitted",
+    }
+
+
+# --- the httpx client: headers, retries, the SSE protocol ---------------------------------------------------------
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The adapter's waits between attempts, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(anthropic_claude, "_sleep", recorded.append)
+    return recorded
+
+
+def test_request_headers_are_the_messages_api_ones(fake: FakeAnthropic) -> None:
+    collect(model_for(fake), request())
+    headers = fake.last.headers
+    assert headers["x-api-key"] == fake.api_key
+    assert "authorization" not in headers
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert headers["content-type"] == "application/json"
+    assert headers["accept"] == "text/event-stream"
+
+
+def test_one_overloaded_answer_is_retried_with_backoff(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, fail_status=529, fail_times=2)
+    deltas, done = collect(model_for(fake, max_retries=2), request())
+    assert "".join(deltas) == ANSWER and len(done) == 1
+    assert len(fake.requests) == 3
+    (first, second) = sleeps  # the SDK's backoff: 0.5 s, then 1 s, each less up to 25 % jitter
+    assert 0.375 <= first <= 0.5 and 0.75 <= second <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry_after": "2"}, 2.0),
+        ({"retry_after_ms": "1234"}, 1.234),
+        ({"retry_after": "7", "retry_after_ms": "250"}, 0.25),  # the precise one wins, as in the SDK
+        ({"retry_after": "3600"}, anthropic_claude.MAX_RETRY_AFTER),  # capped
+        ({"retry_after": "soon"}, None),  # unreadable: the backoff
+    ],
+)
+def test_retry_after_is_honoured(
+    fake: FakeAnthropic, sleeps: list[float], headers: dict[str, str], expected: float | None
+) -> None:
+    fake.script(answer=ANSWER, fail_status=429, fail_times=1, **headers)
+    deltas, _ = collect(model_for(fake, max_retries=1), request())
+    assert "".join(deltas) == ANSWER
+    assert len(fake.requests) == 2
+    (slept,) = sleeps
+    if expected is None:
+        assert 0.375 <= slept <= 0.5
+    else:
+        assert slept == pytest.approx(expected)
+
+
+def test_retry_after_is_really_waited(fake: FakeAnthropic) -> None:
+    fake.script(answer=ANSWER, fail_status=503, fail_times=1, retry_after_ms="300")
+    started = time.monotonic()
+    deltas, _ = collect(model_for(fake, max_retries=1), request())
+    assert time.monotonic() - started >= 0.3
+    assert "".join(deltas) == ANSWER and len(fake.requests) == 2
+
+
+def test_retries_run_out_with_the_last_status(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, fail_status=529)
+    with pytest.raises(DependencyUnavailable, match=r"^Claude answered 529: Overloaded$"):
+        collect(model_for(fake, max_retries=2), request())
+    assert len(fake.requests) == 3 and len(sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "message"),
+    [
+        (400, "invalid_request_error", "messages.0.content: too long"),
+        (403, "permission_error", "Your API key does not have permission to use the specified resource."),
+        (404, "not_found_error", "model: claude-nonexistent"),
+    ],
+)
+def test_client_errors_are_not_retried(
+    fake: FakeAnthropic, sleeps: list[float], status: int, kind: str, message: str
+) -> None:
+    fake.script(answer=ANSWER, fail_status=status, error_type=kind, error_message=message)
+    with pytest.raises(DependencyUnavailable) as caught:
+        collect(model_for(fake, max_retries=2), request())
+    assert caught.value.message == f"Claude answered {status}: {message}"
+    assert caught.value.error == "Answer model unavailable"
+    assert len(fake.requests) == 1 and sleeps == []
+
+
+def test_wrong_api_key_is_not_retried(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    with pytest.raises(DependencyUnavailable, match=r"^Claude answered 401: invalid x-api-key$"):
+        collect(model_for(fake, api_key="sk-ant-wrong", max_retries=2), request())
+    assert len(fake.requests) == 1 and sleeps == []
+
+
+def test_no_retry_after_the_first_delta(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, fail_after_deltas=3)
+    deltas: list[str] = []
+    with pytest.raises(DependencyUnavailable, match=r"^Claude failed mid-answer: Overloaded$"):
+        for event in model_for(fake, max_retries=2).stream(request()):
+            deltas.append(event.text)  # type: ignore[union-attr]
+    assert "".join(deltas) == "Invoices are due"
+    assert len(fake.requests) == 1 and sleeps == []
+
+
+def test_a_connection_lost_after_the_first_delta_is_not_retried(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, drop_after_deltas=2)
+    deltas: list[str] = []
+    with pytest.raises(DependencyUnavailable, match=r"^Claude failed mid-answer: ") as caught:
+        for event in model_for(fake, max_retries=2).stream(request()):
+            deltas.append(event.text)  # type: ignore[union-attr]
+    assert "".join(deltas) == "Invoices are"
+    assert caught.value.status == 503
+    assert len(fake.requests) == 1 and sleeps == []
+
+
+def test_an_error_event_before_the_first_delta_is_retried(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, fail_after_deltas=0, fail_times=1)
+    deltas, done = collect(model_for(fake, max_retries=1), request())
+    assert "".join(deltas) == ANSWER and len(done) == 1
+    assert len(fake.requests) == 2 and len(sleeps) == 1
+
+
+def test_a_connection_lost_before_the_first_delta_is_retried(fake: FakeAnthropic, sleeps: list[float]) -> None:
+    fake.script(answer=ANSWER, drop_after_deltas=0, fail_times=1)
+    deltas, done = collect(model_for(fake, max_retries=1), request())
+    assert "".join(deltas) == ANSWER and len(done) == 1
+    assert len(fake.requests) == 2 and len(sleeps) == 1
+
+
+def test_connection_refused_is_dependency_unavailable_after_the_retries(
+    fake: FakeAnthropic, sleeps: list[float]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DependencyUnavailable, match=r"^Claude is unreachable: ConnectError") as caught:
+        collect(model_for(fake, base_url=f"http://127.0.0.1:{port}", max_retries=2), request())
+    assert caught.value.status == 503 and caught.value.error == "Answer model unavailable"
+    assert len(sleeps) == 2, "two retries, each after a backoff"
+
+
+def test_an_unknown_event_type_is_ignored(fake: FakeAnthropic) -> None:
+    fake.script(
+        answer=ANSWER, input_tokens=7, output_tokens=9,
+        extra_events=(
+            ("content_block_annotation", {"type": "content_block_annotation", "index": 0, "note": "new in 2031"}),
+            ("message", {"type": "message_progress", "fraction": 0.5}),  # a nameless event, typed only in its data
+        ),
+    )
+    deltas, (done,) = collect(model_for(fake), request())
+    assert "".join(deltas) == ANSWER
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (7, 9)
+
+
+def test_pings_between_deltas_change_nothing(fake: FakeAnthropic) -> None:
+    fake.script(answer=ANSWER, ping_every=1)
+    deltas, done = collect(model_for(fake), request())
+    assert "".join(deltas) == ANSWER and len(done) == 1
+
+
+def test_non_text_blocks_are_not_part_of_the_answer(fake: FakeAnthropic) -> None:
+    fake.script(
+        answer=ANSWER,
+        extra_events=(
+            ("content_block_start", {"type": "content_block_start", "index": 1,
+                                     "content_block": {"type": "thinking", "thinking": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "thinking_delta", "thinking": "Let me see."}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "text_delta", "text": "not in a text block"}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ),
+    )
+    deltas, _ = collect(model_for(fake), request())
+    assert "".join(deltas) == ANSWER
+
+
+@pytest.mark.parametrize("line_ending", ["\n", "\r\n", "\r"])
+def test_multi_line_data_comments_and_any_line_ending(fake: FakeAnthropic, line_ending: str) -> None:
+    fake.script(answer=ANSWER, pretty=True, line_ending=line_ending, input_tokens=11, output_tokens=22, model="m-1")
+    deltas, (done,) = collect(model_for(fake), request())
+    assert "".join(deltas) == ANSWER
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.model) == (11, 22, "m-1")
+
+
+def test_a_stream_that_ends_before_message_stop_is_an_error(fake: FakeAnthropic) -> None:
+    stream = b"".join(
+        f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+        for kind, data in [
+            ("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 1}}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": "Half"}}),
+        ]
+    )
+    transport = httpx.MockTransport(
+        lambda req: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream)
+    )
+    model = model_for(fake)
+    model._client = httpx.Client(transport=transport)
+    deltas: list[str] = []
+    with pytest.raises(DependencyUnavailable, match=r"^Claude failed mid-answer: .*message_stop"):
+        for event in model.stream(request()):
+            deltas.append(event.text)  # type: ignore[union-attr]
+    assert deltas == ["Half"]
+
+
+# --- the SSE parser on its own -------------------------------------------------------------------------------------
+
+
+def sse(*chunks: bytes) -> list[tuple[str, str]]:
+    return list(iter_sse(iter(chunks)))
+
+
+def test_sse_fields_comments_and_dispatch() -> None:
+    assert sse(b"event: a\ndata: 1\n\n: comment\ndata:2\n\nevent: lonely\n\n") == [("a", "1"), ("message", "2")]
+
+
+def test_sse_multi_line_data_joins_with_newlines() -> None:
+    assert sse(b"event: e\ndata: {\ndata:  \"x\": 1\ndata: }\n\n") == [("e", '{\n "x": 1\n}')]
+
+
+def test_sse_survives_any_split_into_chunks() -> None:
+    stream = "\ufeffevent: e\r\ndata: caf\u00e9 \u2028 ok\r\n\r\nevent: f\rdata: 2\r\rdata: 3\n\n".encode()
+    expected = [("e", "caf\u00e9 \u2028 ok"), ("f", "2"), ("message", "3")]
+    assert sse(stream) == expected
+    for cut in range(1, len(stream)):
+        assert sse(stream[:cut], stream[cut:]) == expected, cut
+    assert sse(*(stream[i : i + 1] for i in range(len(stream)))) == expected
+
+
+def test_sse_drops_an_event_without_its_blank_line() -> None:
+    assert sse(b"event: a\ndata: 1\n\nevent: b\ndata: 2\n") == [("a", "1")]
+    assert sse(b"data: 1\r\r") == [("message", "1")]
+
+
+def test_the_adapter_does_not_import_the_anthropic_sdk() -> None:
+    code = (
+        "import sys\n"
+        "from ragline.adapters.anthropic_claude import ClaudeAnswerModel\n"
+        "ClaudeAnswerModel('sk-ant-x', model='m', max_tokens=1)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('anthropic', 'httpx2', 'jiter')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
