@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
 
-.PHONY: dev test install install-test lint clean
+.PHONY: dev test install install-test lint lint-infra sam-build package-check clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ragline needs Python 3.11, found " + sys.version.split()[0]'
@@ -25,11 +25,50 @@ install-test: $(VENV)/.installed-test
 dev: install
 	$(BIN)/ragline serve
 
-test: install-test lint
+test: install-test lint lint-infra package-check
 	$(BIN)/pytest
 
 lint: install-test
 	$(BIN)/ruff check shared tests
+
+# SAM tooling lives in its own venv: aws-sam-cli pins many packages that would clash with ours.
+TOOLS_VENV  := .tools-venv
+TOOLS_BIN   := $(TOOLS_VENV)/bin
+SAM_CLI_VERSION := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+# sam validate loads a session even offline: fake credentials, fixed region, no telemetry.
+SAM_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+
+$(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION):
+	@python3.11 -c 'import sys; assert sys.version_info[:2] == (3, 11)'
+	test -x $(TOOLS_BIN)/python || python3.11 -m venv $(TOOLS_VENV)
+	$(TOOLS_BIN)/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION)
+	@touch $@
+
+lint-infra: $(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
+	$(TOOLS_BIN)/cfn-lint template.yaml
+	$(SAM_ENV) $(TOOLS_BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
+
+# sam build needs Lambda's interpreter, python3.12, on PATH (the layers' byte-code is compiled by it too):
+# pyenv's 3.12.1 when it is installed, else the python3.12 on PATH. Override: make sam-build PYTHON312=...
+PYTHON312 ?= $(or $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12),python3.12)
+SAM_BUILD_ENV = $(if $(findstring /,$(PYTHON312)),PATH=$(patsubst %/,%,$(dir $(PYTHON312))):$$PATH) \
+	PYTHON312=$(PYTHON312) SAM_CLI_TELEMETRY=0
+
+# Builds the six functions, CoreLayer and EmbeddingLayer (infra/layers) into .aws-sam/build without a
+# container, then prints the unzipped sizes against Lambda's limit (fails when over). Needs PyPI access.
+# --no-cached: SAM keys a layer's cache on its ContentUri only, so CoreLayer would miss changes to shared/ragline.
+sam-build: $(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) $(VENV)/.installed
+	@$(PYTHON312) -c 'import sys; assert sys.version_info[:2] == (3, 12), "sam build needs python3.12, found " + sys.version'
+	@start=$$(date +%s); \
+	$(SAM_BUILD_ENV) $(TOOLS_BIN)/sam build --no-cached --parallel --template-file template.yaml && \
+	echo "sam build took $$(( $$(date +%s) - start )) s"
+	$(BIN)/python infra/layers/smoke.py --sizes
+
+# The built functions start as Lambda would start them (python3.12, only their layers on sys.path).
+package-check: sam-build
+	PYTHON312=$(PYTHON312) $(BIN)/python infra/layers/smoke.py --no-sizes
 
 clean:
 	rm -rf $(VENV) .pytest_cache

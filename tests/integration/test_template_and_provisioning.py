@@ -1,0 +1,502 @@
+"""template.yaml is the contract: its shape, and creating its resources on moto (in-process and server)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from ragline.adapters.aws import clients
+from ragline.adapters.aws.dynamodb_store import table_definitions
+from ragline.adapters.aws.provision import (
+    ProvisionedResources,
+    Resolver,
+    _Created,
+    TemplateError,
+    default_template_path,
+    deployable_subset,
+    load_template,
+    provision,
+    references,
+    settings_overrides,
+)
+from tests.support import REPO
+
+TEMPLATE = load_template(REPO / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = {name: spec for name, spec in RESOURCES.items() if spec["Type"] == "AWS::Serverless::Function"}
+OPEN_ROUTES = {("/health", "GET")}
+
+
+def props(name: str) -> dict[str, Any]:
+    return RESOURCES[name]["Properties"]
+
+
+def api_events() -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(function, path, method, event properties) for every API route."""
+    return [
+        (function, event["Properties"]["Path"], event["Properties"]["Method"].upper(), event["Properties"])
+        for function, spec in FUNCTIONS.items()
+        for event in spec["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
+    ]
+
+
+# ---- the template ----------------------------------------------------------------------------------
+def test_template_loads_with_short_tags_in_long_form():
+    assert TEMPLATE["Transform"] == "AWS::Serverless-2016-10-31"
+    assert props("IngestQueue")["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]
+    }
+    assert props("MetadataTable")  # parsed, not a tag object
+    assert set(FUNCTIONS) == {
+        "IngestFunction", "SearchFunction", "ChatFunction", "DocumentsFunction", "StreamChatFunction",
+        "AuthorizerFunction",
+    }
+
+
+def test_a_missing_template_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGLINE_TEMPLATE", str(tmp_path / "nope.yaml"))
+    with pytest.raises(TemplateError, match="RAGLINE_TEMPLATE"):
+        load_template()
+
+
+def test_every_function_code_dir_exists():
+    for name, spec in FUNCTIONS.items():
+        code_dir = REPO / spec["Properties"]["CodeUri"]
+        if not code_dir.is_dir():
+            # Another engineer writes functions/<name>/app.py; keep the directory so SAM can resolve it.
+            code_dir.mkdir(parents=True)
+            (code_dir / ".gitkeep").touch()
+        assert code_dir.is_dir(), name
+
+
+# Functions that embed (or build container.ingest, which builds the embedder) get the EmbeddingLayer too.
+EMBEDDING_FUNCTIONS = {"IngestFunction", "SearchFunction", "ChatFunction", "StreamChatFunction", "DocumentsFunction"}
+LAYERS = {"CoreLayer": "core", "EmbeddingLayer": "embedding"}  # logical id -> infra/layers/<folder>
+
+
+def test_every_function_runs_python312_with_the_core_layer_and_the_globals():
+    globals_function = TEMPLATE["Globals"]["Function"]
+    assert globals_function["Layers"] == [{"Ref": "CoreLayer"}]
+    # python3.11 runs on Amazon Linux 2 (glibc 2.26): no loadable wheel of the pinned numpy/onnxruntime.
+    assert globals_function["Runtime"] == "python3.12" and globals_function["Architectures"] == ["x86_64"]
+    assert globals_function["Tracing"] == "Active"
+    env = globals_function["Environment"]["Variables"]
+    for name in ("RAGLINE_BACKEND", "RAGLINE_DOCUMENTS_BUCKET", "RAGLINE_INGEST_QUEUE_URL", "RAGLINE_EVENTS_TOPIC_ARN",
+                 "RAGLINE_TABLE_NAME", "OPENSEARCH_URL", "RAGLINE_AUTH_MODE", "RAGLINE_EMBEDDING_PROVIDER",
+                 "RAGLINE_INGEST_RECLAIM_AFTER_SECONDS", "RAGLINE_INGEST_MAX_RECEIVES", "RAGLINE_DATA_DIR",
+                 "POWERTOOLS_METRICS_NAMESPACE"):
+        assert name in env, name
+    for name, spec in FUNCTIONS.items():
+        properties = spec["Properties"]
+        assert properties.get("Runtime", "python3.12") == "python3.12", name
+        own_layers = properties.get("Layers", [])
+        # A function-level Layers list is appended to the global one: never repeat the core layer there.
+        assert {"Ref": "CoreLayer"} not in own_layers, name
+        assert ({"Ref": "EmbeddingLayer"} in own_layers) == (name in EMBEDDING_FUNCTIONS), name
+        assert "POWERTOOLS_SERVICE_NAME" in properties["Environment"]["Variables"], name
+
+
+def test_the_layers_are_built_by_their_makefiles_for_python312():
+    layers = {name for name, spec in RESOURCES.items() if spec["Type"] == "AWS::Serverless::LayerVersion"}
+    assert layers == set(LAYERS)
+    pip_install = (REPO / "infra" / "layers" / "layer.mk").read_text()
+    for flag in ("--no-deps", "--only-binary=:all:", "--platform manylinux2014_x86_64",
+                 "--platform manylinux_2_28_x86_64", "--python-version 3.12", "--implementation cp"):
+        assert flag in pip_install, flag
+    for name, folder in LAYERS.items():
+        assert RESOURCES[name]["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "x86_64"}
+        assert props(name)["CompatibleRuntimes"] == ["python3.12"]
+        assert props(name)["CompatibleArchitectures"] == ["x86_64"]
+        content = (REPO / props(name)["ContentUri"]).resolve()
+        assert content == (REPO / "infra" / "layers" / folder).resolve(), name
+        # SAM runs `make build-<LogicalId>` with the Makefile found in ContentUri.
+        assert f"build-{name}:" in (content / "Makefile").read_text(), name
+        assert (content / "requirements.txt").is_file(), name
+
+
+def test_metadata_table_equals_the_store_definition():
+    expected = table_definitions()[0]
+    table = props("MetadataTable")
+    for key in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode"):
+        assert table[key] == expected[key], key
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_route_but_health_needs_the_key_and_the_authorizer():
+    auth = props("RagApi")["Auth"]
+    assert auth["ApiKeyRequired"] is True
+    assert auth["DefaultAuthorizer"] in auth["Authorizers"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["FunctionPayloadType"] == "REQUEST"
+    assert authorizer["Identity"]["Headers"] == ["x-api-key"]
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert auth["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    routes = api_events()
+    assert {(path, method) for _, path, method, _ in routes} >= {
+        ("/v1/kb/search", "POST"), ("/v1/kb/chat", "POST"), ("/v1/kb/chat/stream", "POST"),
+        ("/v1/kb/documents", "POST"), ("/v1/kb/documents", "GET"), ("/v1/kb/documents/{id}", "GET"),
+        ("/v1/kb/documents/{id}", "DELETE"), ("/v1/kb/delete", "POST"), ("/v1/kb/uploads", "POST"),
+        ("/v1/kb/jobs/{job_id}", "GET"), ("/health", "GET"), ("/health/detailed", "GET"),
+    }
+    for function, path, method, event in routes:
+        assert event["RestApiId"] == {"Ref": "RagApi"}, (function, path)
+        route_auth = event.get("Auth", {})
+        if (path, method) in OPEN_ROUTES:
+            assert route_auth == {"ApiKeyRequired": False, "Authorizer": "NONE"}
+        else:
+            # Nothing may switch the API-wide key requirement or default authorizer off.
+            assert route_auth.get("ApiKeyRequired", True) is True, (path, method)
+            assert route_auth.get("Authorizer", auth["DefaultAuthorizer"]) == auth["DefaultAuthorizer"], (path, method)
+
+
+def test_the_stream_route_streams_through_the_web_adapter():
+    stream = props("StreamChatFunction")
+    (event,) = [e for f, _, _, e in api_events() if f == "StreamChatFunction"]
+    assert event["ResponseTransferMode"] == "RESPONSE_STREAM"
+    assert stream["Handler"] == "run.sh"
+    env = stream["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap" and env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    (adapter,) = [layer for layer in stream["Layers"] if "Fn::Sub" in layer]
+    assert re.search(r":753240598075:layer:LambdaAdapterLayerX86:\d+$", adapter["Fn::Sub"])
+
+
+def test_ingest_timing_and_retries_agree_across_function_queue_and_settings():
+    ingest = props("IngestFunction")
+    queue = props("IngestQueue")
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    (event,) = ingest["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= event["Properties"]["BatchSize"] <= 10
+    assert queue["VisibilityTimeout"] >= 6 * ingest["Timeout"]
+    assert int(env["RAGLINE_INGEST_RECLAIM_AFTER_SECONDS"]) == ingest["Timeout"] == 900
+    assert int(env["RAGLINE_INGEST_MAX_RECEIVES"]) == queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert props("IngestDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_bucket_notifications_are_as_specified():
+    configurations = props("DocumentsBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    seen = {
+        (item["Event"], item["Filter"]["S3Key"]["Rules"][0]["Value"])
+        for item in configurations
+        if item["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    }
+    assert seen == {
+        ("s3:ObjectCreated:*", "inbox/"), ("s3:ObjectRemoved:*", "inbox/"), ("s3:ObjectCreated:*", "uploads/"),
+    }
+    # The queue policy names the bucket by a built ARN: a !GetAtt would make bucket and policy circular.
+    (statement,) = props("IngestQueuePolicy")["PolicyDocument"]["Statement"]
+    assert "Fn::Sub" in statement["Condition"]["ArnLike"]["aws:SourceArn"]
+    assert not references(props("IngestQueuePolicy")) & {"DocumentsBucket"}
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.sub(r"\[.*\]", "", requirement)).lower()
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, separator, version = line.partition("==")
+            assert separator and version, f"not an exact pin: {line}"
+            pins[_name(name)] = version
+    return pins
+
+
+def _layer_locks() -> dict[str, dict[str, str]]:
+    return {
+        folder: _pins((REPO / "infra" / "layers" / folder / "requirements.txt").read_text().splitlines())
+        for folder in LAYERS.values()
+    }
+
+
+# pyproject dependencies no layer ships, and why (infra/README.md).
+NOT_IN_LAYERS = {
+    "boto3": "the Lambda runtime's boto3 is used",
+    "faiss-cpu": "the embedded engine; deployed, vectors live in OpenSearch",
+    "watchdog": "the local inbox watcher",
+    "rich": "the CLI",
+    "pyyaml": "template tooling (provision, tests)",
+    "fonttools": "optional for pypdf; 27 MiB",
+}
+# Declared dependencies of shipped packages that are not shipped, and why.
+NOT_SHIPPED_DEPENDENCIES = {
+    "botocore": "provided by the Lambda runtime",
+    "opensearch-protobufs": "opensearch-py's gRPC client only; the HTTP client never imports it",
+    "flatbuffers": "not imported by onnxruntime to run a model",
+    "protobuf": "not imported by onnxruntime to run a model",
+    "packaging": "not imported by onnxruntime to run a model",
+    "huggingface-hub": "tokenizers imports it for from_pretrained() only",
+}
+
+
+def test_layer_locks_pin_what_pyproject_pins_and_what_the_venv_has():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert all("==" in line for line in pyproject), "pyproject pins exact versions"
+    direct = _pins(pyproject)
+    locks = _layer_locks()
+    assert not set(locks["core"]) & set(locks["embedding"]), "a package in both layers"
+    shipped = {name: version for pins in locks.values() for name, version in pins.items()}
+    for name, version in shipped.items():
+        if name in direct:
+            assert version == direct[name], f"{name}: layer {version}, pyproject {direct[name]}"
+        else:  # a transitive dependency: the version the project is tested with
+            assert version == importlib.metadata.version(name), f"{name}: layer {version}, .venv differs"
+    assert set(direct) - set(shipped) == set(NOT_IN_LAYERS)
+
+
+def test_layer_locks_are_closed():
+    """Installed with --no-deps: every dependency a shipped package declares must be shipped too, or be
+    knowingly left out (a version bump that adds a dependency fails here, not on Lambda)."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    lambda_python = {**default_environment(), "python_version": "3.12", "python_full_version": "3.12.0",
+                     "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                     "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    shipped = {name for pins in _layer_locks().values() for name in pins}
+    missing: dict[str, set[str]] = {}
+    for name in shipped:
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate(lambda_python):
+                continue
+            if _name(requirement.name) not in shipped:
+                missing.setdefault(_name(requirement.name), set()).add(name)
+    assert set(missing) == set(NOT_SHIPPED_DEPENDENCIES), missing
+
+
+# ---- the resolver ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ({"Ref": "Stage"}, "dev"),
+        ({"Ref": "AWS::StackName"}, "st"),
+        ({"Fn::Sub": "${AWS::StackName}-documents-${AWS::AccountId}"}, "st-documents-123456789012"),
+        ({"Fn::Sub": ["${A}-${Stage}", {"A": {"Ref": "AWS::Region"}}]}, "eu-west-1-dev"),
+        ({"Fn::Sub": "${!Literal}-${Q.Arn}"}, "${Literal}-arn:q"),
+        ({"Fn::Join": ["/", ["a", {"Ref": "Q"}]]}, "a/https://q"),
+        ({"Fn::If": ["UseDomain", "d", {"Fn::If": ["UseServerless", "s", "x"]}]}, "s"),
+        ({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}, "b"),
+        ({"Fn::GetAtt": ["Q", "QueueName"]}, "q"),
+        ([1, {"Ref": "AWS::NoValue"}, 2], [1, 2]),
+        ({"Statement": {"Condition": {"Bool": {"x": "y"}}}}, {"Statement": {"Condition": {"Bool": {"x": "y"}}}}),
+    ],
+)
+def test_resolver(expression, expected):
+    resolver = Resolver(TEMPLATE, stack_name="st", region="eu-west-1", account_id="123456789012")
+    resolver.created["Q"] = _Created(ref="https://q", attributes={"Arn": "arn:q", "QueueName": "q"})
+    assert resolver.resolve(expression) == expected
+
+
+def test_resolver_conditions_follow_parameters():
+    resolver = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"VectorStore": "domain"})
+    assert resolver.condition("UseDomain") and not resolver.condition("UseServerless")
+    with pytest.raises(TemplateError, match="unknown template parameters"):
+        Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"Nope": "x"})
+
+
+# ---- deployable_subset -----------------------------------------------------------------------------
+EMULATED = {"AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SNS::Topic"}
+
+
+def test_deployable_subset_is_plain_and_self_contained():
+    subset = deployable_subset(TEMPLATE, EMULATED)
+    assert "Transform" not in subset and "Globals" not in subset
+    kinds = {spec["Type"] for spec in subset["Resources"].values()}
+    assert kinds == EMULATED
+    names = set(subset["Resources"]) | set(subset.get("Parameters", {}))
+    assert references(subset) <= names
+    for spec in subset["Resources"].values():
+        assert set(spec.get("DependsOn", [])) <= set(subset["Resources"])
+    assert set(subset.get("Conditions", {})) <= set(TEMPLATE["Conditions"])
+    assert {"DocumentsBucketName", "IngestQueueUrl", "EventsTopicArn"} <= set(subset["Outputs"])
+    assert not {"ApiUrl", "MetadataTableName", "UsagePlanId", "OpenSearchEndpoint"} & set(subset["Outputs"])
+    with pytest.raises(ValueError, match="SAM types"):
+        deployable_subset(TEMPLATE, {"AWS::Serverless::Function"})
+
+
+# ---- provisioning on moto --------------------------------------------------------------------------
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    clients.reset_clients()
+    yield
+    clients.reset_clients()
+
+
+@pytest.fixture
+def in_process(aws_credentials: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def moto_server(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        clients.reset_clients()
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["in_process", "moto_server"])
+def emulator(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue(request.param)
+
+
+def _receive(queue_url: str, *, wait_seconds: float = 5.0) -> list[dict[str, Any]]:
+    sqs = clients.client("sqs")
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        # WaitTimeSeconds=0: the template's queue long-polls for 20 s, longer than the clients' read timeout.
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = messages.get("Messages", [])
+        if messages:
+            return messages
+        time.sleep(0.1)
+    return []
+
+
+def _check_resources(resources: ProvisionedResources) -> None:
+    s3, sqs, sns, dynamodb = (clients.client(name) for name in ("s3", "sqs", "sns", "dynamodb"))
+    assert resources.documents_bucket == "ragline-test-documents-123456789012"
+    assert s3.get_public_access_block(Bucket=resources.documents_bucket)["PublicAccessBlockConfiguration"][
+        "BlockPublicAcls"
+    ]
+    notifications = s3.get_bucket_notification_configuration(Bucket=resources.documents_bucket)
+    assert {
+        (tuple(item["Events"]), item["Filter"]["Key"]["FilterRules"][0]["Value"])
+        for item in notifications["QueueConfigurations"]
+    } == {(("s3:ObjectCreated:*",), "inbox/"), (("s3:ObjectRemoved:*",), "inbox/"), (("s3:ObjectCreated:*",), "uploads/")}
+
+    attributes = sqs.get_queue_attributes(QueueUrl=resources.ingest_queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["QueueArn"] == resources.ingest_queue_arn
+    assert int(attributes["VisibilityTimeout"]) == resources.visibility_timeout == 5400
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=resources.dead_letter_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+    policy = json.loads(attributes["Policy"])
+    assert policy["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"] == (
+        f"arn:aws:s3:::{resources.documents_bucket}"
+    )
+    dlq = sqs.get_queue_attributes(QueueUrl=resources.dead_letter_queue_url, AttributeNames=["All"])["Attributes"]
+    assert dlq["MessageRetentionPeriod"] == "1209600"
+
+    assert sns.get_topic_attributes(TopicArn=resources.events_topic_arn)["Attributes"]["DisplayName"]
+
+    table = dynamodb.describe_table(TableName=resources.table_name)["Table"]
+    expected = table_definitions(resources.table_name)[0]
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert sorted(table["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == sorted(
+        expected["AttributeDefinitions"], key=lambda a: a["AttributeName"]
+    )
+    assert {index["IndexName"] for index in table["GlobalSecondaryIndexes"]} == {
+        index["IndexName"] for index in expected["GlobalSecondaryIndexes"]
+    }
+    backups = dynamodb.describe_continuous_backups(TableName=resources.table_name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+@pytest.mark.usefixtures("emulator")
+def test_provision_creates_the_template_resources_idempotently():
+    first = provision("ragline-test")
+    _check_resources(first)
+    sqs = clients.client("sqs")
+    (test_event,) = _receive(first.ingest_queue_url)
+    assert json.loads(test_event["Body"])["Event"] == "s3:TestEvent"
+    sqs.delete_message(QueueUrl=first.ingest_queue_url, ReceiptHandle=test_event["ReceiptHandle"])
+    second = provision("ragline-test")
+    assert second == first
+    _check_resources(second)
+    # Unchanged notifications are not put again (each put sends S3's test event to the queue).
+    assert _receive(first.ingest_queue_url, wait_seconds=0.5) == []
+    assert settings_overrides(first) == {
+        "documents_bucket": first.documents_bucket,
+        "ingest_queue_url": first.ingest_queue_url,
+        "events_topic_arn": first.events_topic_arn,
+        "table_name": first.table_name,
+        "ingest_max_receives": 5,
+    }
+    # Only what the template declares and the emulator can hold: no functions, no API, no OpenSearch.
+    assert set(first.physical_ids) == {
+        "DocumentsBucket", "IngestQueue", "IngestDeadLetterQueue", "IngestQueuePolicy", "EventsTopic",
+        "MetadataTable",
+    }
+
+
+@pytest.mark.usefixtures("emulator")
+@pytest.mark.parametrize("key", ["inbox/t1/a.txt", "inbox/t1/with space & more.txt", "uploads/doc-1/b.pdf"])
+def test_a_dropped_file_notifies_the_ingest_queue(key):
+    resources = provision("ragline-test")
+    s3 = clients.client("s3")
+    s3.put_object(Bucket=resources.documents_bucket, Key="elsewhere/ignored.txt", Body=b"no")
+    s3.put_object(Bucket=resources.documents_bucket, Key=key, Body=b"hello")
+    records = [
+        record
+        for message in _receive(resources.ingest_queue_url)
+        for record in json.loads(message["Body"]).get("Records", [])
+    ]
+    assert [unquote_plus(record["s3"]["object"]["key"]) for record in records] == [key]
+    assert records[0]["eventName"].startswith("ObjectCreated")
+    if " " in key:
+        assert " " not in records[0]["s3"]["object"]["key"]  # S3 URL-encodes keys in notifications
+
+
+@pytest.mark.usefixtures("emulator")
+def test_a_message_received_too_often_moves_to_the_dead_letter_queue():
+    resources = provision("ragline-test")
+    sqs = clients.client("sqs")
+    sqs.purge_queue(QueueUrl=resources.ingest_queue_url)  # S3's s3:TestEvent from the notification set-up
+    sqs.send_message(QueueUrl=resources.ingest_queue_url, MessageBody="poison")
+    receive = {"QueueUrl": resources.ingest_queue_url, "VisibilityTimeout": 0, "WaitTimeSeconds": 0}
+    for _ in range(resources.max_receive_count):
+        (message,) = sqs.receive_message(**receive)["Messages"]
+        assert message["Body"] == "poison"
+    # moto applies the redrive policy on the receive after maxReceiveCount.
+    assert sqs.receive_message(**receive).get("Messages", []) == []
+    assert [message["Body"] for message in _receive(resources.dead_letter_queue_url)] == ["poison"]
+
+
+@pytest.mark.usefixtures("in_process")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto's CloudFormation skips the QueuePolicy
+def test_the_plain_subset_deploys_on_moto_cloudformation():
+    subset = deployable_subset(TEMPLATE, EMULATED)
+    cloudformation = clients.client("cloudformation")
+    cloudformation.create_stack(StackName="ragline-subset", TemplateBody=json.dumps(subset))
+    (stack,) = cloudformation.describe_stacks(StackName="ragline-subset")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack["Outputs"]}
+    assert outputs["DocumentsBucketName"] == "ragline-subset-documents-123456789012"
+    clients.client("s3").head_bucket(Bucket=outputs["DocumentsBucketName"])
+    assert clients.client("sqs").get_queue_attributes(QueueUrl=outputs["IngestQueueUrl"], AttributeNames=["All"])
+
+
+def test_template_path_defaults_to_the_repo_root(monkeypatch):
+    monkeypatch.delenv("RAGLINE_TEMPLATE", raising=False)
+    assert default_template_path() == Path(REPO / "template.yaml").resolve()
