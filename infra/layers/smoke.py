@@ -8,17 +8,17 @@ For every function of the built template (.aws-sam/build/template.yaml), a fresh
   imports `uvicorn.main` (run.sh starts `python -m uvicorn`);
 - functions with the EmbeddingLayer build the ONNX embedder and embed a sentence;
 - the ingest function parses an HTML page and a real PDF (when ../shared/pdfs is there);
-- the chat functions build the Claude answer model (its HTTP client; nothing is sent);
+- the chat functions build the Claude answer model (the httpx adapter, no anthropic SDK; nothing is sent);
 - the documents function answers GET /health through its real handler (Mangum, Powertools);
 - functions without the EmbeddingLayer must not find onnxruntime; nothing may find the packages
-  left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf).
+  left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf, anthropic).
 
 A stub OpenSearch on 127.0.0.1 answers the index/pipeline set-up the functions do at init
-(SigV4-signed with dummy credentials; --opensearch-auth-mode picks es or aoss). Nothing else is contacted:
+(SigV4-signed for es with dummy credentials, or unsigned with --opensearch-auth-mode none). Nothing else is contacted:
 AWS clients are created at init but not called.
 
     python infra/layers/smoke.py              # import checks + sizes
-    python infra/layers/smoke.py --sizes      # sizes only (make sam-build)
+    python infra/layers/smoke.py --sizes      # sizes only (make sam-build; `ragline bench package` runs the same code)
     python infra/layers/smoke.py --no-sizes   # import checks only (make package-check, after sam-build)
 
 Run it with the project's venv python (it needs PyYAML to read the template); the checks run in
@@ -49,7 +49,8 @@ MIB, MB = 1024 * 1024, 1_000_000
 # Stands in for the boto3 of Lambda's python3.12 runtime (/var/runtime, after /opt/python on sys.path).
 RUNTIME_SDK = ("boto3==1.40.4", "botocore==1.40.4", "s3transfer==0.13.1")
 LEFT_OUT = ("faiss", "yaml", "rich", "watchdog", "sympy", "mpmath", "huggingface_hub", "grpc", "google.protobuf",
-            "fontTools", "uvloop", "httptools", "watchfiles", "websockets")
+            "fontTools", "uvloop", "httptools", "watchfiles", "websockets",
+            "anthropic")  # the Claude adapter speaks the Messages API over httpx
 REGION = "us-east-1"
 # A real two-column paper (../shared, when present): the ingest function parses it with the layer's pypdf.
 SAMPLE_PDF = REPO.parent / "shared" / "pdfs" / "tracemonkey-pldi09.pdf"
@@ -76,10 +77,14 @@ def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any
 _AnyTagLoader.add_multi_constructor("!", _construct_tag)
 
 
+class BuildMissing(FileNotFoundError):
+    """No `sam build` output where it was looked for."""
+
+
 def load_built(build_dir: Path) -> dict[str, Any]:
     path = build_dir / "template.yaml"
     if not path.exists():
-        sys.exit(f"{path} not found: run `make sam-build` first")
+        raise BuildMissing(f"{path} not found: run `make sam-build` first")
     return yaml.load(path.read_text(), Loader=_AnyTagLoader)  # noqa: S506 -- SafeLoader subclass
 
 
@@ -121,35 +126,56 @@ def _fmt(size: int) -> str:
     return f"{size / MIB:8.1f} MiB {size / MB:8.1f} MB"
 
 
-def print_sizes(template: dict[str, Any], build_dir: Path, *, top: int = 8) -> bool:
+def measure_sizes(template: dict[str, Any], build_dir: Path, *, top: int = 8) -> dict[str, Any]:
+    """Unzipped bytes of each built layer (and its largest parts) and each function with its layers.
+    The one place sizes are computed: `smoke.py --sizes` prints them, `ragline bench package` reports them."""
     fns = functions(template, build_dir)
     layer_dirs = {layer: path for fn in fns.values() for layer, path in fn["layers"].items()}
-    layer_sizes = {layer: tree_bytes(path) for layer, path in sorted(layer_dirs.items())}
-    print("\nLayer sizes (unzipped; bytes of regular files)")
-    for layer, size in layer_sizes.items():
-        print(f"  {layer:<26}{_fmt(size)}")
-        python = layer_dirs[layer] / "python"
+    layers: dict[str, dict[str, Any]] = {}
+    for layer, path in sorted(layer_dirs.items()):
+        python = path / "python"
         parts: dict[str, int] = {}
         for entry in python.iterdir() if python.is_dir() else ():
             key = entry.name.split("-")[0].lower() if entry.name.endswith(".dist-info") else entry.name
             parts[key] = parts.get(key, 0) + (tree_bytes(entry) if entry.is_dir() else entry.stat().st_size)
-        biggest = sorted(parts.items(), key=lambda item: -item[1])[:top]
-        print("      largest: " + ", ".join(f"{name} {size / MIB:.1f}" for name, size in biggest) + " (MiB)")
-    print(f"\nFunctions (limit: function + layers < {LIMIT_BYTES:,} bytes = 250 MiB; 250 MB = {LIMIT_MB_BYTES:,})")
-    print(f"  {'function':<22}{'code':>10}  {'layers':<28}{'total':>26}  {'vs 250 MiB':>10} {'vs 250 MB':>10}")
-    fits = True
+        largest = dict(sorted(parts.items(), key=lambda item: -item[1])[:top])
+        layers[layer] = {"bytes": tree_bytes(path), "largest_parts_bytes": largest}
+    functions_out: dict[str, dict[str, Any]] = {}
     for name, fn in sorted(fns.items()):
         code = tree_bytes(fn["code"])
-        total = code + sum(layer_sizes[layer] for layer in fn["layers"])
-        fits &= total < LIMIT_BYTES
+        total = code + sum(layers[layer]["bytes"] for layer in fn["layers"])
+        functions_out[name] = {"code_bytes": code, "layers": list(fn["layers"]), "total_bytes": total,
+                               "external_layers": len(fn["external_layers"]), "fits": total < LIMIT_BYTES}
+    return {"limit_bytes": LIMIT_BYTES, "limit_mb_bytes": LIMIT_MB_BYTES, "layers": layers,
+            "functions": functions_out, "fits": all(fn["fits"] for fn in functions_out.values())}
+
+
+def size_lines(sizes: dict[str, Any]) -> list[str]:
+    """The size table, as text lines."""
+    lines = ["", "Layer sizes (unzipped; bytes of regular files)"]
+    for layer, info in sizes["layers"].items():
+        lines.append(f"  {layer:<26}{_fmt(info['bytes'])}")
+        lines.append("      largest: " + ", ".join(f"{name} {size / MIB:.1f}"
+                                                   for name, size in info["largest_parts_bytes"].items()) + " (MiB)")
+    lines.append("")
+    lines.append(f"Functions (limit: function + layers < {LIMIT_BYTES:,} bytes = 250 MiB; 250 MB = {LIMIT_MB_BYTES:,})")
+    lines.append(f"  {'function':<22}{'code':>10}  {'layers':<28}{'total':>26}  {'vs 250 MiB':>10} {'vs 250 MB':>10}")
+    for name, fn in sizes["functions"].items():
+        total = fn["total_bytes"]
         layers = "+".join(layer.removesuffix("Layer") for layer in fn["layers"])
         if fn["external_layers"]:
             layers += " +LWA*"
-        print(f"  {name:<22}{code / 1024:7.1f} KiB  {layers:<28}{_fmt(total)}  "
-              f"{100 * total / LIMIT_BYTES:9.1f}% {100 * total / LIMIT_MB_BYTES:9.1f}%")
-    if any(fn["external_layers"] for fn in fns.values()):
-        print("  * +LWA: the AWS Lambda Web Adapter layer (published by AWS, not in the build) is not counted.")
-    return fits
+        lines.append(f"  {name:<22}{fn['code_bytes'] / 1024:7.1f} KiB  {layers:<28}{_fmt(total)}  "
+                     f"{100 * total / LIMIT_BYTES:9.1f}% {100 * total / LIMIT_MB_BYTES:9.1f}%")
+    if any(fn["external_layers"] for fn in sizes["functions"].values()):
+        lines.append("  * +LWA: the AWS Lambda Web Adapter layer (published by AWS, not in the build) is not counted.")
+    return lines
+
+
+def print_sizes(template: dict[str, Any], build_dir: Path, *, top: int = 8) -> bool:
+    sizes = measure_sizes(template, build_dir, top=top)
+    print("\n".join(size_lines(sizes)))
+    return bool(sizes["fits"])
 
 
 # ---- a stub OpenSearch -------------------------------------------------------------------------------
@@ -335,11 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", action="store_true", help="the size table only (fails when over the limit)")
     parser.add_argument("--no-sizes", action="store_true", help="the import checks only")
     parser.add_argument("--python312", default=os.environ.get("PYTHON312", "python3.12"))
-    # sigv4-es: VectorStore=domain (samconfig's prod). sigv4-aoss (VectorStore=serverless, the template's
-    # default) makes init fail today: the container calls ensure_index(), which refuses on Serverless.
-    parser.add_argument("--opensearch-auth-mode", default="sigv4-es", choices=["none", "sigv4-es", "sigv4-aoss"])
+    # sigv4-es: VectorStore=domain (the template's default). OpenSearch Serverless (sigv4-aoss) is not
+    # supported by the adapter, and not an option of the template (infra/README.md).
+    parser.add_argument("--opensearch-auth-mode", default="sigv4-es", choices=["none", "sigv4-es"])
     args = parser.parse_args(argv)
-    template = load_built(args.build_dir)
+    try:
+        template = load_built(args.build_dir)
+    except BuildMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
     started = time.perf_counter()
     ok = True
     if not args.sizes:

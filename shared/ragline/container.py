@@ -161,7 +161,7 @@ def _required(value: str | None, variable: str) -> str:
 def build_embedder(settings: Settings) -> Embedder:
     if settings.embedding_provider == "bedrock":
         from ragline.adapters.aws.bedrock_embedder import BedrockEmbedder
-        from ragline.adapters.local.onnx_embedder import WordPieceTokenizer, load_tokenizer
+        from ragline.adapters.local.wordpiece import WordPieceTokenizer, load_tokenizer
 
         # Chunks are still counted in the bundled model's word pieces: sizes mean the same on both.
         return BedrockEmbedder(

@@ -172,6 +172,42 @@ def test_the_stream_route_streams_through_the_web_adapter():
     assert re.search(r":753240598075:layer:LambdaAdapterLayerX86:\d+$", adapter["Fn::Sub"])
 
 
+# Measured peak RSS (`ragline bench coldstart`, `ragline bench memory`) -> MemorySize; infra/README.md has the table.
+# Above the peak, memory buys CPU: Lambda allots it in proportion (1,769 MB = one vCPU), and embedding is CPU-bound.
+MEMORY = {
+    "AuthorizerFunction": (132, 256),
+    "SearchFunction": (354, 1024),
+    "ChatFunction": (355, 1024),
+    "StreamChatFunction": (348, 1024),
+    "DocumentsFunction": (360 + 50, 1024),  # + an upload of up to 50 MB held while parsing
+    "IngestFunction": (477, 2048),
+}
+
+
+def test_every_function_sets_its_memory_from_a_measured_peak():
+    assert set(MEMORY) == set(FUNCTIONS)
+    for name, (peak_mb, memory_mb) in MEMORY.items():
+        assert props(name)["MemorySize"] == memory_mb, name
+        assert memory_mb >= 1.9 * peak_mb, name
+
+
+def test_opensearch_serverless_is_not_an_option():
+    """The adapter refuses Serverless collections (no client ids, no _delete_by_query, no refresh)."""
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["VectorStore"]["AllowedValues"] == ["domain", "external"]
+    assert parameters["VectorStore"]["Default"] == "domain"
+    assert "sigv4-aoss" not in parameters["ExternalOpenSearchAuthMode"]["AllowedValues"]
+    assert not any(spec["Type"].startswith("AWS::OpenSearchServerless::") for spec in RESOURCES.values())
+    assert "aoss" not in json.dumps(TEMPLATE)
+    samconfig = tomllib.loads((REPO / "samconfig.toml").read_text())
+    for env in ("dev", "prod"):
+        overrides = samconfig[env]["deploy"]["parameters"]["parameter_overrides"].split()
+        (vector_store,) = [item for item in overrides if item.startswith("VectorStore=")]
+        assert vector_store.split("=", 1)[1] in parameters["VectorStore"]["AllowedValues"], env
+    # SAM keys a layer's build cache on ContentUri only: a cached CoreLayer would miss shared/ragline changes.
+    assert "cached" not in samconfig["default"]["build"]["parameters"]
+
+
 def test_ingest_timing_and_retries_agree_across_function_queue_and_settings():
     ingest = props("IngestFunction")
     queue = props("IngestQueue")
@@ -290,7 +326,7 @@ def test_layer_locks_are_closed():
         ({"Fn::Sub": ["${A}-${Stage}", {"A": {"Ref": "AWS::Region"}}]}, "eu-west-1-dev"),
         ({"Fn::Sub": "${!Literal}-${Q.Arn}"}, "${Literal}-arn:q"),
         ({"Fn::Join": ["/", ["a", {"Ref": "Q"}]]}, "a/https://q"),
-        ({"Fn::If": ["UseDomain", "d", {"Fn::If": ["UseServerless", "s", "x"]}]}, "s"),
+        ({"Fn::If": ["UseBedrock", "b", {"Fn::If": ["UseDomain", "d", "x"]}]}, "d"),
         ({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}, "b"),
         ({"Fn::GetAtt": ["Q", "QueueName"]}, "q"),
         ([1, {"Ref": "AWS::NoValue"}, 2], [1, 2]),
@@ -304,8 +340,9 @@ def test_resolver(expression, expected):
 
 
 def test_resolver_conditions_follow_parameters():
-    resolver = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"VectorStore": "domain"})
-    assert resolver.condition("UseDomain") and not resolver.condition("UseServerless")
+    resolver = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"VectorStore": "external"})
+    assert not resolver.condition("UseDomain")
+    assert Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1").condition("UseDomain")
     with pytest.raises(TemplateError, match="unknown template parameters"):
         Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"Nope": "x"})
 

@@ -121,9 +121,12 @@ def _coldstart_args(p: argparse.ArgumentParser) -> None:
 
 def _package_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--requirements", type=Path, default=None, help="the layer's requirements (default shared/requirements.txt)"
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="`sam build` output to measure (default .aws-sam/build of the checkout; run `make sam-build` first)",
     )
-    p.add_argument("--top", type=int, default=15, help="largest packages to list (default 15)")
+    p.add_argument("--top", type=int, default=8, help="largest packages to list per layer (default 8)")
 
 
 # Benchmarks whose runner is not `run` in ragline.bench.<name>.
@@ -135,7 +138,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "quality": ("nDCG@10 and Recall@100 on SciFact (BEIR) or Cranfield, per search mode", _quality_args),
     "memory": ("server RSS idle and while ingesting the largest PDF", _memory_args),
     "coldstart": ("each Lambda function's init, model load, first invocation and peak RSS (moto)", _coldstart_args),
-    "package": ("unzipped size of the layer and each function against Lambda's 250 MB", _package_args),
+    "package": ("unzipped size of the built layers and each function vs Lambda's 250 MiB (sam build)", _package_args),
     "all": ("ingest, search, quality (SciFact) and memory in turn, then a pass/fail summary", _all_args),
 }
 

@@ -9,10 +9,12 @@ with a real event, a second (warm) one, and the process's peak RSS (ru_maxrss). 
 function is started as Lambda would start it, through run.sh (uvicorn): init is "spawned → /health
 answers" (the Web Adapter's readiness check), the first invocation a whole SSE answer.
 `chat+claude` is the chat function with Claude configured (against the fake Messages API of the
-test suite): the difference is what importing and building the anthropic SDK costs.
+test suite): the difference is what importing and building the Claude adapter costs (the Messages
+API over httpx; there is no anthropic SDK).
 
-package: `pip install --target` of shared/requirements.txt (the layer), plus shared/ragline and
-each function directory, against Lambda's 250 MB unzipped limit (function + layers).
+package: what is shipped, measured where `make sam-build` put it (.aws-sam/build): each built
+layer and each function with its layers (per the built template), unzipped, against Lambda's
+262,144,000-byte limit. The size code is infra/layers/smoke.py's (`smoke.py --sizes`), not a copy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -48,7 +49,6 @@ TABLE = "ragline-bench"
 BUCKET = "ragline-bench-documents"
 INIT_TARGET_S = 0.6  # search and chat: init + first invocation, without the model load
 MODEL_TARGET_S = 0.5
-LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 RESULT_MARK = "RAGLINE_COLDSTART "
 SEED_TEXT = (
     "Refunds are issued within fourteen days of a return, to the original payment method. "
@@ -372,46 +372,48 @@ def run(args: argparse.Namespace, console: Console) -> Report:
 
 
 # ---- package sizes -----------------------------------------------------------------------------------
-def _tree_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+SMOKE = REPO / "infra" / "layers" / "smoke.py"
+BUILD_DIR = REPO / ".aws-sam" / "build"
+
+
+def _smoke() -> Any:
+    """infra/layers/smoke.py, the one place package sizes are computed (a script, not part of ragline)."""
+    import importlib.util
+
+    if not SMOKE.is_file():
+        raise BenchError(f"{SMOKE} not found: `ragline bench package` needs the repository checkout")
+    spec = importlib.util.spec_from_file_location("ragline_layers_smoke", SMOKE)
+    if spec is None or spec.loader is None:
+        raise BenchError(f"cannot load {SMOKE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _newest_mtime(root: Path) -> float:
+    return max((p.stat().st_mtime for p in root.rglob("*.py") if "__pycache__" not in p.parts), default=0.0)
 
 
 def run_package(args: argparse.Namespace, console: Console) -> Report:
     report = Report("package")
-    requirements = args.requirements or REPO / "shared" / "requirements.txt"
-    if not requirements.exists():
-        raise BenchError(f"{requirements} does not exist")
-    with tempfile.TemporaryDirectory(prefix="ragline-layer-") as tmp:
-        target = Path(tmp) / "python"
-        console.print(f"[dim]pip install --target {target} -r {requirements} …[/]")
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target",
-                               str(target), "-r", str(requirements)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise BenchError(f"pip install failed: {done.stderr[-2000:]}")
-        shutil.copytree(REPO / "shared" / "ragline", target / "ragline",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        packages: dict[str, int] = {}
-        for entry in target.iterdir():
-            name = entry.name.split("-")[0] if entry.name.endswith((".dist-info", ".data")) else entry.name
-            size = _tree_bytes(entry) if entry.is_dir() else entry.stat().st_size
-            packages[name] = packages.get(name, 0) + size
-        layer = sum(packages.values())
-        archive = shutil.make_archive(str(Path(tmp) / "layer"), "zip", root_dir=tmp, base_dir="python")
-        zipped = Path(archive).stat().st_size
-    function_sizes = {d.name: _tree_bytes(d) for d in sorted(FUNCTIONS_DIR.iterdir()) if d.is_dir()}
-    mb = 1024 * 1024
-    biggest = sorted(packages.items(), key=lambda item: -item[1])[: args.top]
-    console.print(make_table("layer: largest packages (unzipped MB)", ["package", "MB"],
-                             [[name, round(size / mb, 1)] for name, size in biggest]))
-    rows = [[f"layer ({requirements.name} + ragline)", round(layer / mb, 1), round(zipped / mb, 1)]]
-    rows += [[f"function {name}", round(size / mb, 3), None] for name, size in function_sizes.items()]
-    worst = layer + max(function_sizes.values(), default=0)
-    rows.append(["largest function + layer", round(worst / mb, 1), None])
-    console.print(make_table("package sizes against Lambda's 250 MB unzipped limit", ["what", "unzipped MB",
-                                                                                     "zipped MB"], rows))
-    report.figures = {"layer_bytes": layer, "layer_zipped_bytes": zipped, "function_bytes": function_sizes,
-                      "largest_function_plus_layer_bytes": worst,
-                      "packages_mb": {name: round(size / mb, 2) for name, size in biggest}}
-    report.targets.append(at_most("largest function + layer, unzipped", round(worst / mb, 1),
-                                  LAMBDA_UNZIPPED_LIMIT_BYTES / mb, "MB"))
+    smoke = _smoke()
+    build_dir = args.build_dir or BUILD_DIR
+    try:
+        template = smoke.load_built(build_dir)
+    except smoke.BuildMissing as exc:
+        raise BenchError(f"{exc} (it builds the functions and both layers for python3.12; needs PyPI access)") from exc
+    built_at = (build_dir / "template.yaml").stat().st_mtime
+    sources = [REPO / "shared" / "ragline", FUNCTIONS_DIR, REPO / "infra" / "layers"]
+    if any(_newest_mtime(root) > built_at for root in sources if root.is_dir()):
+        stale = f"{build_dir} is older than shared/ragline, functions/ or infra/layers: run `make sam-build` again"
+        console.print(f"[yellow]warning:[/] {stale}")
+        report.notes.append(stale)
+    sizes = smoke.measure_sizes(template, build_dir, top=args.top)
+    for line in smoke.size_lines(sizes):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    mib = 1024 * 1024
+    largest_name, largest = max(sizes["functions"].items(), key=lambda item: item[1]["total_bytes"])
+    report.figures = {"build_dir": str(build_dir), **sizes}
+    report.targets.append(at_most(f"largest function + its layers ({largest_name}), unzipped",
+                                  round(largest["total_bytes"] / mib, 1), sizes["limit_bytes"] / mib, "MiB"))
     return report

