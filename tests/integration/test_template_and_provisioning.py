@@ -170,6 +170,8 @@ def test_the_stream_route_streams_through_the_web_adapter():
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap" and env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     (adapter,) = [layer for layer in stream["Layers"] if "Fn::Sub" in layer]
     assert re.search(r":753240598075:layer:LambdaAdapterLayerX86:\d+$", adapter["Fn::Sub"])
+    # The authorizer's context would reach this app only as a request header: it checks the key itself.
+    assert env["RAGLINE_AUTH_MODE"] == "key"
 
 
 # Measured peak RSS (`ragline bench coldstart`, `ragline bench memory`) -> MemorySize; infra/README.md has the table.
