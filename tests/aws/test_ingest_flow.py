@@ -188,3 +188,28 @@ def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aw
     stack.s3.put_object(Bucket=stack.resources.documents_bucket, Key="uploads/t2/doc_forged/x.txt", Body=b"hello")
     stack.drain()
     assert stack.container.store.get_document("t2", "doc_forged") is None
+
+
+def test_events_down_after_indexing_do_not_fail_the_document(aws_env, monkeypatch) -> None:
+    """SNS failing on document.indexed: the work stands (indexed), the message is retried, nothing is dead-lettered."""
+    from ragline.errors import DependencyUnavailable
+
+    stack = aws_env()
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
+    publish = stack.container.events.publish
+    refused: list[str] = []
+
+    def sns_down_for_indexed(event_type, tenant_id, data):
+        if event_type == "document.indexed":
+            refused.append(event_type)
+            raise DependencyUnavailable("SNS answered 503")
+        publish(event_type, tenant_id, data)
+
+    monkeypatch.setattr(stack.container.events, "publish", sns_down_for_indexed)
+    stack.drain()
+    doc = stack.container.store.get_document("t1", accepted.document.id)
+    assert doc.status == DocumentStatus.INDEXED
+    assert search_ids(stack, "t1", "otters sleeping") == [doc.id]
+    assert refused == ["document.indexed"]  # tried once; the redelivery found the job done
+    assert stack.container.store.get_job("t1", accepted.job_id).status == JobStatus.SUCCEEDED
+    assert stack.dead_letters() == []

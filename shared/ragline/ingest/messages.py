@@ -152,6 +152,13 @@ class IngestMessageHandler:
             raise RetryLater(f"job {message.job_id} is {current.status.value} elsewhere")
         try:
             self.ingest.process(job)
+        except DependencyUnavailable as exc:
+            # DynamoDB or SNS down mid-way: not the document's fault. SQS brings the message back;
+            # an unfinished claim goes stale and is taken back, a finished job is not redone.
+            log.warning("ingest job %s: %s; it will be retried", job.id, exc.message)
+            if last_delivery:
+                self.ingest.fail_job(job, f"gave up after {job.attempts} attempts: {exc.message}")
+            raise RetryLater(exc.message) from exc
         except RaglineError as exc:
             log.error("ingest job %s failed: %s", job.id, exc.message)
             self.ingest.fail_job(job, exc.message)
