@@ -25,7 +25,7 @@ import numpy as np
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.config import Settings
@@ -50,6 +50,10 @@ def _first(override: T | None, default: T) -> T:
     return default if override is None else override
 
 
+def _global_default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
 class OpenSearchSettings(BaseModel):
     """What the OpenSearch adapter needs: a view of the global ``Settings`` (``from_settings``).
 
@@ -66,29 +70,30 @@ class OpenSearchSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     region: str | None = None
-    verify_certs: bool = True
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    write_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Defaults and bounds live once, in Settings (which validates what the environment says).
+    verify_certs: bool = _global_default("opensearch_verify_certs")
+    timeout_seconds: float = _global_default("opensearch_timeout_seconds")
+    write_timeout_seconds: float = _global_default("opensearch_write_timeout_seconds")
 
-    index_alias: str = Field(default="ragline-chunks", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    index_version: int = Field(default=1, ge=1)
-    shards: int = Field(default=1, ge=1)
-    replicas: int = Field(default=1, ge=0)
-    space_type: q.SpaceType = "cosinesimil"
-    hnsw_m: int = Field(default=16, ge=4, le=128)
-    hnsw_ef_construction: int = Field(default=100, ge=8)
-    hnsw_ef_search: int = Field(default=256, ge=8)
+    index_alias: str = _global_default("opensearch_index_alias")
+    index_version: int = _global_default("opensearch_index_version")
+    shards: int = _global_default("opensearch_shards")
+    replicas: int = _global_default("opensearch_replicas")
+    space_type: q.SpaceType = _global_default("opensearch_space_type")
+    hnsw_m: int = _global_default("hnsw_m")
+    hnsw_ef_construction: int = _global_default("hnsw_ef_construction")
+    hnsw_ef_search: int = _global_default("hnsw_ef_search")
 
-    hybrid_pipeline_id: str = Field(default="ragline-hybrid", pattern=r"^[A-Za-z0-9_-]+$")
-    create_hybrid_pipeline: bool = True
-    semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    hybrid_pipeline_id: str = _global_default("opensearch_hybrid_pipeline_id")
+    create_hybrid_pipeline: bool = _global_default("opensearch_create_hybrid_pipeline")
+    semantic_weight: float = _global_default("hybrid_semantic_weight")
 
-    bulk_max_actions: int = Field(default=500, ge=1)
-    bulk_max_bytes: int = Field(default=5_000_000, ge=1024)
-    retry_attempts: int = Field(default=5, ge=1)
-    retry_initial_delay_seconds: float = Field(default=0.5, ge=0)
-    retry_max_delay_seconds: float = Field(default=20.0, ge=0)
-    verify_attempts: int = Field(default=3, ge=1)
+    bulk_max_actions: int = _global_default("opensearch_bulk_max_actions")
+    bulk_max_bytes: int = _global_default("opensearch_bulk_max_bytes")
+    retry_attempts: int = _global_default("opensearch_retry_attempts")
+    retry_initial_delay_seconds: float = _global_default("opensearch_retry_initial_delay_seconds")
+    retry_max_delay_seconds: float = _global_default("opensearch_retry_max_delay_seconds")
+    verify_attempts: int = _global_default("opensearch_verify_attempts")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> OpenSearchSettings:
