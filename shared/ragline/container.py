@@ -170,7 +170,10 @@ def build_embedder(settings: Settings) -> Embedder:
     from ragline.adapters.local.onnx_embedder import OnnxEmbedder
 
     return OnnxEmbedder(
-        settings.embedding_model_path, batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
+        settings.embedding_model_path,
+        batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
+        fast_load=settings.embedding_fast_load,
     )
 
 

@@ -164,3 +164,16 @@ def test_query_embeddings_are_cached_and_read_only():
     assert not first.flags.writeable
     fresh = embedder.embed_documents(["what is the refund policy?"])[0]
     assert float(fresh @ first) > 0.9999
+
+
+def test_fast_load_gives_the_same_vectors():
+    """Skipping constant folding at load changes how the session runs, not what it computes."""
+    import numpy as np
+
+    from ragline.adapters.local.onnx_embedder import OnnxEmbedder
+
+    texts = ["Sea otters hold hands while they sleep.", "Suspension bridges hang their deck from cables. " * 12]
+    folded = OnnxEmbedder().embed_documents(texts)
+    fast = OnnxEmbedder(fast_load=True).embed_documents(texts)
+    assert fast.shape == folded.shape == (2, 384)
+    assert np.all(np.sum(fast * folded, axis=1) > 0.9999)

@@ -257,6 +257,7 @@ def _stack(data_dir: Path) -> Iterator[tuple[dict[str, str], str]]:
             "RAGLINE_EVENTS_TOPIC_ARN": topic_arn, "RAGLINE_AUTH_MODE": "key", "RAGLINE_LOG_LEVEL": "WARNING",
             "POWERTOOLS_SERVICE_NAME": "ragline", "POWERTOOLS_METRICS_NAMESPACE": "RaglineBench",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "RAGLINE_EMBEDDING_FAST_LOAD": "true",  # as template.yaml sets it for the API functions
             # Inside Lambda, Powertools' Tracer is on and patches boto3 & co. through the X-Ray SDK:
             # these make it behave so here (segments go to an unheard UDP port).
             "AWS_LAMBDA_FUNCTION_NAME": "ragline-bench", "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR),
