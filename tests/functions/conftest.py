@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import itertools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +20,9 @@ boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
 from ragline.adapters.aws import clients  # noqa: E402
-from ragline.adapters.aws.dynamodb_store import table_definitions  # noqa: E402
+from ragline.adapters.aws.provision import provision, settings_overrides  # noqa: E402
+from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext  # noqa: E402
+from ragline.background import load_function as load_function_file  # noqa: E402
 from ragline.config import get_settings  # noqa: E402
 from ragline.container import Container, get_container  # noqa: E402
 from ragline.keys import create_key, hash_key  # noqa: E402
@@ -34,22 +34,6 @@ ACCOUNT = "123456789012"
 API_ID = "a1b2c3d4e5"
 STAGE = "dev"
 _serial = itertools.count()
-
-
-@dataclass
-class LambdaContext:
-    """What the Lambda runtime passes as `context` (the fields Powertools reads)."""
-
-    function_name: str = "ragline-test"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ragline-test"
-    aws_request_id: str = "0b1e2c3d-0000-4000-8000-000000000001"
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/ragline-test"
-    log_stream_name: str = "2026/11/22/[$LATEST]abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -67,14 +51,7 @@ class Stack:
 
 def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py afresh, as Lambda would in a new execution environment."""
-    path = FUNCTIONS / name / "app.py"
-    module_name = f"ragline_function_{name}_{next(_serial)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_function_file(name, module_name=f"ragline_function_{name}_{next(_serial)}")
 
 
 def rest_event(
@@ -202,7 +179,6 @@ def _configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> N
         "AWS_REGION": REGION,
         "RAGLINE_BACKEND": "aws",
         "RAGLINE_DATA_DIR": str(tmp_path / "data"),  # the embedded vector engine's files
-        "RAGLINE_TABLE_NAME": "ragline-test",
         "RAGLINE_AUTH_MODE": "key",
         "POWERTOOLS_SERVICE_NAME": "ragline",
         "POWERTOOLS_METRICS_NAMESPACE": "Ragline",
@@ -228,19 +204,15 @@ def make_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
         def build(**env: str) -> Stack:
             _configure(monkeypatch, tmp_path, **env)
             _fresh_process_state()
-            s3 = boto3.client("s3", region_name=REGION)
-            s3.create_bucket(Bucket="ragline-documents")
-            sqs = boto3.client("sqs", region_name=REGION)
-            queue_url = sqs.create_queue(QueueName="ragline-ingest")["QueueUrl"]
-            topic_arn = boto3.client("sns", region_name=REGION).create_topic(Name="ragline-events")["TopicArn"]
-            dynamodb = boto3.client("dynamodb", region_name=REGION)
-            for definition in table_definitions("ragline-test"):
-                dynamodb.create_table(**definition)
-            monkeypatch.setenv("RAGLINE_DOCUMENTS_BUCKET", "ragline-documents")
-            monkeypatch.setenv("RAGLINE_INGEST_QUEUE_URL", queue_url)
-            monkeypatch.setenv("RAGLINE_EVENTS_TOPIC_ARN", topic_arn)
+            resources = provision("ragline-test")  # what template.yaml declares
+            for name, value in settings_overrides(resources).items():
+                monkeypatch.setenv(f"RAGLINE_{name.upper()}", str(value))
+            # The s3:TestEvent S3 sent when the notifications were set up: tests count their own messages.
+            boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=resources.ingest_queue_url)
             _fresh_process_state()
-            stack = Stack(get_container(), "ragline-documents", queue_url, topic_arn)
+            stack = Stack(
+                get_container(), resources.documents_bucket, resources.ingest_queue_url, resources.events_topic_arn
+            )
             store = stack.container.store
             for name, tenant, scopes in (("t1", "t1", ALL_SCOPES), ("t2", "t2", ALL_SCOPES),
                                          ("t1_search", "t1", frozenset({Scope.SEARCH}))):
@@ -267,5 +239,8 @@ def stack(make_stack: Callable[..., Stack]) -> Stack:
 
 
 @pytest.fixture
-def context() -> LambdaContext:
-    return LambdaContext()
+def context() -> EmulatedLambdaContext:
+    """What the Lambda runtime passes as `context` (the fields Powertools reads)."""
+    return EmulatedLambdaContext(
+        function_name="ragline-test", invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ragline-test"
+    )

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import boto3
 import pytest
 
+from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.container import get_container
 
 from tests.functions.conftest import (
@@ -19,7 +20,6 @@ from tests.functions.conftest import (
     API_ID,
     REGION,
     STAGE,
-    LambdaContext,
     Stack,
     authorizer_context,
     authorizer_event,
@@ -37,7 +37,7 @@ TEXT = (
 )
 
 
-def _upload_text(handler: Any, context: LambdaContext, key: str, text: str = TEXT, **extra: Any) -> dict[str, Any]:
+def _upload_text(handler: Any, context: EmulatedLambdaContext, key: str, text: str = TEXT, **extra: Any) -> dict[str, Any]:
     response = handler(rest_event("POST", "/v1/kb/documents", key=key, body={"text": text, "title": "Policies", **extra}),
                        context)
     assert response["statusCode"] == 202, response
@@ -52,7 +52,7 @@ def _ingest_now(stack: Stack, job_id: str) -> None:
 
 
 # ---- documents ------------------------------------------------------------------------------------
-def test_documents_upload_list_get_delete(stack: Stack, context: LambdaContext) -> None:
+def test_documents_upload_list_get_delete(stack: Stack, context: EmulatedLambdaContext) -> None:
     documents = stack.handler("documents")
     data = _upload_text(documents, context, stack.keys["t1"])
     document_id = data["document_id"]
@@ -83,7 +83,7 @@ def test_documents_upload_list_get_delete(stack: Stack, context: LambdaContext) 
     assert gone["statusCode"] == 404
 
 
-def test_documents_multipart_upload_arrives_base64(stack: Stack, context: LambdaContext) -> None:
+def test_documents_multipart_upload_arrives_base64(stack: Stack, context: EmulatedLambdaContext) -> None:
     boundary = "ragline-boundary"
     body = (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.md\"\r\n"
@@ -99,7 +99,7 @@ def test_documents_multipart_upload_arrives_base64(stack: Stack, context: Lambda
     assert document is not None and document.filename == "notes.md"
 
 
-def test_health_needs_no_key_and_detailed_needs_admin(stack: Stack, context: LambdaContext) -> None:
+def test_health_needs_no_key_and_detailed_needs_admin(stack: Stack, context: EmulatedLambdaContext) -> None:
     documents = stack.handler("documents")
     health = documents(rest_event("GET", "/health"), context)
     assert health["statusCode"] == 200 and response_json(health) == {"status": "healthy"}
@@ -111,7 +111,7 @@ def test_health_needs_no_key_and_detailed_needs_admin(stack: Stack, context: Lam
 
 
 @pytest.mark.parametrize("which", [None, "unknown", "expired", "revoked"])
-def test_key_mode_refuses_bad_keys_with_the_error_body(stack: Stack, context: LambdaContext, which: str | None) -> None:
+def test_key_mode_refuses_bad_keys_with_the_error_body(stack: Stack, context: EmulatedLambdaContext, which: str | None) -> None:
     key = {None: None, "unknown": "rl_nobody"}.get(which, stack.keys.get(which or "", ""))
     response = stack.handler("documents")(rest_event("GET", "/v1/kb/documents", key=key), context)
     assert response["statusCode"] == 401
@@ -119,7 +119,7 @@ def test_key_mode_refuses_bad_keys_with_the_error_body(stack: Stack, context: La
     assert body["code"] == 401 and body["error"] and body["message"]
 
 
-def test_presigned_upload_on_aws_is_an_s3_url_with_claims(stack: Stack, context: LambdaContext) -> None:
+def test_presigned_upload_on_aws_is_an_s3_url_with_claims(stack: Stack, context: EmulatedLambdaContext) -> None:
     response = stack.handler("documents")(
         rest_event("POST", "/v1/kb/uploads", key=stack.keys["t1"],
                    body={"filename": "Big Report.pdf", "content_type": "application/pdf", "metadata": {"team": "ops"}}),
@@ -146,7 +146,7 @@ def test_presigned_upload_on_aws_is_an_s3_url_with_claims(stack: Stack, context:
 
 
 # ---- search and chat ------------------------------------------------------------------------------
-def test_search_and_chat_answer_from_an_ingested_document(stack: Stack, context: LambdaContext) -> None:
+def test_search_and_chat_answer_from_an_ingested_document(stack: Stack, context: EmulatedLambdaContext) -> None:
     data = _upload_text(stack.handler("documents"), context, stack.keys["t1"])
     _ingest_now(stack, data["job_id"])
 
@@ -168,7 +168,7 @@ def test_search_and_chat_answer_from_an_ingested_document(stack: Stack, context:
     assert "[1]" in body["answer"] and body["sources"][0]["document_id"] == data["document_id"]
 
 
-def test_each_function_serves_only_its_capability(stack: Stack, context: LambdaContext) -> None:
+def test_each_function_serves_only_its_capability(stack: Stack, context: EmulatedLambdaContext) -> None:
     key = stack.keys["t1"]
     search_on_chat = stack.handler("chat")(rest_event("POST", "/v1/kb/search", key=key, body={"query": "x"}), context)
     chat_on_search = stack.handler("search")(rest_event("POST", "/v1/kb/chat", key=key, body={"query": "x"}), context)
@@ -180,7 +180,7 @@ def test_each_function_serves_only_its_capability(stack: Stack, context: LambdaC
         assert response_json(response)["code"] == response["statusCode"]
 
 
-def test_search_scope_is_enforced(stack: Stack, context: LambdaContext) -> None:
+def test_search_scope_is_enforced(stack: Stack, context: EmulatedLambdaContext) -> None:
     chat = stack.handler("chat")(rest_event("POST", "/v1/kb/chat", key=stack.keys["t1_search"],
                                             body={"query": "refunds"}), context)
     assert chat["statusCode"] == 403
@@ -190,7 +190,7 @@ def test_search_scope_is_enforced(stack: Stack, context: LambdaContext) -> None:
 
 
 # ---- authorizer mode: the functions trust the authorizer's context -------------------------------
-def test_authorizer_mode_takes_the_principal_from_the_context(make_stack: Any, context: LambdaContext) -> None:
+def test_authorizer_mode_takes_the_principal_from_the_context(make_stack: Any, context: EmulatedLambdaContext) -> None:
     stack = make_stack(RAGLINE_AUTH_MODE="authorizer")
     documents = stack.handler("documents")
     t1 = authorizer_context("t1", "chat,ingest,search", stack.key_ids["t1"])
@@ -220,7 +220,7 @@ def test_authorizer_mode_takes_the_principal_from_the_context(make_stack: Any, c
     ],
 )
 def test_authorizer_mode_without_a_valid_context_is_401(
-    make_stack: Any, context: LambdaContext, authorizer: dict[str, Any] | None
+    make_stack: Any, context: EmulatedLambdaContext, authorizer: dict[str, Any] | None
 ) -> None:
     stack = make_stack(RAGLINE_AUTH_MODE="authorizer")
     # A valid key in the header changes nothing: in authorizer mode only the context counts.
@@ -232,7 +232,7 @@ def test_authorizer_mode_without_a_valid_context_is_401(
     assert body["code"] == 401 and set(body) == {"error", "message", "code"}
 
 
-def test_authorizer_mode_empty_scopes_grant_nothing(make_stack: Any, context: LambdaContext) -> None:
+def test_authorizer_mode_empty_scopes_grant_nothing(make_stack: Any, context: EmulatedLambdaContext) -> None:
     stack = make_stack(RAGLINE_AUTH_MODE="authorizer")
     response = stack.handler("documents")(
         rest_event("GET", "/v1/kb/documents", authorizer=authorizer_context("t1", "", "key_x")), context
@@ -241,7 +241,7 @@ def test_authorizer_mode_empty_scopes_grant_nothing(make_stack: Any, context: La
 
 
 # ---- the authorizer function ----------------------------------------------------------------------
-def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(stack: Stack, context: LambdaContext) -> None:
+def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(stack: Stack, context: EmulatedLambdaContext) -> None:
     authorizer = load_function("authorizer")
     answer = authorizer.handler(authorizer_event(stack.keys["t1_search"]), context)
     assert answer["principalId"] == stack.key_ids["t1_search"]
@@ -255,7 +255,7 @@ def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(stack: Stack
     assert full["context"]["scopes"] == "admin,chat,ingest,search"
 
 
-def test_authorizer_reads_the_header_whatever_its_case(stack: Stack, context: LambdaContext) -> None:
+def test_authorizer_reads_the_header_whatever_its_case(stack: Stack, context: EmulatedLambdaContext) -> None:
     event = authorizer_event(None)
     event["headers"]["X-API-Key"] = stack.keys["t2"]
     answer = load_function("authorizer").handler(event, context)
@@ -263,7 +263,7 @@ def test_authorizer_reads_the_header_whatever_its_case(stack: Stack, context: La
 
 
 @pytest.mark.parametrize("which", [None, "unknown", "expired", "revoked"])
-def test_authorizer_refuses_with_unauthorized(stack: Stack, context: LambdaContext, which: str | None) -> None:
+def test_authorizer_refuses_with_unauthorized(stack: Stack, context: EmulatedLambdaContext, which: str | None) -> None:
     authorizer = load_function("authorizer")
     key = {None: None, "unknown": "rl_nobody"}.get(which, stack.keys.get(which or "", ""))
     with pytest.raises(Exception) as raised:
@@ -273,7 +273,7 @@ def test_authorizer_refuses_with_unauthorized(stack: Stack, context: LambdaConte
     assert type(raised.value) is authorizer.Denied
 
 
-def test_authorizer_does_not_load_the_model_or_the_index(stack: Stack, context: LambdaContext) -> None:
+def test_authorizer_does_not_load_the_model_or_the_index(stack: Stack, context: EmulatedLambdaContext) -> None:
     authorizer = load_function("authorizer")
     authorizer.handler(authorizer_event(stack.keys["t1"]), context)
     built = set(vars(authorizer.container))
@@ -300,7 +300,7 @@ def _lwa_headers(authorizer: dict[str, Any] | None) -> dict[str, str]:
     return {"x-amzn-request-context": json.dumps(request_context)}
 
 
-def test_stream_chat_under_the_web_adapter_streams_sse(make_stack: Any, context: LambdaContext) -> None:
+def test_stream_chat_under_the_web_adapter_streams_sse(make_stack: Any, context: EmulatedLambdaContext) -> None:
     from fastapi.testclient import TestClient
 
     stack = make_stack(RAGLINE_AUTH_MODE="authorizer")
