@@ -10,7 +10,6 @@ left, once that claim is older than the function's timeout). Nothing polls Dynam
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from ragline.adapters.aws import clients
@@ -19,7 +18,6 @@ from ragline.errors import DependencyUnavailable
 from ragline.ingest.messages import JOB_MESSAGE_KIND, job_message
 from ragline.models import Document, DocumentStatus, Job
 
-log = logging.getLogger(__name__)
 
 
 class SqsJobQueue:
@@ -78,5 +76,6 @@ class SqsJobQueue:
         return self.store.latest_job_id(tenant_id, document_id)
 
     def recover_interrupted(self, max_attempts: int) -> list[Job]:
-        # Deployed, SQS redelivery is the recovery; the emulated poller calls this once at start.
+        # Only for one worker recovering its own crash. On the AWS backend (deployed or emulated)
+        # nothing calls it: SQS redelivers the message and the stale claim is taken back.
         return self.store.recover_interrupted(max_attempts)
