@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
 MAX_CHUNK_TOKENS = MODEL_MAX_TOKENS - 2
+# all-MiniLM-L6-v2's vector size, known without loading the model (the index is built from it).
+LOCAL_EMBEDDING_DIMENSION = 384
 
 
 class Settings(BaseSettings):
@@ -128,6 +130,11 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("RAGLINE_CHUNK_OVERLAP must be smaller than RAGLINE_CHUNK_SIZE")
         return self
+
+    @property
+    def embedding_dimension(self) -> int:
+        """The configured embedder's vector size: the index needs it, not the model itself."""
+        return self.bedrock_dimension if self.embedding_provider == "bedrock" else LOCAL_EMBEDDING_DIMENSION
 
     @property
     def inbox(self) -> Path:

@@ -101,8 +101,9 @@ class Container:
 
     @cached_property
     def index(self) -> VectorIndex:
+        # The dimension comes from the settings, so opening the index never loads the model.
         return build_vector_index(
-            self.settings, self.embedder.dimension, snapshot_interval_seconds=self.snapshot_interval_seconds
+            self.settings, self.settings.embedding_dimension, snapshot_interval_seconds=self.snapshot_interval_seconds
         )
 
     @cached_property
@@ -112,7 +113,9 @@ class Container:
     # ---- services -------------------------------------------------------------------------------------
     @cached_property
     def ingest(self) -> IngestService:
-        return IngestService(self.settings, self.store, self.queue, self.blobs, self.index, self.embedder, self.events)
+        return IngestService(
+            self.settings, self.store, self.queue, self.blobs, lambda: self.index, lambda: self.embedder, self.events
+        )
 
     @cached_property
     def search(self) -> SearchService:

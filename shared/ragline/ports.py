@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # arrays only in signatures: the authorizer and the API's import never load numpy
+    import numpy as np
 
 from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedChunk, Job, Usage
 from ragline.retrieval.filters import FilterNode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -19,6 +20,7 @@ from tests.functions.conftest import (
     ACCOUNT,
     API_ID,
     REGION,
+    FUNCTIONS,
     STAGE,
     Stack,
     authorizer_context,
@@ -279,6 +281,32 @@ def test_authorizer_does_not_load_the_model_or_the_index(stack: Stack, context: 
     built = set(vars(authorizer.container))
     assert "store" in built
     assert not built & {"embedder", "index", "search", "chat", "answerer", "ingest"}
+
+
+def test_documents_upload_and_delete_never_load_the_model(stack: Stack, context: EmulatedLambdaContext) -> None:
+    documents = load_function("documents")
+    data = _upload_text(documents.handler, context, stack.keys["t1"])
+    assert not {"embedder", "index"} & set(vars(documents.container))
+    assert not {"embedder", "index"} & set(vars(documents.container.ingest))
+    deleted = documents.handler(rest_event("DELETE", f"/v1/kb/documents/{data['document_id']}", key=stack.keys["t1"]), context)
+    assert deleted["statusCode"] == 200, deleted
+    # Deleting removes the chunks, so it opens the index, at the dimension the settings give.
+    assert "index" in vars(documents.container) and "embedder" not in vars(documents.container)
+
+
+def test_authorizer_import_loads_no_numpy_model_or_web_framework(stack: Stack) -> None:
+    """In a fresh interpreter, as Lambda's init imports it: what it loads is what its cold start costs."""
+    probe = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('authorizer_app', {str(FUNCTIONS / 'authorizer' / 'app.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "heavy = ('numpy', 'onnxruntime', 'faiss', 'fastapi', 'starlette', 'opensearchpy', 'pypdf')\n"
+        "print(json.dumps(sorted(name for name in heavy if name in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_search_and_chat_functions_load_the_model_at_init(stack: Stack) -> None:

@@ -37,3 +37,20 @@ def test_an_unreachable_cluster_fails_fast_and_clearly(tmp_path, monkeypatch):
     with pytest.raises(DependencyUnavailable, match="OpenSearch"):
         build_vector_index(Settings(data_dir=tmp_path), 384)
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("provider", "bedrock_dimension", "expected"),
+    [("local", 1024, 384), ("bedrock", 256, 256), ("bedrock", 1024, 1024)],
+)
+def test_the_index_dimension_comes_from_the_settings(provider, bedrock_dimension, expected, tmp_path):
+    settings = Settings(data_dir=tmp_path, embedding_provider=provider, bedrock_dimension=bedrock_dimension)
+    assert settings.embedding_dimension == expected
+
+
+def test_the_settings_dimension_is_the_bundled_models_own(tmp_path):
+    """The index is opened at the settings' dimension without loading the model: they must agree."""
+    from ragline.container import build_embedder
+
+    embedder = build_embedder(Settings(data_dir=tmp_path))
+    assert embedder.embed_query("refunds").shape == (Settings(data_dir=tmp_path).embedding_dimension,)

@@ -93,7 +93,7 @@ def world(tmp_path) -> Iterator[World]:
     blobs = FilesystemBlobStore(settings.blob_dir)
     embedder = HashEmbedder()
     embedded = EmbeddedVectorIndex(settings.vector_dir, DIM, snapshot_interval_seconds=0)
-    ingest = IngestService(settings, store, store, blobs, embedded, embedder, InProcessEventBus())
+    ingest = IngestService(settings, store, store, blobs, lambda: embedded, lambda: embedder, InProcessEventBus())
     yield World(settings, store, blobs, embedder, embedded, ingest)
     embedded.close()
 

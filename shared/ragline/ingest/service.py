@@ -7,11 +7,11 @@ import hashlib
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ragline.config import MAX_CHUNK_TOKENS, Settings
 from ragline.errors import BadRequest, Conflict, DependencyUnavailable, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
@@ -21,6 +21,9 @@ from ragline.ingest.prefetch import grouped, prefetch
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
 from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
 from ragline.retrieval.filters import matches, scope_to_tenant
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ def extract_passages(
 ) -> tuple[list[Passage], np.ndarray, int, str | None]:
     """Parse a document's stored original, chunk it and embed the chunks (the next pages are
     parsed while the current ones are embedded): passages, vectors, page count, parsed title."""
+    import numpy as np  # here, not at import: the API functions and the authorizer never need it
+
     parsed = parse(blobs.get(doc.blob_key), doc.content_type, doc.filename)
     passages: list[Passage] = []
     parts: list[np.ndarray] = []
@@ -102,23 +107,37 @@ def document_chunks(doc: Document, passages: list[Passage], parsed_title: str | 
 
 
 class IngestService:
+    """Accepts, processes and deletes documents.
+
+    The index and the embedder come from providers called on first use: accepting a document and
+    reading its record need neither, so taking an upload never loads the model or opens the index.
+    """
+
     def __init__(
         self,
         settings: Settings,
         store: MetadataStore,
         queue: JobQueue,
         blobs: BlobStore,
-        index: VectorIndex,
-        embedder: Embedder,
+        index: Callable[[], VectorIndex],
+        embedder: Callable[[], Embedder],
         events: EventBus,
     ) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.blobs = blobs
-        self.index = index
-        self.embedder = embedder
+        self._index_provider = index
+        self._embedder_provider = embedder
         self.events = events
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        return self._index_provider()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder_provider()
 
     # ---- accepting --------------------------------------------------------------------------
     def _chunking(self, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int, int]:

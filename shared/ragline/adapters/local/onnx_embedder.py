@@ -12,12 +12,12 @@ import onnxruntime as ort
 
 # The tokenizer lives in wordpiece (no onnxruntime import there, for Bedrock); re-exported here.
 from ragline.adapters.local.wordpiece import WordPieceTokenizer, load_tokenizer
-from ragline.config import MODEL_MAX_TOKENS
+from ragline.config import LOCAL_EMBEDDING_DIMENSION, MODEL_MAX_TOKENS
 
 __all__ = ["DIMENSION", "MODEL_NAME", "OnnxEmbedder", "WordPieceTokenizer", "default_model_path", "load_tokenizer"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-DIMENSION = 384
+DIMENSION = LOCAL_EMBEDDING_DIMENSION
 QUERY_CACHE_SIZE = 2048
 
 
