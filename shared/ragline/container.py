@@ -13,7 +13,16 @@ from ragline.config import Settings, get_settings
 from ragline.errors import ConfigurationError
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
-from ragline.ports import AnswerModel, BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
+from ragline.ports import (
+    AnswerModel,
+    BlobStore,
+    Embedder,
+    EventBus,
+    HoldsConnections,
+    JobQueue,
+    MetadataStore,
+    VectorIndex,
+)
 from ragline.retrieval.service import SearchService
 
 log = logging.getLogger(__name__)
@@ -153,6 +162,17 @@ class Container:
     def close(self) -> None:
         if "index" in self.__dict__:  # never build the index just to close it
             self.index.close()
+
+    def after_restore(self) -> None:
+        """Lambda SnapStart resumed this process from a snapshot of its init, taken on another
+        machine: no connection opened then may be reused. Each reopens on its next call."""
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws import clients
+
+            clients.close_connections()
+        for built in list(vars(self).values()):  # only what init built: nothing is built here
+            if isinstance(built, HoldsConnections):
+                built.drop_connections()
 
 
 def _required(value: str | None, variable: str) -> str:

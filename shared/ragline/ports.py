@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # arrays only in signatures: the authorizer and the API's import never load numpy
     import numpy as np
@@ -143,3 +143,14 @@ class AnswerModel(Protocol):
 
 class EventBus(Protocol):
     def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class HoldsConnections(Protocol):
+    """An adapter with pooled network connections of its own (not the shared boto3 clients).
+
+    After a Lambda SnapStart restore, sockets opened during init belong to the machine the snapshot
+    was taken on: the adapter closes them, and opens new ones on its next call.
+    """
+
+    def drop_connections(self) -> None: ...

@@ -451,3 +451,14 @@ def test_the_adapter_does_not_import_the_anthropic_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_after_drop_connections_a_new_client_answers(fake: FakeAnthropic) -> None:
+    """SnapStart's after-restore hook: the kept connection is closed, the next answer opens another."""
+    model = model_for(fake)
+    collect(model, request())
+    kept = model._client
+    model.drop_connections()
+    assert kept.is_closed and model._client is not kept
+    deltas, done = collect(model, request())
+    assert "".join(deltas) == ANSWER and len(done) == 1

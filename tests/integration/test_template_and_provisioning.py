@@ -193,11 +193,27 @@ def test_every_function_sets_its_memory_from_a_measured_peak():
         assert memory_mb >= 1.9 * peak_mb, name
 
 
-def test_only_the_query_functions_load_the_model_fast():
-    """Fast load (no constant folding) for cold starts; ingest keeps the ~7% faster embedding."""
+def test_only_the_query_functions_load_the_model_fast_and_not_with_snapstart():
+    """Fast load (no constant folding) when init is on a request's path; with SnapStart init runs
+    once per deploy, so the query functions fold too. Ingest always folds (throughput)."""
     globals_env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    assert globals_env["RAGLINE_EMBEDDING_FAST_LOAD"] == "true"
+    resolve = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1").resolve
+    assert resolve(globals_env["RAGLINE_EMBEDDING_FAST_LOAD"]) == "true"
+    with_snapstart = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1",
+                              parameters={"SnapStart": "PublishedVersions"})
+    assert with_snapstart.resolve(globals_env["RAGLINE_EMBEDDING_FAST_LOAD"]) == "false"
     assert props("IngestFunction")["Environment"]["Variables"]["RAGLINE_EMBEDDING_FAST_LOAD"] == "false"
+
+
+def test_snapstart_is_one_parameter_for_the_buffered_api_functions():
+    assert TEMPLATE["Parameters"]["SnapStart"]["Default"] == "None"
+    for name in ("SearchFunction", "ChatFunction", "DocumentsFunction"):
+        assert props(name)["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}, name
+        assert props(name)["AutoPublishAlias"] == "live", name  # SnapStart applies to published versions
+    # The authorizer and the Web Adapter's stream function start without it (infra/README.md says why);
+    # ingest is not on a request's path.
+    for name in ("AuthorizerFunction", "StreamChatFunction", "IngestFunction"):
+        assert "SnapStart" not in props(name), name
 
 
 def test_opensearch_serverless_is_not_an_option():

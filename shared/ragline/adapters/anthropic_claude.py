@@ -67,14 +67,23 @@ class ClaudeAnswerModel:
             "accept": "text/event-stream",
             "user-agent": "ragline",
         }
+        self._timeout = timeout
         # One client per adapter: a warm Lambda reuses its TLS connection for the next invocation.
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+        self._client = self._new_client()
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, CONNECT_TIMEOUT)),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_SECONDS),
         )
 
     def close(self) -> None:
         self._client.close()
+
+    def drop_connections(self) -> None:
+        """After a SnapStart restore: the kept TLS connection was opened on the snapshot's machine."""
+        self._client.close()
+        self._client = self._new_client()
 
     def stream(self, request: AnswerRequest) -> Iterator[AnswerDelta | AnswerDone]:
         messages = [{"role": turn.role, "content": turn.content} for turn in request.history]

@@ -6,6 +6,7 @@ init (Lambda runs init at full CPU, before the first request is waiting).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ def api_function(routers: Sequence[str], *, build_at_init: Sequence[str] = ()) -
     for member in build_at_init:
         getattr(container, member)
     asgi = Mangum(create_app(container, background=False, routers=tuple(routers)), lifespan="off")
+    register_snapstart_hooks(container)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @tracer.capture_lambda_handler
@@ -44,3 +46,27 @@ def api_function(routers: Sequence[str], *, build_at_init: Sequence[str] = ()) -
         return asgi(event, context)
 
     return ApiFunction(container, handler)
+
+
+def register_snapstart_hooks(container: Container) -> None:
+    """With SnapStart (template parameter SnapStart=PublishedVersions), Lambda snapshots the process
+    after init and resumes copies of it: each copy must drop init's connections and reseed ``random``
+    (retry jitter would otherwise be the same in every copy). ``snapshot_restore_py`` ships with
+    Lambda's managed Python runtimes only; elsewhere nothing is ever restored."""
+    try:
+        from snapshot_restore_py import register_after_restore, register_before_snapshot
+    except ModuleNotFoundError:
+        return
+    register_before_snapshot(before_snapshot, container)
+    register_after_restore(after_restore, container)
+
+
+def before_snapshot(container: Container) -> None:
+    if "embedder" in vars(container):
+        # The first inference allocates ONNX Runtime's buffers (~60 ms): pay it once, into the snapshot.
+        container.embedder.embed_query("snapshot priming")
+
+
+def after_restore(container: Container) -> None:
+    random.seed()  # from os.urandom: distinct in every restored copy
+    container.after_restore()

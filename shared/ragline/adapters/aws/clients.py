@@ -92,24 +92,43 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+# Every client built here (a resource's too), so their connections can be closed together.
+_built: list[BaseClient] = []
+
+
 @lru_cache(maxsize=32)
 def _cached_client(service: str, region: str | None, endpoint_url: str | None) -> BaseClient:
     with _building:
-        return _session().client(
+        built = _session().client(
             service, region_name=region, endpoint_url=endpoint_url, config=client_config(service, endpoint_url)
         )
+        _built.append(built)
+        return built
 
 
 @lru_cache(maxsize=32)
 def _cached_resource(service: str, region: str | None, endpoint_url: str | None) -> Any:
     with _building:
-        return _session().resource(
+        built = _session().resource(
             service, region_name=region, endpoint_url=endpoint_url, config=client_config(service, endpoint_url)
         )
+        _built.append(built.meta.client)
+        return built
+
+
+def close_connections() -> None:
+    """Close the pooled connections of every client built so far; each opens new ones on its next
+    call. After a SnapStart restore, those sockets were opened on the snapshot's machine: reusing
+    one could hang until the read timeout instead of failing fast."""
+    with _building:
+        for built in _built:
+            built.close()
 
 
 def reset_clients() -> None:
     """Forget the session and every cached client (for tests that change credentials or endpoints)."""
+    with _building:
+        _built.clear()
     _cached_client.cache_clear()
     _cached_resource.cache_clear()
     _session.cache_clear()

@@ -259,6 +259,7 @@ class OpenSearchVectorIndex:
         self.settings = settings
         self.dimension = dimension
         self._client = client
+        self._owns_client = client is None
         self._sleep = sleep
         self._jitter = jitter
 
@@ -267,6 +268,14 @@ class OpenSearchVectorIndex:
         if self._client is None:
             self._client = client_for(self.settings)
         return self._client
+
+    def drop_connections(self) -> None:
+        """After a SnapStart restore: close the process-wide client's sockets (they were opened on
+        the snapshot's machine); the next call builds a new client. A given client is left alone."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+            opensearch_client.cache_clear()  # a closed client must not be handed out again
 
     @property
     def alias(self) -> str:
