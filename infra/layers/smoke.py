@@ -13,9 +13,10 @@ For every function of the built template (.aws-sam/build/template.yaml), a fresh
 - functions without the EmbeddingLayer must not find onnxruntime; nothing may find the packages
   left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf, anthropic).
 
-A stub OpenSearch on 127.0.0.1 answers the index/pipeline set-up the functions do at init
-(SigV4-signed for es with dummy credentials, or unsigned with --opensearch-auth-mode none). Nothing else is contacted:
-AWS clients are created at init but not called.
+A stub OpenSearch on 127.0.0.1 (StubOpenSearch, emptied for each function) answers the index and
+pipeline set-up the functions do at init (SigV4-signed for es with dummy credentials, or unsigned
+with --opensearch-auth-mode none); `ragline bench coldstart` uses the same stub, set up, as the
+cluster of a deployed stack. Nothing else is contacted: AWS clients are created at init but not called.
 
     python infra/layers/smoke.py              # import checks + sizes
     python infra/layers/smoke.py --sizes      # sizes only (make sam-build; `ragline bench package` runs the same code)
@@ -29,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +42,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 import yaml
 
@@ -52,6 +56,9 @@ LEFT_OUT = ("faiss", "yaml", "rich", "watchdog", "sympy", "mpmath", "huggingface
             "fontTools", "uvloop", "httptools", "watchfiles", "websockets",
             "anthropic")  # the Claude adapter speaks the Messages API over httpx
 REGION = "us-east-1"
+# Template parameters the checks set instead of their defaults: a key, so the chat functions build the
+# Claude adapter (nothing is sent).
+SMOKE_PARAMETERS = {"AnthropicApiKey": "sk-ant-smoke-not-a-key"}
 # A real two-column paper (../shared, when present): the ingest function parses it with the layer's pypdf.
 SAMPLE_PDF = REPO.parent / "shared" / "pdfs" / "tracemonkey-pldi09.pdf"
 
@@ -179,41 +186,231 @@ def print_sizes(template: dict[str, Any], build_dir: Path, *, top: int = 8) -> b
 
 
 # ---- a stub OpenSearch -------------------------------------------------------------------------------
-class _StubOpenSearch(BaseHTTPRequestHandler):
-    """Enough of the REST API for the adapter's ensure_index() and an empty search."""
+class StubUnsupported(ValueError):
+    """A request or query the stub does not model: answered 400, so a gap shows instead of a wrong answer."""
 
-    requests: list[str] = []
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _values(source: dict[str, Any], name: str) -> list[Any]:
+    value = source.get(name)
+    return value if isinstance(value, list) else [value]
+
+
+def query_matches(query: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Whether a stored chunk matches a query, for the query shapes the adapter builds for its reads,
+    counts and deletes (opensearch_queries): bool, term(s) on keyword fields, match, knn (its filter)."""
+    ((kind, body),) = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "match_none":
+        return False
+    if kind == "term":
+        ((name, value),) = body.items()
+        return (value["value"] if isinstance(value, dict) else value) in _values(source, name)
+    if kind == "terms":
+        ((name, wanted),) = body.items()
+        return any(value in _values(source, name) for value in wanted)
+    if kind == "match":
+        ((name, spec),) = body.items()
+        return bool(_words(spec["query"] if isinstance(spec, dict) else spec) & _words(str(source.get(name, ""))))
+    if kind == "knn":
+        ((_, spec),) = body.items()
+        return "filter" not in spec or query_matches(spec["filter"], source)
+    if kind == "bool":
+        required = [*body.get("filter", []), *body.get("must", [])]
+        should = body.get("should", [])
+        least = int(body.get("minimum_should_match", 0 if required else 1)) if should else 0
+        return (all(query_matches(clause, source) for clause in required)
+                and not any(query_matches(clause, source) for clause in body.get("must_not", []))
+                and sum(query_matches(clause, source) for clause in should) >= least)
+    raise StubUnsupported(f"query {kind!r}")
+
+
+def query_score(query: dict[str, Any], source: dict[str, Any]) -> float:
+    """k-NN: (1 + cos) / 2 (faiss cosinesimil on OpenSearch 2.19+); match: query words found (a stand-in
+    for BM25); bool: its scoring clauses summed; filters score nothing."""
+    ((kind, body),) = query.items()
+    if kind == "knn":
+        ((name, spec),) = body.items()
+        stored, asked = source.get(name) or [], spec["vector"]
+        norms = math.sqrt(sum(x * x for x in stored)) * math.sqrt(sum(x * x for x in asked))
+        return (1.0 + sum(a * b for a, b in zip(stored, asked)) / norms) / 2.0 if norms else 0.0
+    if kind == "match":
+        ((name, spec),) = body.items()
+        return float(len(_words(spec["query"] if isinstance(spec, dict) else spec) & _words(str(source.get(name, "")))))
+    if kind == "bool":
+        return sum(query_score(clause, source) for clause in [*body.get("must", []), *body.get("should", [])])
+    return 0.0
+
+
+class StubOpenSearch(ThreadingHTTPServer):
+    """An OpenSearch on 127.0.0.1 that keeps in memory what it is sent: index definitions (with their
+    alias), search pipelines and bulk-indexed chunks, and answers the adapter's set-up, writes, searches,
+    counts and deletes from them (opensearch_index.py / opensearch_queries.py). Empty, it is a first
+    start (HEAD 404: the adapter creates index, alias and pipeline); once set up, the steady state of a
+    deployed stack (alias, index and pipeline exist; searches find what was indexed). Anything else is
+    answered 400 (StubUnsupported). Signatures are recorded, not checked."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _StubOpenSearch)
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[str] = []  # "METHOD /path (SigV4)", in arrival order
+        self.indices: dict[str, dict[str, Any]] = {}  # index name -> its PUT body (settings, mappings, aliases)
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.chunks: dict[str, dict[str, dict[str, Any]]] = {}  # index name -> _id -> _source
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> StubOpenSearch:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def resolve(self, name: str) -> list[str]:
+        """The indices a name stands for: itself, or those the alias points at."""
+        if name in self.indices:
+            return [name]
+        return sorted(index for index, body in self.indices.items() if name in body.get("aliases", {}))
+
+    def answer(self, method: str, path: str, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        with self.lock:
+            return self._route(method, [unquote(part) for part in path.strip("/").split("/") if part], params, body)
+
+    def _route(self, method: str, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        missing = (404, {"error": {"type": "index_not_found_exception", "reason": f"no such index [{'/'.join(parts)}]"},
+                         "status": 404})
+        match (method, parts):
+            case ("HEAD", ["_alias", name]):
+                return (200 if any(name in b.get("aliases", {}) for b in self.indices.values()) else 404), None
+            case ("HEAD", [name]):
+                return (200 if self.resolve(name) else 404), None
+            case ("GET", ["_alias", name]):
+                found = {index: {"aliases": {name: self.indices[index]["aliases"][name]}} for index in self.resolve(name)
+                         if name in self.indices[index].get("aliases", {})}
+                return (200, found) if found else missing
+            case ("GET", ["_search", "pipeline", pipeline_id]):
+                if pipeline_id not in self.pipelines:
+                    return 404, {}
+                return 200, {pipeline_id: self.pipelines[pipeline_id]}
+            case ("PUT", ["_search", "pipeline", pipeline_id]):
+                self.pipelines[pipeline_id] = body
+                return 200, {"acknowledged": True}
+            case ("PUT", [name]) if not name.startswith("_"):
+                if self.resolve(name):
+                    return 400, {"error": {"type": "resource_already_exists_exception",
+                                           "reason": f"index [{name}] already exists"}, "status": 400}
+                self.indices[name] = body or {}
+                self.chunks[name] = {}
+                return 200, {"acknowledged": True, "shards_acknowledged": True, "index": name}
+            case ("GET", [name, "_mapping"]):
+                indices = self.resolve(name)
+                return (200, {index: {"mappings": self.indices[index].get("mappings", {})} for index in indices}) \
+                    if indices else missing
+            case ("POST" | "PUT", ["_bulk"] | [_, "_bulk"]):
+                return 200, self._bulk(body, params.get("require_alias") == "true")
+            case ("POST" | "GET", [name, ("_search" | "_count" | "_refresh" | "_delete_by_query") as action]):
+                indices = self.resolve(name)
+                if not indices:
+                    return missing
+                return 200, self._read(action, indices, body or {})
+        raise StubUnsupported(f"{method} /{'/'.join(parts)}")
+
+    def _bulk(self, lines: list[dict[str, Any]], require_alias: bool) -> dict[str, Any]:
+        items = []
+        pending = iter(lines)
+        for action in pending:
+            ((op, meta),) = action.items()
+            if op not in ("index", "create"):
+                raise StubUnsupported(f"bulk {op}")
+            source = next(pending)
+            indices = self.resolve(meta["_index"])
+            is_alias = bool(indices) and meta["_index"] not in self.indices
+            if not indices or (require_alias and not is_alias):
+                items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 404,
+                                   "error": {"type": "index_not_found_exception", "reason": "require_alias"}}})
+                continue
+            stored = self.chunks[indices[0]]
+            result = "updated" if meta["_id"] in stored else "created"
+            stored[meta["_id"]] = source
+            items.append({op: {"_index": indices[0], "_id": meta["_id"], "result": result,
+                               "status": 201 if result == "created" else 200}})
+        return {"took": 1, "errors": any("error" in next(iter(item.values())) for item in items), "items": items}
+
+    def _read(self, action: str, indices: list[str], body: dict[str, Any]) -> dict[str, Any]:
+        shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+        if action == "_refresh":
+            return {"_shards": shards}
+        if "aggs" in body or "aggregations" in body:
+            raise StubUnsupported("aggregations")
+        query = body.get("query", {"match_all": {}})
+        found = [(index, chunk_id, source) for index in indices for chunk_id, source in self.chunks[index].items()
+                 if query_matches(query, source)]
+        if action == "_count":
+            return {"count": len(found), "_shards": shards}
+        if action == "_delete_by_query":
+            for index, chunk_id, _ in found:
+                del self.chunks[index][chunk_id]
+            return {"took": 1, "deleted": len(found), "failures": []}
+        after = (body.get("search_after") or [None])[0]
+        hits = sorted(({"_index": index, "_id": chunk_id, "_score": query_score(query, source),
+                        "_source": _projected(source, body.get("_source"))} for index, chunk_id, source in found
+                       if after is None or chunk_id > after), key=lambda hit: (-hit["_score"], hit["_id"]))
+        hits = hits[: int(body.get("size", 10))]
+        return {"took": 1, "timed_out": False, "_shards": shards,
+                "hits": {"total": {"value": len(found), "relation": "eq"},
+                         "max_score": max((hit["_score"] for hit in hits), default=None), "hits": hits}}
+
+
+def _projected(source: dict[str, Any], fields: Any) -> dict[str, Any]:
+    return {name: source[name] for name in fields if name in source} if isinstance(fields, list) else source
+
+
+class _StubOpenSearch(BaseHTTPRequestHandler):
+    """HTTP for StubOpenSearch (keep-alive, like a real cluster)."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: with Nagle's algorithm on, the client's delayed ACK holds
+    # the body back ~40 ms on every keep-alive request (measured: a warm search went 6 ms -> 140 ms).
+    disable_nagle_algorithm = True
+    server: StubOpenSearch
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
-    def _answer(self, status: int, body: dict[str, Any] | None) -> None:
-        payload = json.dumps(body).encode() if body is not None else b""
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        path, _, query = self.path.partition("?")
+        signed = "AWS4-HMAC-SHA256" in (self.headers.get("authorization") or "")
+        self.server.requests.append(f"{self.command} {path}{' (SigV4)' if signed else ''}")
+        body: Any = None
+        if raw:
+            body = [json.loads(line) for line in raw.splitlines() if line.strip()] if path.endswith("/_bulk") \
+                else json.loads(raw)
+        try:
+            status, answer = self.server.answer(self.command, path, dict(parse_qsl(query)), body)
+        except StubUnsupported as exc:
+            status, answer = 400, {"error": {"type": "stub_unsupported", "reason": f"the stub does not model {exc}"},
+                                   "status": 400}
+        payload = json.dumps(answer).encode() if answer is not None and self.command != "HEAD" else b""
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
-        signed = "AWS4-HMAC-SHA256" in (self.headers.get("authorization") or "")
-        type(self).requests.append(f"{self.command} {self.path.split('?')[0]}{' (SigV4)' if signed else ''}")
-        path = self.path.split("?")[0]
-        if self.command == "HEAD":
-            self._answer(404, None)  # no alias, no index yet: the adapter creates them
-        elif self.command == "GET" and path.startswith("/_search/pipeline"):
-            self._answer(404, {"error": {"type": "resource_not_found_exception"}, "status": 404})
-        elif path.endswith("/_search") or path.endswith("/_msearch"):
-            self._answer(200, {"took": 1, "timed_out": False,
-                               "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}})
-        elif self.command == "PUT":
-            self._answer(200, {"acknowledged": True, "shards_acknowledged": True, "index": path.strip("/")})
-        else:
-            self._answer(200, {})
+        self.wfile.write(payload)
 
     do_HEAD = do_GET = do_PUT = do_POST = do_DELETE = _handle
 
@@ -279,15 +476,55 @@ print("RESULT " + json.dumps(result))
 
 
 def runtime_sdk(python312: str, cache: Path) -> Path:
+    """A stand-in for the runtime's boto3 (pip-installed once into the cache), byte-compiled."""
     target = cache / ("runtime-sdk-" + "-".join(spec.split("==")[1] for spec in RUNTIME_SDK[:1]))
+    compiled = target / ".compiled-unchecked-hash"
     if not (target / "boto3").is_dir():
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run([python312, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
                         "--no-compile", "--target", str(target), *RUNTIME_SDK], check=True)
+    if not compiled.exists():
+        # Assumption about the runtime image: its boto3/botocore ship .pyc, as our layers do (layer.mk).
+        # Without them every fresh interpreter compiles botocore from source (PYTHONDONTWRITEBYTECODE, as
+        # on Lambda's read-only /var/runtime): X-Ray's botocore patch measured ~0.12 s -> ~0.4 s.
+        subprocess.run([python312, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                        str(target)], check=True)
+        compiled.touch()
     return target
 
 
-def dummy_env(name: str, value: Any, opensearch_url: str, auth_mode: str, data_dir: Path) -> str | None:
+def function_pythonpath(fn: dict[str, Any], sdk: Path) -> str:
+    """Lambda's sys.path order: the function's code (/var/task), its layers (/opt/python), the runtime's boto3."""
+    return os.pathsep.join([str(fn["code"]), *(str(layer / "python") for layer in fn["layers"].values()), str(sdk)])
+
+
+def template_env(fn: dict[str, Any], template: dict[str, Any], opensearch_url: str, auth_mode: str, data_dir: Path,
+                 parameters: dict[str, str] | None = None) -> dict[str, str]:
+    """A built function's environment variables from its template, made local (see dummy_env); template
+    parameters take their defaults unless `parameters` gives them."""
+    resolved = {name: dummy_env(name, value, opensearch_url, auth_mode, data_dir, template, parameters)
+                for name, value in fn["env"].items()}
+    return {name: value for name, value in resolved.items() if value is not None}
+
+
+def parameter_value(template: dict[str, Any], value: Any, parameters: dict[str, str] | None = None) -> Any:
+    """A template value that depends on parameters only (and conditions on them), as CloudFormation would
+    resolve it: None for AWS::NoValue. Raises TemplateError when it needs a resource of the stack.
+    The resolver is the emulator provisioning's (ragline.adapters.aws.provision), not a second one."""
+    from ragline.adapters.aws.provision import NO_VALUE, Resolver
+
+    resolver = Resolver(template, stack_name="smoke", region=REGION, account_id="123456789012",
+                        parameters=parameters)
+    resolved = resolver.resolve(value)
+    return None if resolved is NO_VALUE else resolved
+
+
+def dummy_env(name: str, value: Any, opensearch_url: str, auth_mode: str, data_dir: Path,
+              template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None) -> str | None:
+    """One environment variable of a built function, made local: the stub's URL, a temporary data dir,
+    literal values as they are, parameter-only values resolved (`template` given), the rest placeholders."""
+    from ragline.adapters.aws.provision import TemplateError
+
     if name == "AWS_LAMBDA_EXEC_WRAPPER":
         return None  # the Web Adapter's bootstrap is not here
     if name == "RAGLINE_DATA_DIR":
@@ -298,6 +535,13 @@ def dummy_env(name: str, value: Any, opensearch_url: str, auth_mode: str, data_d
         return auth_mode
     if isinstance(value, str):
         return value
+    if template is not None:
+        try:
+            resolved = parameter_value(template, value, parameters)
+        except TemplateError:
+            pass  # it needs a resource (a table name, a queue URL), known once deployed: a placeholder below
+        else:
+            return None if resolved is None else str(resolved)
     return {
         "RAGLINE_DOCUMENTS_BUCKET": "smoke-documents-123456789012",
         "RAGLINE_INGEST_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/123456789012/smoke-ingest",
@@ -305,17 +549,16 @@ def dummy_env(name: str, value: Any, opensearch_url: str, auth_mode: str, data_d
         "RAGLINE_TABLE_NAME": "smoke-metadata",
         "RAGLINE_EMBEDDING_PROVIDER": "local",
         "RAGLINE_BEDROCK_MODEL_ID": "amazon.titan-embed-text-v2:0",
-        "ANTHROPIC_API_KEY": "sk-ant-smoke-not-a-key",
+        "ANTHROPIC_API_KEY": SMOKE_PARAMETERS["AnthropicApiKey"],
     }.get(name, f"smoke-{name.lower()}")
 
 
 def check_imports(template: dict[str, Any], build_dir: Path, python312: str, auth_mode: str) -> bool:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubOpenSearch)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     sdk = runtime_sdk(python312, build_dir.parent / "smoke-cache")
+    declared = template.get("Parameters") or {}
+    parameters = {name: value for name, value in SMOKE_PARAMETERS.items() if name in declared}
     ok = True
-    try:
+    with StubOpenSearch() as server:
         for name, fn in sorted(functions(template, build_dir).items()):
             if fn["runtime"] != "python3.12":
                 print(f"FAIL {name}: runtime {fn['runtime']}")
@@ -325,17 +568,13 @@ def check_imports(template: dict[str, Any], build_dir: Path, python312: str, aut
                        "PYTHONDONTWRITEBYTECODE": "1",  # /var/task and /opt are read-only on Lambda
                        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
                        "AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_SESSION_TOKEN": "smoke",
-                       "PYTHONPATH": os.pathsep.join([str(fn["code"])] + [str(d / "python") for d in
-                                                                          fn["layers"].values()] + [str(sdk)])}
-                for key, value in fn["env"].items():
-                    resolved = dummy_env(key, value, url, auth_mode, Path(tmp) / "ragline")
-                    if resolved is not None:
-                        env[key] = resolved
+                       "PYTHONPATH": function_pythonpath(fn, sdk),
+                       **template_env(fn, template, server.url, auth_mode, Path(tmp) / "ragline", parameters)}
                 cfg = {"embedding": "EmbeddingLayer" in fn["layers"], "stream": name == "StreamChatFunction",
                        "chat": name in ("ChatFunction", "StreamChatFunction"),
                        "documents": name == "DocumentsFunction", "ingest": name == "IngestFunction",
                        "pdf": str(SAMPLE_PDF) if SAMPLE_PDF.exists() else None, "left_out": LEFT_OUT}
-                _StubOpenSearch.requests = []
+                server.reset()  # each function meets a first start: it creates the index and the pipeline
                 started = time.perf_counter()
                 done = subprocess.run([python312, "-S", "-c", CHILD, json.dumps(cfg)], cwd=fn["code"], env=env,
                                       capture_output=True, text=True, timeout=300, check=False)
@@ -346,12 +585,10 @@ def check_imports(template: dict[str, Any], build_dir: Path, python312: str, aut
                 print(f"FAIL {name} ({took:.1f} s)\n{done.stderr[-3000:]}")
                 continue
             result = json.loads(lines[-1].removeprefix("RESULT "))
-            calls = sorted(set(_StubOpenSearch.requests))
+            calls = sorted(set(server.requests))
             print(f"ok   {name:<22} {took:5.1f} s  layers={'+'.join(fn['layers'])}  {json.dumps(result)}")
             if calls:
                 print(f"       OpenSearch stub saw: {', '.join(calls)}")
-    finally:
-        server.shutdown()
     return ok
 
 

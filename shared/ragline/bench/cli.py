@@ -117,6 +117,24 @@ def _coldstart_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="comma-separated functions to leave out, of authorizer,search,chat,chat+claude,documents,stream_chat",
     )
+    p.add_argument(
+        "--source",
+        choices=("built", "venv"),
+        default=None,
+        help="built: the `make sam-build` package as Lambda runs it (python3.12, its layers, OpenSearch over "
+        "SigV4 against a stub); venv: the dev venv with the embedded engine (default: built when "
+        ".aws-sam/build/template.yaml exists, else venv)",
+    )
+    p.add_argument(
+        "--python312",
+        default=None,
+        help="Lambda's interpreter for --source built (default: $PYTHON312, else pyenv's 3.12.1, else python3.12)",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also start search and chat once under -X importtime and print where their init goes",
+    )
 
 
 def _package_args(p: argparse.ArgumentParser) -> None:
