@@ -420,6 +420,7 @@ def run(args: argparse.Namespace, console: Console) -> Report:
                 settings.embedding_model_path,
                 batch_size=settings.embedding_batch_size,
                 threads=settings.embedding_threads,
+                fast_load=settings.embedding_fast_load,  # RAGLINE_EMBEDDING_FAST_LOAD=true measures that trade
             )
         )
         warm_up(embedder)
