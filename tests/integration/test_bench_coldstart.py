@@ -329,3 +329,11 @@ def test_import_breakdown_charges_each_modules_own_time_to_its_package(log: str,
     charged = coldstart.import_breakdown(log)
     assert charged == pytest.approx(expected)
     assert list(charged) == sorted(charged, key=lambda name: -charged[name])  # largest first
+
+
+def test_the_framework_floor_is_the_stack_without_ragline() -> None:
+    source = coldstart.FRAMEWORK_FLOOR_APP
+    assert "ragline" not in source
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "framework_floor", "exec"), namespace)  # the venv has the same stack
+    assert namespace["handler"]({}, None)["statusCode"] == 200

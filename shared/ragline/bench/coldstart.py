@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,16 +116,17 @@ def peak_mb():
             return int(line.split()[1]) / 1024
 spec = json.loads(sys.argv[1])
 import importlib.util
-import ragline.container as container_module
 model = {"s": 0.0}
-_build = container_module.build_embedder
-def _timed_build(settings):
-    started = time.perf_counter()
-    try:
-        return _build(settings)
-    finally:
-        model["s"] += time.perf_counter() - started
-container_module.build_embedder = _timed_build
+if spec["time_model"]:  # every function imports ragline.container anyway; the framework floor does not
+    import ragline.container as container_module
+    _build = container_module.build_embedder
+    def _timed_build(settings):
+        started = time.perf_counter()
+        try:
+            return _build(settings)
+        finally:
+            model["s"] += time.perf_counter() - started
+    container_module.build_embedder = _timed_build
 module_spec = importlib.util.spec_from_file_location("function_under_test", spec["path"])
 module = importlib.util.module_from_spec(module_spec)
 module_spec.loader.exec_module(module)
@@ -171,6 +172,18 @@ def import_breakdown(importtime_log: str) -> dict[str, float]:
     return dict(sorted(charged.items(), key=lambda item: -item[1]))
 
 
+# The stack every API function stands on, and nothing of Ragline: FastAPI, Mangum, pydantic-settings,
+# boto3 and Powertools' Logger, Metrics and Tracer (patching botocore, as lambda_entry does). Started
+# like search (same interpreter, layers and environment), it is the floor under search's and chat's init.
+FRAMEWORK_FLOOR_APP = """
+import fastapi, mangum, pydantic_settings, boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+Logger(); Metrics(); Tracer(patch_modules=("botocore",))
+def handler(event, context):
+    return {"statusCode": 200, "body": ""}
+"""
+
+
 @dataclass(frozen=True)
 class Launch:
     """How one function's fresh interpreter starts: the interpreter (argv), its handler module, cwd, environment."""
@@ -179,10 +192,11 @@ class Launch:
     app: Path
     env: dict[str, str]
     cwd: Path | None = None
+    times_model: bool = True  # False: an app that is not Ragline's (the framework floor)
 
 
 def _child_run(name: str, event: dict[str, Any], launch: Launch) -> dict[str, Any]:
-    spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK}
+    spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK, "time_model": launch.times_model}
     started = time.perf_counter()
     done = subprocess.run([*launch.interpreter, "-c", CHILD, json.dumps(spec)], cwd=launch.cwd, env=launch.env,
                           capture_output=True, text=True, timeout=300, check=False)
@@ -201,7 +215,7 @@ def _child_run(name: str, event: dict[str, Any], launch: Launch) -> dict[str, An
 
 def _import_run(name: str, event: dict[str, Any], launch: Launch) -> tuple[dict[str, Any], dict[str, float]]:
     """One more cold start under ``-X importtime`` (slower: not one of the timed samples)."""
-    spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK}
+    spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK, "time_model": launch.times_model}
     done = subprocess.run([*launch.interpreter, "-X", "importtime", "-c", CHILD, json.dumps(spec)], cwd=launch.cwd,
                           env=launch.env, capture_output=True, text=True, timeout=300, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)), None)
@@ -572,6 +586,14 @@ def run(args: argparse.Namespace, console: Console) -> Report:
             runs[function.name] = [_child_run(function.name, function.event, launch) for _ in range(args.runs)]
             if getattr(args, "breakdown", False) and function.budget:
                 breakdowns[function.name] = _import_run(function.name, function.event, launch)
+            if function.name == "search" and "framework floor" not in args.skip:
+                floor_app = scratch / "framework_floor" / "app.py"
+                floor_app.parent.mkdir(exist_ok=True)
+                floor_app.write_text(FRAMEWORK_FLOOR_APP)
+                console.print(f"[dim]framework floor (search's stack without Ragline): {args.runs} cold starts…[/]")
+                floor = replace(launch, app=floor_app, times_model=False)
+                runs["framework floor"] = [_child_run("framework floor", function.event, floor)
+                                           for _ in range(args.runs)]
             if package:
                 opensearch_seen[function.name] = list(package.opensearch.requests)
         if "stream_chat" not in args.skip:
