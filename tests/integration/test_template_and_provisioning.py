@@ -178,7 +178,7 @@ def test_the_stream_route_streams_through_the_web_adapter():
 # Above the peak, memory buys CPU: Lambda allots it in proportion (1,769 MB = one vCPU), and embedding is CPU-bound.
 MEMORY = {
     "AuthorizerFunction": (77, 256),
-    "SearchFunction": (328, 1024),
+    "SearchFunction": (332, 1024),
     "ChatFunction": (330, 1024),
     "StreamChatFunction": (333, 1024),
     "DocumentsFunction": (330, 1024),  # an upload is 80 MB + up to 50 MB; /health/detailed loads the model
@@ -200,6 +200,18 @@ def test_the_model_loads_with_constant_folding_unless_the_deployer_chooses_fast_
     assert TEMPLATE["Parameters"]["EmbeddingFastLoad"]["Default"] == "false"
     assert globals_env["RAGLINE_EMBEDDING_FAST_LOAD"] == {"Ref": "EmbeddingFastLoad"}
     assert props("IngestFunction")["Environment"]["Variables"]["RAGLINE_EMBEDDING_FAST_LOAD"] == "false"
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_samconfig_overrides_are_template_parameters_with_allowed_values(environment):
+    samconfig = tomllib.loads((REPO / "samconfig.toml").read_text())
+    overrides = dict(item.split("=", 1) for item in
+                     samconfig[environment]["deploy"]["parameters"]["parameter_overrides"].split())
+    parameters = TEMPLATE["Parameters"]
+    assert set(overrides) <= set(parameters)
+    for name, value in overrides.items():
+        assert value in [str(allowed) for allowed in parameters[name].get("AllowedValues", [value])], (name, value)
+    assert overrides["SnapStart"] == ("PublishedVersions" if environment == "prod" else "None")
 
 
 def test_snapstart_is_one_parameter_for_the_buffered_api_functions():
