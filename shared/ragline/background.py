@@ -2,7 +2,8 @@
 
 Local backend: the ingest worker threads and the drop-folder watcher. AWS backend (emulated,
 `ragline serve --backend aws`): a poller that feeds the ingest queue to the real ingest
-function, as Lambda's event source mapping does when deployed.
+function, as Lambda's event source mapping does when deployed, and the events-redelivery
+function called on its schedule.
 """
 
 from __future__ import annotations
@@ -64,13 +65,15 @@ def load_function(name: str, *, module_name: str | None = None) -> ModuleType:
 def background_services(container: Container) -> Background:
     settings = container.settings
     if settings.backend == "aws":
-        from ragline.adapters.aws.sqs_poller import SqsEventSourcePoller
+        from ragline.adapters.aws.sqs_poller import ScheduledInvoker, SqsEventSourcePoller
 
-        # The function builds its services with get_container(): the caller made that this container.
+        # The functions build their services with get_container(): the caller made that this container.
         handler: Any = load_function("ingest").handler
         assert settings.ingest_queue_url is not None
         poller = SqsEventSourcePoller(settings.ingest_queue_url, handler)
-        return Background([poller], poller.notify)
+        redelivery = ScheduledInvoker(load_function("events_redelivery").handler,
+                                      settings.events_redelivery_seconds, name="events_redelivery")
+        return Background([poller, redelivery], poller.notify)
 
     from ragline.inbox import InboxSync, InboxWatcher
     from ragline.worker import IngestWorker

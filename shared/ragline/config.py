@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # The ingest queue's maxReceiveCount: on that delivery a failing message's document is failed
     # (and error.ingestion published) before SQS moves the message to the dead-letter queue.
     ingest_max_receives: int = Field(default=5, ge=1)
+    # `ragline serve --backend aws`: how often the events-redelivery function runs (deployed: its
+    # EventBridge schedule, rate(1 minute)).
+    events_redelivery_seconds: float = Field(default=60.0, gt=0)
 
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"

@@ -11,6 +11,7 @@ from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatService
 from ragline.config import Settings, get_settings
 from ragline.errors import ConfigurationError
+from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
 from ragline.ports import (
@@ -96,12 +97,20 @@ class Container:
     @cached_property
     def events(self) -> EventBus:
         if self.settings.backend == "aws":
-            from ragline.adapters.aws.sns_events import SnsEventBus
-
-            return SnsEventBus(_required(self.settings.events_topic_arn, "RAGLINE_EVENTS_TOPIC_ARN"))
+            return self.outbox_events
         from ragline.adapters.local.events import InProcessEventBus
 
         return InProcessEventBus()
+
+    @cached_property
+    def outbox_events(self) -> OutboxEventBus:
+        """AWS backend: SNS, with the events it would not take held in the table for the events
+        function to redeliver (the in-process bus of the local backend cannot be down)."""
+        from ragline.adapters.aws.event_outbox import DynamoEventOutbox
+        from ragline.adapters.aws.sns_events import SnsEventBus
+
+        topic = SnsEventBus(_required(self.settings.events_topic_arn, "RAGLINE_EVENTS_TOPIC_ARN"))
+        return OutboxEventBus(topic, DynamoEventOutbox(self.settings.table_name))
 
     # ---- models and vectors -------------------------------------------------------------------------
     @cached_property

@@ -145,6 +145,17 @@ class EventBus(Protocol):
     def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None: ...
 
 
+class EventOutbox(Protocol):
+    """Events that could not be published yet (whole envelopes), kept until they are."""
+
+    def hold(self, event: dict[str, Any]) -> None: ...
+    def held(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest held events first, at most ``limit``."""
+        ...
+
+    def release(self, event: dict[str, Any]) -> None: ...
+
+
 @runtime_checkable
 class HoldsConnections(Protocol):
     """An adapter with pooled network connections of its own (not the shared boto3 clients).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.adapters.aws.sqs_queue import SqsJobQueue
 from ragline.models import DocumentStatus, JobStatus, SearchRequest
 
@@ -190,26 +191,44 @@ def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aw
     assert stack.container.store.get_document("t2", "doc_forged") is None
 
 
-def test_events_down_after_indexing_do_not_fail_the_document(aws_env, monkeypatch) -> None:
-    """SNS failing on document.indexed: the work stands (indexed), the message is retried, nothing is dead-lettered."""
+def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, monkeypatch) -> None:
+    """SNS down during an upload and its indexing: the upload is accepted (202), the document is
+    indexed, nothing is retried or dead-lettered, and the events reach subscribers once the
+    events-redelivery function runs with SNS back, each with the id it was given."""
+    from ragline.background import load_function
     from ragline.errors import DependencyUnavailable
 
     stack = aws_env()
-    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
-    publish = stack.container.events.publish
+    sns = stack.container.outbox_events.bus
+    publish_event = sns.publish_event
     refused: list[str] = []
 
-    def sns_down_for_indexed(event_type, tenant_id, data):
-        if event_type == "document.indexed":
-            refused.append(event_type)
-            raise DependencyUnavailable("SNS answered 503")
-        publish(event_type, tenant_id, data)
+    def sns_down(event):
+        refused.append(event["type"])
+        raise DependencyUnavailable("SNS answered 503")
 
-    monkeypatch.setattr(stack.container.events, "publish", sns_down_for_indexed)
+    monkeypatch.setattr(sns, "publish_event", sns_down)
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt")
     stack.drain()
     doc = stack.container.store.get_document("t1", accepted.document.id)
     assert doc.status == DocumentStatus.INDEXED
     assert search_ids(stack, "t1", "otters sleeping") == [doc.id]
-    assert refused == ["document.indexed"]  # tried once; the redelivery found the job done
+    assert refused == ["document.uploaded", "document.indexed"]  # each tried once, neither retried
     assert stack.container.store.get_job("t1", accepted.job_id).status == JobStatus.SUCCEEDED
-    assert stack.dead_letters() == []
+    assert stack.dead_letters() == [] and stack.events() == []
+    held = stack.container.outbox_events.outbox.held(10)
+    assert [event["type"] for event in held] == ["document.uploaded", "document.indexed"]
+
+    redelivery = load_function("events_redelivery", module_name="ragline_events_redelivery_flow")
+    context = EmulatedLambdaContext(function_name="events-redelivery")
+    assert redelivery.handler({}, context) == {"redelivered": 0, "still_held": True}  # SNS still down
+
+    monkeypatch.setattr(sns, "publish_event", publish_event)
+    assert redelivery.handler({}, context) == {"redelivered": 2, "still_held": False}
+    arrived = stack.events()
+    assert sorted((e["id"], e["type"], e["created_at"]) for e in arrived) == sorted(
+        (e["id"], e["type"], e["created_at"]) for e in held)
+    indexed = next(e for e in arrived if e["type"] == "document.indexed")
+    assert indexed["attributes"] == {"event_type": "document.indexed", "tenant_id": "t1"}
+    assert stack.container.outbox_events.outbox.held(10) == []
+    assert redelivery.handler({}, context) == {"redelivered": 0, "still_held": False}

@@ -85,6 +85,23 @@ def test_documents_upload_list_get_delete(stack: Stack, context: EmulatedLambdaC
     assert gone["statusCode"] == 404
 
 
+def test_an_upload_while_sns_is_down_is_accepted_and_its_event_held(
+    stack: Stack, context: EmulatedLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragline.errors import DependencyUnavailable
+
+    documents = load_function("documents")
+    events = documents.container.outbox_events
+
+    def sns_down(event: dict[str, Any]) -> None:
+        raise DependencyUnavailable("SNS answered 503")
+
+    monkeypatch.setattr(events.bus, "publish_event", sns_down)
+    data = _upload_text(documents.handler, context, stack.keys["t1"])  # 202, not 503
+    [held] = events.outbox.held(10)
+    assert (held["type"], held["data"]["document_id"]) == ("document.uploaded", data["document_id"])
+
+
 def test_documents_multipart_upload_arrives_base64(stack: Stack, context: EmulatedLambdaContext) -> None:
     boundary = "ragline-boundary"
     body = (

@@ -61,7 +61,7 @@ def test_template_loads_with_short_tags_in_long_form():
     assert props("MetadataTable")  # parsed, not a tag object
     assert set(FUNCTIONS) == {
         "IngestFunction", "SearchFunction", "ChatFunction", "DocumentsFunction", "StreamChatFunction",
-        "AuthorizerFunction",
+        "AuthorizerFunction", "EventsRedeliveryFunction",
     }
 
 
@@ -183,6 +183,7 @@ MEMORY = {
     "StreamChatFunction": (333, 1024),
     "DocumentsFunction": (330, 1024),  # an upload is 80 MB + up to 50 MB; /health/detailed loads the model
     "IngestFunction": (477, 2048),
+    "EventsRedeliveryFunction": (60, 256),
 }
 
 
@@ -212,6 +213,20 @@ def test_samconfig_overrides_are_template_parameters_with_allowed_values(environ
     for name, value in overrides.items():
         assert value in [str(allowed) for allowed in parameters[name].get("AllowedValues", [value])], (name, value)
     assert overrides["SnapStart"] == ("PublishedVersions" if environment == "prod" else "None")
+
+
+def test_held_events_are_redelivered_every_minute_by_a_function_that_may_publish_them():
+    events = props("EventsRedeliveryFunction")["Events"]
+    assert [(e["Type"], e["Properties"]["ScheduleExpression"]) for e in events.values()] == [
+        ("ScheduleV2", "rate(1 minute)")]
+    policies = json.dumps(props("EventsRedeliveryFunction")["Policies"])
+    assert "DynamoDBCrudPolicy" in policies and "SNSPublishMessagePolicy" in policies
+    assert "Layers" not in props("EventsRedeliveryFunction")  # CoreLayer only (Globals)
+    # Every function that publishes events may also hold them in the table (PutItem).
+    for name, spec in FUNCTIONS.items():
+        granted = json.dumps(spec["Properties"].get("Policies", []))
+        if "SNSPublishMessagePolicy" in granted:
+            assert "DynamoDBCrudPolicy" in granted or "DynamoDBWritePolicy" in granted, name
 
 
 def test_snapstart_is_one_parameter_for_the_buffered_api_functions():

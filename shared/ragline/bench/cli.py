@@ -115,7 +115,8 @@ def _coldstart_args(p: argparse.ArgumentParser) -> None:
         "--skip",
         type=_skip_list,
         default=[],
-        help="comma-separated functions to leave out, of authorizer,search,chat,chat+claude,documents,stream_chat",
+        help="comma-separated functions to leave out, of authorizer,search,chat,chat+claude,documents,events_redelivery,"
+        "stream_chat,framework floor",
     )
     p.add_argument(
         "--source",

@@ -10,6 +10,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | API key           | ``KEY#<hash>``     | ``KEY``             |                                          |
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
 | key counter       | ``COUNTER``        | ``KEYS``            | (holds ``count``)                        |
+| held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope; ``event_outbox.py``)      |
 
 Access patterns (all five indexes are KEYS_ONLY and range on ``id``, so their order is id
 order, i.e. creation order; whole items are then read from the table with consistent reads,

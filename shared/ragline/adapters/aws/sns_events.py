@@ -15,13 +15,9 @@ import logging
 from typing import Any
 
 from ragline.adapters.aws import clients
-from ragline.models import new_id, utcnow
+from ragline.events import event_envelope
 
 log = logging.getLogger("ragline.events")
-
-
-def event_envelope(event_type: str, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": new_id("evt"), "type": event_type, "created_at": utcnow(), "tenant_id": tenant_id, "data": data}
 
 
 def message_attributes(event_type: str, tenant_id: str) -> dict[str, dict[str, str]]:
@@ -47,13 +43,19 @@ class SnsEventBus:
 
     def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None:
         """Publish one event; DependencyUnavailable when SNS is unreachable or failing after retries."""
-        event = event_envelope(event_type, tenant_id, data)
+        self.publish_event(event_envelope(event_type, tenant_id, data))
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        """Publish an envelope as it is (a held one keeps its id and time)."""
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
         with clients.unavailable_when_down(f"SNS topic {self.topic_arn}"):
             answer = self._sns.publish(
-                TopicArn=self.topic_arn, Message=body, MessageAttributes=message_attributes(event_type, tenant_id)
+                TopicArn=self.topic_arn,
+                Message=body,
+                MessageAttributes=message_attributes(event["type"], event["tenant_id"]),
             )
-        log.info("event %s tenant=%s id=%s sns=%s", event_type, tenant_id, event["id"], answer.get("MessageId"))
+        log.info("event %s tenant=%s id=%s sns=%s", event["type"], event["tenant_id"], event["id"],
+                 answer.get("MessageId"))
 
 
 def _region_of(topic_arn: str) -> str | None:

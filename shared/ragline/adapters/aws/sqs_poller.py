@@ -178,3 +178,32 @@ class SqsEventSourcePoller:
             except DependencyUnavailable as exc:
                 log.warning("polling %s: %s; retrying", self.queue_url, exc.message)
                 self._stop.wait(2.0)
+
+
+class ScheduledInvoker:
+    """Invokes a function's handler every ``interval_seconds``, as an EventBridge schedule does
+    when deployed (the events-redelivery function's ``rate(1 minute)``)."""
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], interval_seconds: float, *, name: str) -> None:
+        self.handler = handler
+        self.interval_seconds = interval_seconds
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def invoke_once(self) -> Any:
+        # EventBridge Scheduler sends the schedule's input: none is configured, so an empty object.
+        return self.handler({}, EmulatedLambdaContext(function_name=self.name, timeout_ms=60_000))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            self.invoke_once()

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ragline.models import new_id, utcnow
+from ragline.events import event_envelope
 
 log = logging.getLogger("ragline.events")
 
@@ -24,7 +24,7 @@ class InProcessEventBus:
             self._subscribers.append(subscriber)
 
     def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None:
-        event = {"id": new_id("evt"), "type": event_type, "created_at": utcnow(), "tenant_id": tenant_id, "data": data}
+        event = event_envelope(event_type, tenant_id, data)
         log.info("event %s tenant=%s %s", event_type, tenant_id, data)
         with self._lock:
             subscribers = list(self._subscribers)
