@@ -56,7 +56,7 @@ PYTHON312 ?= $(or $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin
 SAM_BUILD_ENV = $(if $(findstring /,$(PYTHON312)),PATH=$(patsubst %/,%,$(dir $(PYTHON312))):$$PATH) \
 	PYTHON312=$(PYTHON312) SAM_CLI_TELEMETRY=0
 
-# Builds the six functions, CoreLayer and EmbeddingLayer (infra/layers) into .aws-sam/build without a
+# Builds the seven functions, CoreLayer and EmbeddingLayer (infra/layers) into .aws-sam/build without a
 # container, then prints the unzipped sizes against Lambda's limit (fails when over). Needs PyPI access.
 # --no-cached: SAM keys a layer's cache on its ContentUri only, so CoreLayer would miss changes to shared/ragline.
 sam-build: $(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) $(VENV)/.installed
