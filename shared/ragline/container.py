@@ -106,11 +106,12 @@ class Container:
     def outbox_events(self) -> OutboxEventBus:
         """AWS backend: SNS, with the events it would not take held in the table for the events
         function to redeliver (the in-process bus of the local backend cannot be down)."""
-        from ragline.adapters.aws.event_outbox import DynamoEventOutbox
+        from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
         from ragline.adapters.aws.sns_events import SnsEventBus
 
+        assert isinstance(self.store, DynamoMetadataStore)  # the table holds them beside the documents
         topic = SnsEventBus(_required(self.settings.events_topic_arn, "RAGLINE_EVENTS_TOPIC_ARN"))
-        return OutboxEventBus(topic, DynamoEventOutbox(self.settings.table_name))
+        return OutboxEventBus(topic, self.store)
 
     # ---- models and vectors -------------------------------------------------------------------------
     @cached_property

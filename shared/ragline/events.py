@@ -43,7 +43,7 @@ class OutboxEventBus:
         except DependencyUnavailable as exc:
             # If the outbox is down as well, that DependencyUnavailable reaches the caller: then the
             # action that caused the event is retried (or answered 503) instead of the event vanishing.
-            self.outbox.hold(event)
+            self.outbox.hold_event(event)
             log.warning("event %s %s held for redelivery: %s", event["type"], event["id"], exc)
 
     def redeliver(self, limit: int = 500) -> Redelivery:
@@ -52,9 +52,9 @@ class OutboxEventBus:
         released goes out again next time, with the same id."""
         sent = 0
         try:
-            for event in self.outbox.held(limit):
+            for event in self.outbox.held_events(limit):
                 self.bus.publish_event(event)
-                self.outbox.release(event)
+                self.outbox.release_event(event)
                 sent += 1
         except DependencyUnavailable as exc:
             return Redelivery(sent, str(exc))

@@ -216,7 +216,7 @@ def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, mo
     assert refused == ["document.uploaded", "document.indexed"]  # each tried once, neither retried
     assert stack.container.store.get_job("t1", accepted.job_id).status == JobStatus.SUCCEEDED
     assert stack.dead_letters() == [] and stack.events() == []
-    held = stack.container.outbox_events.outbox.held(10)
+    held = stack.container.outbox_events.outbox.held_events(10)
     assert [event["type"] for event in held] == ["document.uploaded", "document.indexed"]
 
     redelivery = load_function("events_redelivery", module_name="ragline_events_redelivery_flow")
@@ -230,5 +230,5 @@ def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, mo
         (e["id"], e["type"], e["created_at"]) for e in held)
     indexed = next(e for e in arrived if e["type"] == "document.indexed")
     assert indexed["attributes"] == {"event_type": "document.indexed", "tenant_id": "t1"}
-    assert stack.container.outbox_events.outbox.held(10) == []
+    assert stack.container.outbox_events.outbox.held_events(10) == []
     assert redelivery.handler({}, context) == {"redelivered": 0, "still_held": False}

@@ -98,7 +98,7 @@ def test_an_upload_while_sns_is_down_is_accepted_and_its_event_held(
 
     monkeypatch.setattr(events.bus, "publish_event", sns_down)
     data = _upload_text(documents.handler, context, stack.keys["t1"])  # 202, not 503
-    [held] = events.outbox.held(10)
+    [held] = events.outbox.held_events(10)
     assert (held["type"], held["data"]["document_id"]) == ("document.uploaded", data["document_id"])
 
 

@@ -33,15 +33,15 @@ class Outbox:
         if self.down:
             raise DependencyUnavailable("DynamoDB answered 503")
 
-    def hold(self, event: dict[str, Any]) -> None:
+    def hold_event(self, event: dict[str, Any]) -> None:
         self._check()
         self.items[f"{event['created_at']}#{event['id']}"] = event
 
-    def held(self, limit: int) -> list[dict[str, Any]]:
+    def held_events(self, limit: int) -> list[dict[str, Any]]:
         self._check()
         return [self.items[key] for key in sorted(self.items)][:limit]
 
-    def release(self, event: dict[str, Any]) -> None:
+    def release_event(self, event: dict[str, Any]) -> None:
         if self.release_down:
             raise DependencyUnavailable("DynamoDB answered 503")
         self.items.pop(f"{event['created_at']}#{event['id']}")

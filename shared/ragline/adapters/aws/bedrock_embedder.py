@@ -59,13 +59,13 @@ class BedrockEmbedder:
         self.dimension = dimension
         self.tokenizer = tokenizer
         self.max_workers = max_workers
-        self._client = client
-        self._region = region
-        self._endpoint_url = endpoint_url
+        self._client = clients.ServiceClient(
+            "bedrock-runtime", region=region, endpoint_url=endpoint_url, given=client
+        )
 
     @property
     def _bedrock(self) -> Any:
-        return self._client or clients.client("bedrock-runtime", region=self._region, endpoint_url=self._endpoint_url)
+        return self._client()
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One InvokeModel call per text, at most ``max_workers`` at a time; rows in input order."""

@@ -77,6 +77,21 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
     return _cached_client(service, resolve_region(region), resolve_endpoint_url(service, endpoint_url))
 
 
+class ServiceClient:
+    """The client an adapter calls: the one it was given (tests), else the process-wide one for its
+    service, region and endpoint, looked up on each use so a reset or a new environment applies."""
+
+    def __init__(self, service: str, *, region: str | None = None, endpoint_url: str | None = None,
+                 given: Any = None) -> None:
+        self.service = service
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.given = given
+
+    def __call__(self) -> Any:
+        return self.given or client(self.service, region=self.region, endpoint_url=self.endpoint_url)
+
+
 def resource(service: str, *, region: str | None = None, endpoint_url: str | None = None) -> Any:
     """The process-wide boto3 resource for a service (same caching and endpoint rules as ``client``)."""
     return _cached_resource(service, resolve_region(region), resolve_endpoint_url(service, endpoint_url))

@@ -1,4 +1,5 @@
-"""Documents, jobs and API keys in one DynamoDB table: the AWS twin of SqliteMetadataStore.
+"""Documents, jobs, API keys and held events in one DynamoDB table: the AWS twin of
+SqliteMetadataStore, and the EventOutbox of the AWS backend.
 
 Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 
@@ -10,7 +11,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | API key           | ``KEY#<hash>``     | ``KEY``             |                                          |
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
 | key counter       | ``COUNTER``        | ``KEYS``            | (holds ``count``)                        |
-| held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope; ``event_outbox.py``)      |
+| held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope, as JSON)                  |
 
 Access patterns (all five indexes are KEYS_ONLY and range on ``id``, so their order is id
 order, i.e. creation order; whole items are then read from the table with consistent reads,
@@ -132,6 +133,13 @@ def document_key(tenant_id: str, document_id: str) -> dict[str, str]:
 
 def external_id_key(tenant_id: str, external_id: str) -> dict[str, str]:
     return {"pk": tenant_pk(tenant_id), "sk": f"EXTID#{external_id}"}
+
+
+OUTBOX_PK = "OUTBOX"
+
+
+def outbox_key(event: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": OUTBOX_PK}, "sk": {"S": f"{event['created_at']}#{event['id']}"}}
 
 
 def job_key(job_id: str) -> dict[str, str]:
@@ -307,13 +315,13 @@ class DynamoMetadataStore:
         client: Any = None,
     ) -> None:
         self.table_name = table_name
-        self._region = region
-        self._endpoint_url = endpoint_url
-        self._client = client
+        self._client = clients.ServiceClient(
+            "dynamodb", region=region, endpoint_url=endpoint_url, given=client
+        )
 
     @property
     def _db(self) -> Any:
-        return self._client or clients.client("dynamodb", region=self._region, endpoint_url=self._endpoint_url)
+        return self._client()
 
     def _down(self) -> AbstractContextManager[None]:
         """Around every call: unreachable, 5xx or throttled after retries is DependencyUnavailable."""
@@ -823,3 +831,27 @@ class DynamoMetadataStore:
     def count_keys(self) -> int:
         item = self._get(KEY_COUNTER)
         return int(item["count"]) if item else 0
+
+    # ---- held events (the EventOutbox port) ---------------------------------------------------------
+    # Events SNS refused, until the events-redelivery function publishes them: pk OUTBOX, sk
+    # <created_at>#<event id> (a Query reads them oldest first), the envelope as a JSON string. The
+    # partition only fills during an SNS outage; one takes ~1000 writes/s, far above its event rate.
+    def hold_event(self, event: dict[str, Any]) -> None:
+        item = {**outbox_key(event), "event": {"S": json.dumps(event, ensure_ascii=False, separators=(",", ":"))}}
+        with self._down():
+            self._db.put_item(TableName=self.table_name, Item=item)  # the same event twice is one item
+
+    def held_events(self, limit: int) -> list[dict[str, Any]]:
+        with self._down():
+            answer = self._db.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :outbox",
+                ExpressionAttributeValues={":outbox": {"S": OUTBOX_PK}},
+                ConsistentRead=True,
+                Limit=max(1, limit),
+            )
+        return [json.loads(item["event"]["S"]) for item in answer.get("Items", [])]
+
+    def release_event(self, event: dict[str, Any]) -> None:
+        with self._down():
+            self._db.delete_item(TableName=self.table_name, Key=outbox_key(event))

@@ -40,13 +40,13 @@ class S3BlobStore:
             raise ValueError("the store's prefix must be empty or end with '/'")
         self.bucket = bucket
         self.prefix = prefix
-        self._region = region
-        self._endpoint_url = endpoint_url
-        self._client = client
+        self._client = clients.ServiceClient(
+            "s3", region=region, endpoint_url=endpoint_url, given=client
+        )
 
     @property
     def _s3(self) -> Any:
-        return self._client or clients.client("s3", region=self._region, endpoint_url=self._endpoint_url)
+        return self._client()
 
     def _object_key(self, key: str) -> str:
         check_key(key)

@@ -33,13 +33,13 @@ class SnsEventBus:
     ) -> None:
         self.topic_arn = topic_arn
         # The topic's own region unless told otherwise: a client in another region cannot publish to it.
-        self._region = region or _region_of(topic_arn)
-        self._endpoint_url = endpoint_url
-        self._client = client
+        self._client = clients.ServiceClient(
+            "sns", region=region or _region_of(topic_arn), endpoint_url=endpoint_url, given=client
+        )
 
     @property
     def _sns(self) -> Any:
-        return self._client or clients.client("sns", region=self._region, endpoint_url=self._endpoint_url)
+        return self._client()
 
     def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None:
         """Publish one event; DependencyUnavailable when SNS is unreachable or failing after retries."""

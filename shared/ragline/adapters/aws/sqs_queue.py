@@ -32,13 +32,13 @@ class SqsJobQueue:
     ) -> None:
         self.store = store
         self.queue_url = queue_url
-        self._region = region
-        self._endpoint_url = endpoint_url
-        self._client = client
+        self._client = clients.ServiceClient(
+            "sqs", region=region, endpoint_url=endpoint_url, given=client
+        )
 
     @property
     def _sqs(self) -> Any:
-        return self._client or clients.client("sqs", region=self._region, endpoint_url=self._endpoint_url)
+        return self._client()
 
     def enqueue(self, job: Job, document: Document | None = None) -> None:
         self.store.enqueue(job, document)
