@@ -41,8 +41,8 @@ class OutboxEventBus:
         try:
             self.bus.publish_event(event)
         except DependencyUnavailable as exc:
-            # If the outbox is down as well, that DependencyUnavailable reaches the caller: then the
-            # action that caused the event is retried (or answered 503) instead of the event vanishing.
+            # With the outbox down as well, its DependencyUnavailable reaches the caller (a request
+            # answers 503); only then can an event be lost (infra/README.md, "Events when SNS is down").
             self.outbox.hold_event(event)
             log.warning("event %s %s held for redelivery: %s", event["type"], event["id"], exc)
 
