@@ -278,13 +278,20 @@ def test_replace_document_bulk_then_one_refresh_then_delete_other_versions_then_
     assert h.sleeps == []
 
 
-def test_a_large_new_version_is_refreshed_once_not_per_batch():
+def replace_five_chunks_in_batches_of_two(*, deleted: int):
+    """A 5-chunk version through a cluster that accepts bulks of 2: three bulks, then refresh,
+    delete-by-query (of ``deleted`` older chunks) and count."""
     h = make_harness(bulk_max_actions=2)
     chunks = [chunk("d1", i, f"text {i}") for i in range(5)]
     for batch in ([0, 1], [2, 3], [4]):
         h.cluster.answer(200, bulk_ok(*[chunks[i].id for i in batch]))
-    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 5}).answer(200, {"count": 5})
+    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": deleted}).answer(200, {"count": 5})
     h.index.replace_document("t1", "d1", chunks, vectors(5))
+    return h
+
+
+def test_a_large_new_version_is_refreshed_once_not_per_batch():
+    h = replace_five_chunks_in_batches_of_two(deleted=5)
     paths = [s.path for s in h.cluster.sent]
     assert paths == ["/_bulk"] * 3 + [f"/{ALIAS}/_refresh", f"/{ALIAS}/_delete_by_query", f"/{ALIAS}/_count"]
     assert all(s.params["refresh"] == "false" for s in h.cluster.sent if s.path == "/_bulk")
@@ -432,12 +439,7 @@ def test_bulk_items_still_rejected_after_all_attempts(h):
 
 
 def test_large_documents_go_in_bounded_batches():
-    h = make_harness(bulk_max_actions=2)
-    chunks = [chunk("d1", i, f"text {i}") for i in range(5)]
-    for batch in ([0, 1], [2, 3], [4]):
-        h.cluster.answer(200, bulk_ok(*[chunks[i].id for i in batch]))
-    h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 0}).answer(200, {"count": 5})
-    h.index.replace_document("t1", "d1", chunks, vectors(5))
+    h = replace_five_chunks_in_batches_of_two(deleted=0)
     assert [len(s.body) // 2 for s in h.cluster.sent if s.path == "/_bulk"] == [2, 2, 1]
 
 
