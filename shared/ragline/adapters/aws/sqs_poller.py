@@ -96,7 +96,31 @@ def failed_message_ids(response: dict[str, Any] | None, event: dict[str, Any]) -
     return failed
 
 
-class SqsEventSourcePoller:
+class _LoopThread:
+    """A daemon thread running ``_run`` until ``stop()``: what the poller and the schedule share."""
+
+    thread_name = "loop"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SqsEventSourcePoller(_LoopThread):
+    thread_name = "sqs-poller"
+
     def __init__(
         self,
         queue_url: str,
@@ -119,8 +143,7 @@ class SqsEventSourcePoller:
         self.region = clients.resolve_region(region) or "us-east-1"
         self.queue_arn = queue_arn_from_url(queue_url, self.region, account)
         self._client = client
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def _sqs(self) -> Any:
@@ -159,15 +182,6 @@ class SqsEventSourcePoller:
             log.info("%d of %d messages will be redelivered after their visibility timeout", len(failed), len(messages))
         return len(messages)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def notify(self) -> None:
         """Nothing to wake: a long poll sees new messages at once."""
 
@@ -180,7 +194,7 @@ class SqsEventSourcePoller:
                 self._stop.wait(2.0)
 
 
-class ScheduledInvoker:
+class ScheduledInvoker(_LoopThread):
     """Invokes a function's handler every ``interval_seconds``, as an EventBridge schedule does
     when deployed (the events-redelivery function's ``rate(1 minute)``)."""
 
@@ -188,17 +202,8 @@ class ScheduledInvoker:
         self.handler = handler
         self.interval_seconds = interval_seconds
         self.name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.thread_name = f"schedule-{name}"
+        super().__init__()
 
     def invoke_once(self) -> Any:
         # EventBridge Scheduler sends the schedule's input: none is configured, so an empty object.
