@@ -138,8 +138,18 @@ class Server:
         self.log_path = data_dir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 120.0) -> Server:
-        args = [sys.executable, "-m", "ragline.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--data-dir", str(self.data_dir)]
+        args = [
+            sys.executable,
+            "-m",
+            "ragline.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         if self.inbox is not None:
             args += ["--inbox", str(self.inbox)]
         args += self.extra_args
@@ -173,8 +183,9 @@ class Server:
         self.stop(signal.SIGKILL)
 
 
-def wait_for_status(client: httpx.Client, document_id: str, statuses: tuple[str, ...] = ("indexed", "failed"),
-                    timeout: float = 90.0) -> dict:
+def wait_for_status(
+    client: httpx.Client, document_id: str, statuses: tuple[str, ...] = ("indexed", "failed"), timeout: float = 90.0
+) -> dict:
     deadline = time.monotonic() + timeout
     body: dict = {}
     while time.monotonic() < deadline:

@@ -52,9 +52,23 @@ LIMIT_MB_BYTES = 250_000_000  # 250 MB read as decimal megabytes, the stricter r
 MIB, MB = 1024 * 1024, 1_000_000
 # Stands in for the boto3 of Lambda's python3.12 runtime (/var/runtime, after /opt/python on sys.path).
 RUNTIME_SDK = ("boto3==1.40.4", "botocore==1.40.4", "s3transfer==0.13.1")
-LEFT_OUT = ("faiss", "yaml", "rich", "watchdog", "sympy", "mpmath", "huggingface_hub", "grpc", "google.protobuf",
-            "fontTools", "uvloop", "httptools", "watchfiles", "websockets",
-            "anthropic")  # the Claude adapter speaks the Messages API over httpx
+LEFT_OUT = (
+    "faiss",
+    "yaml",
+    "rich",
+    "watchdog",
+    "sympy",
+    "mpmath",
+    "huggingface_hub",
+    "grpc",
+    "google.protobuf",
+    "fontTools",
+    "uvloop",
+    "httptools",
+    "watchfiles",
+    "websockets",
+    "anthropic",
+)  # the Claude adapter speaks the Messages API over httpx
 REGION = "us-east-1"
 # Template parameters the checks set instead of their defaults: a key, so the chat functions build the
 # Claude adapter (nothing is sent).
@@ -151,10 +165,20 @@ def measure_sizes(template: dict[str, Any], build_dir: Path, *, top: int = 8) ->
     for name, fn in sorted(fns.items()):
         code = tree_bytes(fn["code"])
         total = code + sum(layers[layer]["bytes"] for layer in fn["layers"])
-        functions_out[name] = {"code_bytes": code, "layers": list(fn["layers"]), "total_bytes": total,
-                               "external_layers": len(fn["external_layers"]), "fits": total < LIMIT_BYTES}
-    return {"limit_bytes": LIMIT_BYTES, "limit_mb_bytes": LIMIT_MB_BYTES, "layers": layers,
-            "functions": functions_out, "fits": all(fn["fits"] for fn in functions_out.values())}
+        functions_out[name] = {
+            "code_bytes": code,
+            "layers": list(fn["layers"]),
+            "total_bytes": total,
+            "external_layers": len(fn["external_layers"]),
+            "fits": total < LIMIT_BYTES,
+        }
+    return {
+        "limit_bytes": LIMIT_BYTES,
+        "limit_mb_bytes": LIMIT_MB_BYTES,
+        "layers": layers,
+        "functions": functions_out,
+        "fits": all(fn["fits"] for fn in functions_out.values()),
+    }
 
 
 def size_lines(sizes: dict[str, Any]) -> list[str]:
@@ -162,8 +186,11 @@ def size_lines(sizes: dict[str, Any]) -> list[str]:
     lines = ["", "Layer sizes (unzipped; bytes of regular files)"]
     for layer, info in sizes["layers"].items():
         lines.append(f"  {layer:<26}{_fmt(info['bytes'])}")
-        lines.append("      largest: " + ", ".join(f"{name} {size / MIB:.1f}"
-                                                   for name, size in info["largest_parts_bytes"].items()) + " (MiB)")
+        lines.append(
+            "      largest: "
+            + ", ".join(f"{name} {size / MIB:.1f}" for name, size in info["largest_parts_bytes"].items())
+            + " (MiB)"
+        )
     lines.append("")
     lines.append(f"Functions (limit: function + layers < {LIMIT_BYTES:,} bytes = 250 MiB; 250 MB = {LIMIT_MB_BYTES:,})")
     lines.append(f"  {'function':<22}{'code':>10}  {'layers':<28}{'total':>26}  {'vs 250 MiB':>10} {'vs 250 MB':>10}")
@@ -172,8 +199,10 @@ def size_lines(sizes: dict[str, Any]) -> list[str]:
         layers = "+".join(layer.removesuffix("Layer") for layer in fn["layers"])
         if fn["external_layers"]:
             layers += " +LWA*"
-        lines.append(f"  {name:<22}{fn['code_bytes'] / 1024:7.1f} KiB  {layers:<28}{_fmt(total)}  "
-                     f"{100 * total / LIMIT_BYTES:9.1f}% {100 * total / LIMIT_MB_BYTES:9.1f}%")
+        lines.append(
+            f"  {name:<22}{fn['code_bytes'] / 1024:7.1f} KiB  {layers:<28}{_fmt(total)}  "
+            f"{100 * total / LIMIT_BYTES:9.1f}% {100 * total / LIMIT_MB_BYTES:9.1f}%"
+        )
     if any(fn["external_layers"] for fn in sizes["functions"].values()):
         lines.append("  * +LWA: the AWS Lambda Web Adapter layer (published by AWS, not in the build) is not counted.")
     return lines
@@ -223,9 +252,11 @@ def query_matches(query: dict[str, Any], source: dict[str, Any]) -> bool:
         required = [*body.get("filter", []), *body.get("must", [])]
         should = body.get("should", [])
         least = int(body.get("minimum_should_match", 0 if required else 1)) if should else 0
-        return (all(query_matches(clause, source) for clause in required)
-                and not any(query_matches(clause, source) for clause in body.get("must_not", []))
-                and sum(query_matches(clause, source) for clause in should) >= least)
+        return (
+            all(query_matches(clause, source) for clause in required)
+            and not any(query_matches(clause, source) for clause in body.get("must_not", []))
+            and sum(query_matches(clause, source) for clause in should) >= least
+        )
     raise StubUnsupported(f"query {kind!r}")
 
 
@@ -290,16 +321,24 @@ class StubOpenSearch(ThreadingHTTPServer):
             return self._route(method, [unquote(part) for part in path.strip("/").split("/") if part], params, body)
 
     def _route(self, method: str, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
-        missing = (404, {"error": {"type": "index_not_found_exception", "reason": f"no such index [{'/'.join(parts)}]"},
-                         "status": 404})
+        missing = (
+            404,
+            {
+                "error": {"type": "index_not_found_exception", "reason": f"no such index [{'/'.join(parts)}]"},
+                "status": 404,
+            },
+        )
         match (method, parts):
             case ("HEAD", ["_alias", name]):
                 return (200 if any(name in b.get("aliases", {}) for b in self.indices.values()) else 404), None
             case ("HEAD", [name]):
                 return (200 if self.resolve(name) else 404), None
             case ("GET", ["_alias", name]):
-                found = {index: {"aliases": {name: self.indices[index]["aliases"][name]}} for index in self.resolve(name)
-                         if name in self.indices[index].get("aliases", {})}
+                found = {
+                    index: {"aliases": {name: self.indices[index]["aliases"][name]}}
+                    for index in self.resolve(name)
+                    if name in self.indices[index].get("aliases", {})
+                }
                 return (200, found) if found else missing
             case ("GET", ["_search", "pipeline", pipeline_id]):
                 if pipeline_id not in self.pipelines:
@@ -310,15 +349,23 @@ class StubOpenSearch(ThreadingHTTPServer):
                 return 200, {"acknowledged": True}
             case ("PUT", [name]) if not name.startswith("_"):
                 if self.resolve(name):
-                    return 400, {"error": {"type": "resource_already_exists_exception",
-                                           "reason": f"index [{name}] already exists"}, "status": 400}
+                    return 400, {
+                        "error": {
+                            "type": "resource_already_exists_exception",
+                            "reason": f"index [{name}] already exists",
+                        },
+                        "status": 400,
+                    }
                 self.indices[name] = body or {}
                 self.chunks[name] = {}
                 return 200, {"acknowledged": True, "shards_acknowledged": True, "index": name}
             case ("GET", [name, "_mapping"]):
                 indices = self.resolve(name)
-                return (200, {index: {"mappings": self.indices[index].get("mappings", {})} for index in indices}) \
-                    if indices else missing
+                return (
+                    (200, {index: {"mappings": self.indices[index].get("mappings", {})} for index in indices})
+                    if indices
+                    else missing
+                )
             case ("POST" | "PUT", ["_bulk"] | [_, "_bulk"]):
                 return 200, self._bulk(body, params.get("require_alias") == "true")
             case ("POST" | "GET", [name, ("_search" | "_count" | "_refresh" | "_delete_by_query") as action]):
@@ -339,14 +386,30 @@ class StubOpenSearch(ThreadingHTTPServer):
             indices = self.resolve(meta["_index"])
             is_alias = bool(indices) and meta["_index"] not in self.indices
             if not indices or (require_alias and not is_alias):
-                items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 404,
-                                   "error": {"type": "index_not_found_exception", "reason": "require_alias"}}})
+                items.append(
+                    {
+                        op: {
+                            "_index": meta["_index"],
+                            "_id": meta["_id"],
+                            "status": 404,
+                            "error": {"type": "index_not_found_exception", "reason": "require_alias"},
+                        }
+                    }
+                )
                 continue
             stored = self.chunks[indices[0]]
             result = "updated" if meta["_id"] in stored else "created"
             stored[meta["_id"]] = source
-            items.append({op: {"_index": indices[0], "_id": meta["_id"], "result": result,
-                               "status": 201 if result == "created" else 200}})
+            items.append(
+                {
+                    op: {
+                        "_index": indices[0],
+                        "_id": meta["_id"],
+                        "result": result,
+                        "status": 201 if result == "created" else 200,
+                    }
+                }
+            )
         return {"took": 1, "errors": any("error" in next(iter(item.values())) for item in items), "items": items}
 
     def _read(self, action: str, indices: list[str], body: dict[str, Any]) -> dict[str, Any]:
@@ -356,8 +419,12 @@ class StubOpenSearch(ThreadingHTTPServer):
         if "aggs" in body or "aggregations" in body:
             raise StubUnsupported("aggregations")
         query = body.get("query", {"match_all": {}})
-        found = [(index, chunk_id, source) for index in indices for chunk_id, source in self.chunks[index].items()
-                 if query_matches(query, source)]
+        found = [
+            (index, chunk_id, source)
+            for index in indices
+            for chunk_id, source in self.chunks[index].items()
+            if query_matches(query, source)
+        ]
         if action == "_count":
             return {"count": len(found), "_shards": shards}
         if action == "_delete_by_query":
@@ -365,13 +432,30 @@ class StubOpenSearch(ThreadingHTTPServer):
                 del self.chunks[index][chunk_id]
             return {"took": 1, "deleted": len(found), "failures": []}
         after = (body.get("search_after") or [None])[0]
-        hits = sorted(({"_index": index, "_id": chunk_id, "_score": query_score(query, source),
-                        "_source": _projected(source, body.get("_source"))} for index, chunk_id, source in found
-                       if after is None or chunk_id > after), key=lambda hit: (-hit["_score"], hit["_id"]))
+        hits = sorted(
+            (
+                {
+                    "_index": index,
+                    "_id": chunk_id,
+                    "_score": query_score(query, source),
+                    "_source": _projected(source, body.get("_source")),
+                }
+                for index, chunk_id, source in found
+                if after is None or chunk_id > after
+            ),
+            key=lambda hit: (-hit["_score"], hit["_id"]),
+        )
         hits = hits[: int(body.get("size", 10))]
-        return {"took": 1, "timed_out": False, "_shards": shards,
-                "hits": {"total": {"value": len(found), "relation": "eq"},
-                         "max_score": max((hit["_score"] for hit in hits), default=None), "hits": hits}}
+        return {
+            "took": 1,
+            "timed_out": False,
+            "_shards": shards,
+            "hits": {
+                "total": {"value": len(found), "relation": "eq"},
+                "max_score": max((hit["_score"] for hit in hits), default=None),
+                "hits": hits,
+            },
+        }
 
 
 def _projected(source: dict[str, Any], fields: Any) -> dict[str, Any]:
@@ -398,13 +482,18 @@ class _StubOpenSearch(BaseHTTPRequestHandler):
         self.server.requests.append(f"{self.command} {path}{' (SigV4)' if signed else ''}")
         body: Any = None
         if raw:
-            body = [json.loads(line) for line in raw.splitlines() if line.strip()] if path.endswith("/_bulk") \
+            body = (
+                [json.loads(line) for line in raw.splitlines() if line.strip()]
+                if path.endswith("/_bulk")
                 else json.loads(raw)
+            )
         try:
             status, answer = self.server.answer(self.command, path, dict(parse_qsl(query)), body)
         except StubUnsupported as exc:
-            status, answer = 400, {"error": {"type": "stub_unsupported", "reason": f"the stub does not model {exc}"},
-                                   "status": 400}
+            status, answer = (
+                400,
+                {"error": {"type": "stub_unsupported", "reason": f"the stub does not model {exc}"}, "status": 400},
+            )
         payload = json.dumps(answer).encode() if answer is not None and self.command != "HEAD" else b""
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -481,14 +570,30 @@ def runtime_sdk(python312: str, cache: Path) -> Path:
     compiled = target / ".compiled-unchecked-hash"
     if not (target / "boto3").is_dir():
         shutil.rmtree(target, ignore_errors=True)
-        subprocess.run([python312, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        "--no-compile", "--target", str(target), *RUNTIME_SDK], check=True)
+        subprocess.run(
+            [
+                python312,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-compile",
+                "--target",
+                str(target),
+                *RUNTIME_SDK,
+            ],
+            check=True,
+        )
     if not compiled.exists():
         # Assumption about the runtime image: its boto3/botocore ship .pyc, as our layers do (layer.mk).
         # Without them every fresh interpreter compiles botocore from source (PYTHONDONTWRITEBYTECODE, as
         # on Lambda's read-only /var/runtime): X-Ray's botocore patch measured ~0.12 s -> ~0.4 s.
-        subprocess.run([python312, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-                        str(target)], check=True)
+        subprocess.run(
+            [python312, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(target)],
+            check=True,
+        )
         compiled.touch()
     return target
 
@@ -498,12 +603,20 @@ def function_pythonpath(fn: dict[str, Any], sdk: Path) -> str:
     return os.pathsep.join([str(fn["code"]), *(str(layer / "python") for layer in fn["layers"].values()), str(sdk)])
 
 
-def template_env(fn: dict[str, Any], template: dict[str, Any], opensearch_url: str, auth_mode: str, data_dir: Path,
-                 parameters: dict[str, str] | None = None) -> dict[str, str]:
+def template_env(
+    fn: dict[str, Any],
+    template: dict[str, Any],
+    opensearch_url: str,
+    auth_mode: str,
+    data_dir: Path,
+    parameters: dict[str, str] | None = None,
+) -> dict[str, str]:
     """A built function's environment variables from its template, made local (see dummy_env); template
     parameters take their defaults unless `parameters` gives them."""
-    resolved = {name: dummy_env(name, value, opensearch_url, auth_mode, data_dir, template, parameters)
-                for name, value in fn["env"].items()}
+    resolved = {
+        name: dummy_env(name, value, opensearch_url, auth_mode, data_dir, template, parameters)
+        for name, value in fn["env"].items()
+    }
     return {name: value for name, value in resolved.items() if value is not None}
 
 
@@ -513,14 +626,20 @@ def parameter_value(template: dict[str, Any], value: Any, parameters: dict[str, 
     The resolver is the emulator provisioning's (ragline.adapters.aws.provision), not a second one."""
     from ragline.adapters.aws.provision import NO_VALUE, Resolver
 
-    resolver = Resolver(template, stack_name="smoke", region=REGION, account_id="123456789012",
-                        parameters=parameters)
+    resolver = Resolver(template, stack_name="smoke", region=REGION, account_id="123456789012", parameters=parameters)
     resolved = resolver.resolve(value)
     return None if resolved is NO_VALUE else resolved
 
 
-def dummy_env(name: str, value: Any, opensearch_url: str, auth_mode: str, data_dir: Path,
-              template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None) -> str | None:
+def dummy_env(
+    name: str,
+    value: Any,
+    opensearch_url: str,
+    auth_mode: str,
+    data_dir: Path,
+    template: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
+) -> str | None:
     """One environment variable of a built function, made local: the stub's URL, a temporary data dir,
     literal values as they are, parameter-only values resolved (`template` given), the rest placeholders."""
     from ragline.adapters.aws.provision import TemplateError
@@ -564,20 +683,40 @@ def check_imports(template: dict[str, Any], build_dir: Path, python312: str, aut
                 print(f"FAIL {name}: runtime {fn['runtime']}")
                 ok = False
             with tempfile.TemporaryDirectory(prefix="ragline-smoke-") as tmp:
-                env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": tmp, "TMPDIR": tmp,
-                       "PYTHONDONTWRITEBYTECODE": "1",  # /var/task and /opt are read-only on Lambda
-                       "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-                       "AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_SESSION_TOKEN": "smoke",
-                       "PYTHONPATH": function_pythonpath(fn, sdk),
-                       **template_env(fn, template, server.url, auth_mode, Path(tmp) / "ragline", parameters)}
-                cfg = {"embedding": "EmbeddingLayer" in fn["layers"], "stream": name == "StreamChatFunction",
-                       "chat": name in ("ChatFunction", "StreamChatFunction"),
-                       "documents": name == "DocumentsFunction", "ingest": name == "IngestFunction",
-                       "pdf": str(SAMPLE_PDF) if SAMPLE_PDF.exists() else None, "left_out": LEFT_OUT}
+                env = {
+                    "PATH": "/usr/bin:/bin",
+                    "LANG": "C.UTF-8",
+                    "HOME": tmp,
+                    "TMPDIR": tmp,
+                    "PYTHONDONTWRITEBYTECODE": "1",  # /var/task and /opt are read-only on Lambda
+                    "AWS_DEFAULT_REGION": REGION,
+                    "AWS_REGION": REGION,
+                    "AWS_ACCESS_KEY_ID": "smoke",
+                    "AWS_SECRET_ACCESS_KEY": "smoke",
+                    "AWS_SESSION_TOKEN": "smoke",
+                    "PYTHONPATH": function_pythonpath(fn, sdk),
+                    **template_env(fn, template, server.url, auth_mode, Path(tmp) / "ragline", parameters),
+                }
+                cfg = {
+                    "embedding": "EmbeddingLayer" in fn["layers"],
+                    "stream": name == "StreamChatFunction",
+                    "chat": name in ("ChatFunction", "StreamChatFunction"),
+                    "documents": name == "DocumentsFunction",
+                    "ingest": name == "IngestFunction",
+                    "pdf": str(SAMPLE_PDF) if SAMPLE_PDF.exists() else None,
+                    "left_out": LEFT_OUT,
+                }
                 server.reset()  # each function meets a first start: it creates the index and the pipeline
                 started = time.perf_counter()
-                done = subprocess.run([python312, "-S", "-c", CHILD, json.dumps(cfg)], cwd=fn["code"], env=env,
-                                      capture_output=True, text=True, timeout=300, check=False)
+                done = subprocess.run(
+                    [python312, "-S", "-c", CHILD, json.dumps(cfg)],
+                    cwd=fn["code"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                )
                 took = time.perf_counter() - started
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
@@ -610,8 +749,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ok = True
     if not args.sizes:
-        print(f"Import checks in {args.python312} -S, PYTHONPATH = function + its layers + boto3 "
-              f"{RUNTIME_SDK[0].split('==')[1]} (stand-in for the runtime's)")
+        print(
+            f"Import checks in {args.python312} -S, PYTHONPATH = function + its layers + boto3 "
+            f"{RUNTIME_SDK[0].split('==')[1]} (stand-in for the runtime's)"
+        )
         print(f"OpenSearch: a stub on 127.0.0.1, RAGLINE_OPENSEARCH_AUTH_MODE={args.opensearch_auth_mode}")
         ok = check_imports(template, args.build_dir, args.python312, args.opensearch_auth_mode)
     fits = True if args.no_sizes else print_sizes(template, args.build_dir)

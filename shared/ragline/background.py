@@ -71,8 +71,9 @@ def background_services(container: Container) -> Background:
         handler: Any = load_function("ingest").handler
         assert settings.ingest_queue_url is not None
         poller = SqsEventSourcePoller(settings.ingest_queue_url, handler)
-        redelivery = ScheduledInvoker(load_function("events_redelivery").handler,
-                                      settings.events_redelivery_seconds, name="events_redelivery")
+        redelivery = ScheduledInvoker(
+            load_function("events_redelivery").handler, settings.events_redelivery_seconds, name="events_redelivery"
+        )
         return Background([poller, redelivery], poller.notify)
 
     from ragline.inbox import InboxSync, InboxWatcher

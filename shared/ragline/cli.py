@@ -74,7 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.backend == "aws":
         _emulate_aws(args)
-        settings = get_container().settings.model_copy(update={"host": args.host or "127.0.0.1", "port": args.port or 8000})
+        settings = get_container().settings.model_copy(
+            update={"host": args.host or "127.0.0.1", "port": args.port or 8000}
+        )
         container = get_container().warm()
     else:
         settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
@@ -89,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  curl -s {base}/v1/kb/documents -H 'x-api-key: {key}' -F file=@README.md")
         print(
             f"  curl -s {base}/v1/kb/search -H 'x-api-key: {key}' -H 'content-type: application/json' "
-            "-d '{\"query\": \"what is ragline\"}'\n",
+            '-d \'{"query": "what is ragline"}\'\n',
             flush=True,
         )
     if settings.backend == "aws":
@@ -117,7 +119,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         add_usage_plan_key(settings.usage_plan_id, name=f"ragline-{record.tenant_id}-{record.id}", value=key)
         print(f"added to API Gateway usage plan {settings.usage_plan_id}", file=sys.stderr)
     print(key)
-    print(f"created key {record.id} for tenant {record.tenant_id} ({', '.join(sorted(record.scopes))})", file=sys.stderr)
+    print(
+        f"created key {record.id} for tenant {record.tenant_id} ({', '.join(sorted(record.scopes))})", file=sys.stderr
+    )
     return 0
 
 
@@ -126,7 +130,9 @@ def _files(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             found.extend(
-                p for p in sorted(path.rglob("*")) if p.is_file() and not any(part.startswith(SKIP_NAMES) for part in p.relative_to(path).parts)
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(SKIP_NAMES) for part in p.relative_to(path).parts)
             )
         elif path.is_file():
             found.append(path)
@@ -156,7 +162,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 progress.update(task, description=f"ingesting {path.name[:40]}")
                 try:
                     accepted = container.ingest.accept(
-                        args.tenant, path.read_bytes(), filename=path.name, source="cli",
+                        args.tenant,
+                        path.read_bytes(),
+                        filename=path.name,
+                        source="cli",
                         metadata=json.loads(args.metadata) if args.metadata else None,
                     )
                 except RaglineError as exc:
@@ -203,7 +212,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     container = build_container(_settings(args), snapshot_interval_seconds=0)
     try:
         result = container.search.search(
-            args.tenant, SearchRequest(query=args.query, limit=args.limit, mode=args.mode, filters=json.loads(args.filters))
+            args.tenant,
+            SearchRequest(query=args.query, limit=args.limit, mode=args.mode, filters=json.loads(args.filters)),
         )
     finally:
         container.close()

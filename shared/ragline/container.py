@@ -165,7 +165,18 @@ class Container:
 
     def warm(self) -> Container:
         """Build everything now: a server should pay for the model load at start, not on a request."""
-        for member in ("store", "queue", "blobs", "events", "embedder", "index", "answerer", "ingest", "search", "chat"):
+        for member in (
+            "store",
+            "queue",
+            "blobs",
+            "events",
+            "embedder",
+            "index",
+            "answerer",
+            "ingest",
+            "search",
+            "chat",
+        ):
             getattr(self, member)
         return self
 

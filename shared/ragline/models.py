@@ -6,9 +6,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
-
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -83,9 +81,7 @@ class Document(BaseModel):
     indexed_at: str | None = None
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(
-            mode="json", exclude={"tenant_id", "blob_key", "chunk_size", "chunk_overlap", "version"}
-        )
+        data = self.model_dump(mode="json", exclude={"tenant_id", "blob_key", "chunk_size", "chunk_overlap", "version"})
         if data["error"] is None:
             data.pop("error")
         return data

@@ -162,7 +162,9 @@ class Reindexer:
             return None
 
     # ---- run -------------------------------------------------------------------------------------
-    def run(self, tenant: str | None = None, *, from_chunks: bool = False, discard_unfinished: bool = False) -> ReindexReport:
+    def run(
+        self, tenant: str | None = None, *, from_chunks: bool = False, discard_unfinished: bool = False
+    ) -> ReindexReport:
         old, new = self._next_version(tenant, discard_unfinished)
         report = ReindexReport(from_index=old, to_index=new)
         self.say(f"rebuilding {'tenant ' + tenant if tenant else 'all tenants'} from {old} into {new}")
@@ -251,7 +253,11 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--tenant", default=None, help="rebuild only this tenant; the others are copied as they are (same embedding model only)")
+    parser.add_argument(
+        "--tenant",
+        default=None,
+        help="rebuild only this tenant; the others are copied as they are (same embedding model only)",
+    )
     parser.add_argument(
         "--from-chunks", action="store_true", help="re-embed the stored chunk texts instead of re-parsing the originals"
     )

@@ -27,13 +27,25 @@ def api(tmp_path_factory):
     store = SqliteMetadataStore(data_dir / "metadata.db")
     keys["expired"] = "rl_expired-key-for-tests"
     store.create_key(
-        ApiKey(id="key_expired", tenant_id="t1", key_hash=hash_key(keys["expired"]), prefix="rl_exp",
-               scopes=ALL_SCOPES, expires_at=(datetime.now(UTC) - timedelta(days=1)).isoformat())
+        ApiKey(
+            id="key_expired",
+            tenant_id="t1",
+            key_hash=hash_key(keys["expired"]),
+            prefix="rl_exp",
+            scopes=ALL_SCOPES,
+            expires_at=(datetime.now(UTC) - timedelta(days=1)).isoformat(),
+        )
     )
     keys["revoked"] = "rl_revoked-key-for-tests"
     store.create_key(
-        ApiKey(id="key_revoked", tenant_id="t1", key_hash=hash_key(keys["revoked"]), prefix="rl_rev",
-               scopes=ALL_SCOPES, revoked_at=datetime.now(UTC).isoformat())
+        ApiKey(
+            id="key_revoked",
+            tenant_id="t1",
+            key_hash=hash_key(keys["revoked"]),
+            prefix="rl_rev",
+            scopes=ALL_SCOPES,
+            revoked_at=datetime.now(UTC).isoformat(),
+        )
     )
     server = Server(data_dir, env={"RAGLINE_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}).start()
     server.keys = keys

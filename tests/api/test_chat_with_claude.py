@@ -32,10 +32,16 @@ ANSWER = "Invoices are due within 30 days [1]; API keys are rotated every 90 day
 MODEL = "claude-sonnet-4-5-20250929"  # what the fake says answered: the default model's dated snapshot
 QUESTION = "When are invoices due and how often are API keys rotated?"
 DOCUMENTS = [
-    ("Billing handbook", "Invoices are due within 30 days of the invoice date. Late payments accrue a fee of "
-                         "2% per month. Refunds go back to the original payment method within 10 business days."),
-    ("Security policy", "API keys must be rotated every 90 days. Production access requires two-factor "
-                        "authentication, and every access is logged for one year."),
+    (
+        "Billing handbook",
+        "Invoices are due within 30 days of the invoice date. Late payments accrue a fee of "
+        "2% per month. Refunds go back to the original payment method within 10 business days.",
+    ),
+    (
+        "Security policy",
+        "API keys must be rotated every 90 days. Production access requires two-factor "
+        "authentication, and every access is logged for one year.",
+    ),
 ]
 START_TIMEOUT = 60.0  # the first start loads the ONNX embedding model
 INDEX_TIMEOUT = 90.0
@@ -80,12 +86,19 @@ def ragline(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> It
     log = data_dir.parent / "ragline-serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "RAGLINE_"))}
     env.update(
-        ANTHROPIC_API_KEY=fake.api_key, ANTHROPIC_BASE_URL=fake.url, RAGLINE_LOG_LEVEL="WARNING",
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+        ANTHROPIC_API_KEY=fake.api_key,
+        ANTHROPIC_BASE_URL=fake.url,
+        RAGLINE_LOG_LEVEL="WARNING",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
     )
     created = subprocess.run(
         [PYTHON, "-m", "ragline.cli", "keys", "create", "--tenant", "t1", "--data-dir", str(data_dir)],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     api_key = created.stdout.strip()
     assert api_key and "\n" not in api_key, f"`keys create` must print only the key, got {created.stdout!r}"
@@ -94,9 +107,21 @@ def ragline(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> It
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [PYTHON, "-m", "ragline.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(data_dir)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                PYTHON,
+                "-m",
+                "ragline.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     client = httpx.Client(base_url=url, headers={"x-api-key": api_key}, timeout=30.0, trust_env=False)
     try:
@@ -150,7 +175,7 @@ def sse_frames(response: httpx.Response) -> list[Any]:
     frames = []
     for frame in response.text[:-2].split("\n\n"):
         assert frame.startswith("data: ") and "\n" not in frame, f"not a single data line: {frame!r}"
-        data = frame[len("data: "):]
+        data = frame[len("data: ") :]
         frames.append(data if data == "[DONE]" else json.loads(data))
     return frames
 
@@ -238,7 +263,11 @@ def test_claude_overloaded_before_answering(ragline: Ragline, scripted: FakeAnth
     scripted.script(answer=ANSWER, fail_status=529)
     response = ragline.client.post("/v1/kb/chat", json={"query": QUESTION})
     assert response.status_code == 503
-    assert response.json() == {"error": "Answer model unavailable", "message": "Claude answered 529: Overloaded", "code": 503}
+    assert response.json() == {
+        "error": "Answer model unavailable",
+        "message": "Claude answered 529: Overloaded",
+        "code": 503,
+    }
     assert len(scripted.requests) == 3, "the SDK's default two retries, then the error"
 
     # Retrieval runs before the stream starts, the model call inside it: a 200 stream that reports the error.

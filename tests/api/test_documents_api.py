@@ -58,7 +58,9 @@ def test_every_route_needs_a_valid_key(api, method, path, body, key):
     [r for r in ROUTES if r[1] not in ("/v1/kb/search",)],
 )
 def test_scopes_are_enforced(api, method, path, body):
-    response = httpx.request(method, api.url + path, json=body, headers={"x-api-key": api.keys["t1_search"]}, timeout=30)
+    response = httpx.request(
+        method, api.url + path, json=body, headers={"x-api-key": api.keys["t1_search"]}, timeout=30
+    )
     assert_error(response, 403)
 
 
@@ -74,8 +76,17 @@ def test_health_is_public_and_detailed_is_admin(api, client):
 
 def test_openapi_and_unknown_routes(api, client):
     spec = httpx.get(f"{api.url}/openapi.json").json()
-    for path in ("/v1/kb/documents", "/v1/kb/search", "/v1/kb/chat", "/v1/kb/chat/stream", "/v1/kb/delete",
-                 "/v1/kb/jobs/{job_id}", "/v1/kb/uploads", "/health", "/health/detailed"):
+    for path in (
+        "/v1/kb/documents",
+        "/v1/kb/search",
+        "/v1/kb/chat",
+        "/v1/kb/chat/stream",
+        "/v1/kb/delete",
+        "/v1/kb/jobs/{job_id}",
+        "/v1/kb/uploads",
+        "/health",
+        "/health/detailed",
+    ):
         assert path in spec["paths"], path
     assert_error(client.get("/v1/nothing-here"), 404)
 
@@ -83,8 +94,12 @@ def test_openapi_and_unknown_routes(api, client):
 # ---- ingestion --------------------------------------------------------------------------------
 def test_text_upload_is_indexed_searchable_and_isolated(client, other):
     marker = uuid.uuid4().hex[:10]
-    data = upload_text(client, f"Our return policy allows refunds within 30 days. Code {marker}.",
-                       title="Returns", metadata={"team": "support", "tag_ids": ["policy"]})
+    data = upload_text(
+        client,
+        f"Our return policy allows refunds within 30 days. Code {marker}.",
+        title="Returns",
+        metadata={"team": "support", "tag_ids": ["policy"]},
+    )
     doc = wait_for_status(client, data["document_id"])
     assert doc["status"] == "indexed" and doc["chunk_count"] == 1 and doc["title"] == "Returns"
     job = client.get(f"/v1/kb/jobs/{data['job_id']}").json()
@@ -119,9 +134,22 @@ def test_search_modes_and_filters(client):
     for mode in ("hybrid", "semantic", "keyword"):
         body = client.post("/v1/kb/search", json={"query": f"container orchestration {marker}", "mode": mode}).json()
         assert body["items"][0]["payload"]["document_id"] == a["document_id"], mode
-    filtered = client.post("/v1/kb/search", json={"query": marker, "filters": {"metadata.team": {"$in": ["finance"]}}}).json()
+    filtered = client.post(
+        "/v1/kb/search", json={"query": marker, "filters": {"metadata.team": {"$in": ["finance"]}}}
+    ).json()
     assert {i["payload"]["document_id"] for i in filtered["items"]} == {b["document_id"]}
-    ranged = client.post("/v1/kb/search", json={"query": marker, "filters": {"$and": [{"metadata.year": {"$gte": 2022}}, {"document_id": {"$in": [a["document_id"], b["document_id"]]}}]}}).json()
+    ranged = client.post(
+        "/v1/kb/search",
+        json={
+            "query": marker,
+            "filters": {
+                "$and": [
+                    {"metadata.year": {"$gte": 2022}},
+                    {"document_id": {"$in": [a["document_id"], b["document_id"]]}},
+                ]
+            },
+        },
+    ).json()
     assert {i["payload"]["document_id"] for i in ranged["items"]} == {a["document_id"]}
     high = client.post("/v1/kb/search", json={"query": marker, "mode": "semantic", "score_threshold": 0.99}).json()
     assert all(i["score"] >= 0.99 for i in high["items"])
@@ -158,8 +186,11 @@ def test_malformed_json_is_400(client):
 
 def test_pdf_upload_keeps_pages(client):
     pdf = make_pdf(["Page one talks about solar panels.", "Page two talks about wind turbines."], title="Energy")
-    response = client.post("/v1/kb/documents", files={"file": ("energy.pdf", pdf, "application/pdf")},
-                           data={"metadata": json.dumps({"source": "handbook"})})
+    response = client.post(
+        "/v1/kb/documents",
+        files={"file": ("energy.pdf", pdf, "application/pdf")},
+        data={"metadata": json.dumps({"source": "handbook"})},
+    )
     assert response.status_code == 202
     doc = wait_for_status(client, response.json()["data"]["document_id"])
     assert doc["status"] == "indexed" and doc["page_count"] == 2 and doc["content_type"] == "application/pdf"
@@ -208,20 +239,33 @@ def test_unsupported_and_oversized_files_are_refused(client):
 def test_real_pdfs(client):
     pdfs = shared_dir("pdfs")
     ok = client.post("/v1/kb/documents", files={"file": ("tm.pdf", (pdfs / "tracemonkey-pldi09.pdf").read_bytes())})
-    bad = client.post("/v1/kb/documents", files={"file": ("bad.pdf", (pdfs / "invalid-truncated-linearized.pdf").read_bytes())})
-    assert_error(client.post("/v1/kb/documents", files={"file": ("big.pdf", (pdfs / "gainp-gaas-solar-cell-tunnel-junction.pdf").read_bytes())}), 413)
+    bad = client.post(
+        "/v1/kb/documents", files={"file": ("bad.pdf", (pdfs / "invalid-truncated-linearized.pdf").read_bytes())}
+    )
+    assert_error(
+        client.post(
+            "/v1/kb/documents",
+            files={"file": ("big.pdf", (pdfs / "gainp-gaas-solar-cell-tunnel-junction.pdf").read_bytes())},
+        ),
+        413,
+    )
     doc = wait_for_status(client, ok.json()["data"]["document_id"], timeout=180)
     assert doc["status"] == "indexed" and doc["page_count"] == 14 and doc["chunk_count"] > 50
     failed = wait_for_status(client, bad.json()["data"]["document_id"])
     assert failed["status"] == "failed" and "corrupt PDF" in failed["error"]
-    hits = client.post("/v1/kb/search", json={"query": "trace trees type specialization", "filters": {"document_id": doc["id"]}}).json()
+    hits = client.post(
+        "/v1/kb/search", json={"query": "trace trees type specialization", "filters": {"document_id": doc["id"]}}
+    ).json()
     assert hits["items"] and all(1 <= h["payload"]["page"] <= 14 for h in hits["items"])
 
 
 def test_batch_upload_reports_each_file(client):
     marker = unique("batch")
-    files = [("files", ("one.txt", f"first {marker}".encode())), ("files", ("two.md", f"# Two\nsecond {marker}".encode())),
-             ("files", ("three.png", b"\x89PNG....."))]
+    files = [
+        ("files", ("one.txt", f"first {marker}".encode())),
+        ("files", ("two.md", f"# Two\nsecond {marker}".encode())),
+        ("files", ("three.png", b"\x89PNG.....")),
+    ]
     response = client.post("/v1/kb/documents", files=files)
     assert response.status_code == 202
     body = response.json()
@@ -371,5 +415,7 @@ def test_unicode_round_trips(client):
     data = upload_text(client, text, title="Ünïcödé", metadata={"ключ": "значение"})
     doc = wait_for_status(client, data["document_id"])
     assert doc["title"] == "Ünïcödé" and doc["metadata"] == {"ключ": "значение"}
-    hits = client.post("/v1/kb/search", json={"query": "日本語のテキスト", "filters": {"document_id": data["document_id"]}}).json()
+    hits = client.post(
+        "/v1/kb/search", json={"query": "日本語のテキスト", "filters": {"document_id": data["document_id"]}}
+    ).json()
     assert hits["items"][0]["payload"]["text"] == text

@@ -19,7 +19,9 @@ def test_restart_keeps_everything(tmp_path):
     marker = uuid.uuid4().hex[:10]
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=60) as client:
-            doc_id = client.post("/v1/kb/documents", json={"text": f"Persistent fact {marker}."}).json()["data"]["document_id"]
+            doc_id = client.post("/v1/kb/documents", json={"text": f"Persistent fact {marker}."}).json()["data"][
+                "document_id"
+            ]
             wait_for_status(client, doc_id)
     finally:
         server.stop()
@@ -40,7 +42,9 @@ def test_killed_mid_ingest_is_never_half_indexed(tmp_path):
     pages = [f"Page {i} of the long report on topic {uuid.uuid4().hex}. " * 40 for i in range(60)]
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=60) as client:
-            doc_id = client.post("/v1/kb/documents", files={"file": ("long.pdf", make_pdf(pages))}).json()["data"]["document_id"]
+            doc_id = client.post("/v1/kb/documents", files={"file": ("long.pdf", make_pdf(pages))}).json()["data"][
+                "document_id"
+            ]
             deadline = time.monotonic() + 60
             while client.get(f"/v1/kb/documents/{doc_id}").json()["status"] != "processing":
                 assert time.monotonic() < deadline
@@ -52,7 +56,9 @@ def test_killed_mid_ingest_is_never_half_indexed(tmp_path):
         with httpx.Client(base_url=again.url, headers={"x-api-key": key}, timeout=60) as client:
             status = client.get(f"/v1/kb/documents/{doc_id}").json()["status"]
             assert status in ("queued", "processing", "indexed", "failed")
-            items = client.post("/v1/kb/search", json={"query": "long report", "limit": 100, "mode": "keyword"}).json()["items"]
+            items = client.post("/v1/kb/search", json={"query": "long report", "limit": 100, "mode": "keyword"}).json()[
+                "items"
+            ]
             if status != "indexed":
                 assert items == []  # nothing of an unfinished document is searchable
             doc = wait_for_status(client, doc_id, timeout=300)
@@ -138,12 +144,18 @@ def test_cli_ingest_search_ask(tmp_path):
     data = str(tmp_path / "data")
     key = ragline("keys", "create", "--tenant", "cafe", "--scopes", "search,chat", "--data-dir", data)
     assert key.strip().startswith("rl_") and len(key.strip().splitlines()) == 1
-    result = subprocess.run([sys.executable, "-m", "ragline.cli", "ingest", str(docs), "--tenant", "cafe", "--data-dir", data],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "ragline.cli", "ingest", str(docs), "--tenant", "cafe", "--data-dir", data],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1  # one file failed
     assert "indexed 1, failed 1" in result.stderr
     out = ragline("search", "how often to descale", "--tenant", "cafe", "--data-dir", data, "--json")
     assert "espresso" in json.loads(out)["items"][0]["payload"]["text"]
-    answer = ragline("ask", "How often does the espresso machine need descaling?", "--tenant", "cafe", "--data-dir", data)
+    answer = ragline(
+        "ask", "How often does the espresso machine need descaling?", "--tenant", "cafe", "--data-dir", data
+    )
     assert "every month [1]" in answer and "[1] Guide" in answer
     assert json.loads(ragline("search", "espresso", "--tenant", "other", "--data-dir", data, "--json"))["items"] == []

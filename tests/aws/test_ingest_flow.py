@@ -179,13 +179,18 @@ def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aw
     stack.drain()
     doc = stack.container.store.get_document("t1", "doc_presigned1")
     assert (doc.status, doc.kb_id, doc.metadata, doc.filename) == (
-        DocumentStatus.INDEXED, "animals", {"team": "marine"}, "otters.txt"
+        DocumentStatus.INDEXED,
+        "animals",
+        {"team": "marine"},
+        "otters.txt",
     )
     assert stack.container.upload_drop.exists("t1/doc_presigned1/otters.txt") is False  # staging is cleaned up
     assert stack.container.upload_claims.exists("t1/doc_presigned1.json") is False
 
     # Bytes under another tenant's path do not match the claims and are ignored.
-    stack.container.upload_claims.put("t2/doc_forged.json", json.dumps({**claims, "document_id": "doc_forged"}).encode())
+    stack.container.upload_claims.put(
+        "t2/doc_forged.json", json.dumps({**claims, "document_id": "doc_forged"}).encode()
+    )
     stack.s3.put_object(Bucket=stack.resources.documents_bucket, Key="uploads/t2/doc_forged/x.txt", Body=b"hello")
     stack.drain()
     assert stack.container.store.get_document("t2", "doc_forged") is None
@@ -227,7 +232,8 @@ def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, mo
     assert redelivery.handler({}, context) == {"redelivered": 2, "still_held": False}
     arrived = stack.events()
     assert sorted((e["id"], e["type"], e["created_at"]) for e in arrived) == sorted(
-        (e["id"], e["type"], e["created_at"]) for e in held)
+        (e["id"], e["type"], e["created_at"]) for e in held
+    )
     indexed = next(e for e in arrived if e["type"] == "document.indexed")
     assert indexed["attributes"] == {"event_type": "document.indexed", "tenant_id": "t1"}
     assert stack.container.outbox_events.outbox.held_events(10) == []

@@ -73,7 +73,9 @@ def ingest_and_ask(server: Server, key: str) -> dict[str, object]:
         names = {v: k for k, v in ids.items()}
         search = client.post("/v1/kb/search", json={"query": "why do otters hold hands", "limit": 3}).json()
         chat = client.post("/v1/kb/chat", json={"query": "How are suspension bridge decks held up?"}).json()
-        with client.stream("POST", "/v1/kb/chat/stream", json={"query": "How are suspension bridge decks held up?"}) as s:
+        with client.stream(
+            "POST", "/v1/kb/chat/stream", json={"query": "How are suspension bridge decks held up?"}
+        ) as s:
             assert s.headers["content-type"].startswith("text/event-stream")
             frames = [line[len("data: ") :] for line in s.iter_lines() if line.startswith("data: ")]
         assert frames[-1] == "[DONE]"
@@ -82,7 +84,8 @@ def ingest_and_ask(server: Server, key: str) -> dict[str, object]:
         return {
             "ids": ids,
             "search": [
-                (names[i["payload"]["document_id"]], round(i["score"], 4), i["payload"]["text"]) for i in search["items"]
+                (names[i["payload"]["document_id"]], round(i["score"], 4), i["payload"]["text"])
+                for i in search["items"]
             ],
             "chat": (chat["answer"], [names[s["document_id"]] for s in chat["sources"]]),
             "stream": (streamed, [e["event"] for e in events][0], [e["event"] for e in events][-1]),
@@ -102,8 +105,13 @@ def test_emulated_aws_answers_as_the_local_mode_does(servers) -> None:
 
 def test_emulated_aws_drop_folder_and_delete(servers, moto_url: str) -> None:
     server, key = servers["aws"]
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("ragline-emulated-documents")]
     assert len(buckets) == 1
     text = "Glaciers grind the valleys they flow through into a U shape."
@@ -139,7 +147,10 @@ def test_emulated_aws_needs_an_endpoint(tmp_path: Path) -> None:
     env = {k: v for k, v in {**AWS_ENV, "PATH": "/usr/bin:/bin"}.items()}
     done = subprocess.run(
         [sys.executable, "-m", "ragline.cli", "serve", "--backend", "aws", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "set AWS_ENDPOINT_URL" in done.stderr

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+
 from ragline.adapters.aws.clients import client, reset_clients
 from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore, table_definitions
 from ragline.adapters.aws.s3_blobs import S3BlobStore

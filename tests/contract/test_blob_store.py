@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from ragline.adapters.aws import s3_blobs
 from ragline.adapters.aws.clients import client, reset_clients
 from ragline.adapters.aws.s3_blobs import S3BlobStore

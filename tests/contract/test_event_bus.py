@@ -14,10 +14,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+
 from ragline.adapters.aws.clients import client
 from ragline.adapters.aws.sns_events import SnsEventBus
 from ragline.errors import DependencyUnavailable
-
 from tests.contract.conftest import REGION, EventChannel, drain, subscribed_queue
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -26,8 +26,11 @@ def event(n: int, created_at: str) -> dict:
 
 
 def test_held_events_come_back_oldest_first_whole(outbox: DynamoMetadataStore) -> None:
-    late, early, middle = event(1, "2026-11-22T10:00:02.000Z"), event(2, "2026-11-22T10:00:00.000Z"), \
-        event(3, "2026-11-22T10:00:01.000Z")
+    late, early, middle = (
+        event(1, "2026-11-22T10:00:02.000Z"),
+        event(2, "2026-11-22T10:00:00.000Z"),
+        event(3, "2026-11-22T10:00:01.000Z"),
+    )
     for held in (late, early, middle):
         outbox.hold_event(held)
     assert outbox.held_events(10) == [early, middle, late]
@@ -55,8 +58,9 @@ def test_a_dynamodb_outage_is_dependency_unavailable(outbox: DynamoMetadataStore
     stubbed = client("dynamodb")
     with Stubber(stubbed) as stubber:
         stubber.add_client_error("put_item", service_error_code="InternalServerError", http_status_code=500)
-        stubber.add_client_error("query", service_error_code="ProvisionedThroughputExceededException",
-                                 http_status_code=400)
+        stubber.add_client_error(
+            "query", service_error_code="ProvisionedThroughputExceededException", http_status_code=400
+        )
         with pytest.raises(DependencyUnavailable, match="DynamoDB"):
             DynamoMetadataStore(TABLE, client=stubbed).hold_event(event(1, "2026-11-22T10:00:00.000Z"))
         with pytest.raises(DependencyUnavailable, match="DynamoDB"):

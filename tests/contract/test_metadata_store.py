@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
+
 from ragline.adapters.aws import dynamodb_store
 from ragline.errors import Conflict, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, new_id

@@ -33,8 +33,14 @@ from typing import Any
 
 DEFAULT_ANSWER = "Ragline keeps its vectors in an embedded index [1] and answers with citations [2]."
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 ERROR_MESSAGES = {"overloaded_error": "Overloaded", "api_error": "Internal server error"}
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
@@ -154,12 +160,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _message(self, script: Script, body: dict[str, Any], *, text: str | None) -> dict[str, Any]:
         return {
-            "id": _id("msg"), "type": "message", "role": "assistant",
+            "id": _id("msg"),
+            "type": "message",
+            "role": "assistant",
             "model": script.model or f"{body['model']}-20250929",
             "content": [] if text is None else [{"type": "text", "text": text}],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": script.input_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "service_tier": "standard"},
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": script.input_tokens,
+                "output_tokens": 1,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "service_tier": "standard",
+            },
         }
 
     def _json(self, status: int, payload: dict[str, Any], extra: dict[str, str | None] | None = None) -> None:
@@ -185,8 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self._script = script
         self._event("message_start", {"type": "message_start", "message": self._message(script, body, text=None)})
-        self._event("content_block_start", {"type": "content_block_start", "index": 0,
-                                            "content_block": {"type": "text", "text": ""}})
+        self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
         self._event("ping", {"type": "ping"})
         for name, data in script.extra_events:
             self._event(name, data)
@@ -197,8 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if script.ping_every and n and n % script.ping_every == 0:
                 self._event("ping", {"type": "ping"})
-            self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                "delta": {"type": "text_delta", "text": piece}})
+            self._event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+            )
         if drop_after is not None:
             self.close_connection = True  # no last chunk: the client sees the body end too early
             return
@@ -206,9 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._event("error", script.error_body(529))
         else:
             self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            self._event("message_delta", {"type": "message_delta",
-                                          "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                          "usage": {"output_tokens": script.output_tokens}})
+            self._event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": script.output_tokens},
+                },
+            )
             self._event("message_stop", {"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")  # the last chunk; the connection closes after it
 

@@ -168,8 +168,16 @@ def response_json(response: dict[str, Any]) -> Any:
 
 
 def _configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> None:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENSEARCH_URL",
-                 "RAGLINE_OPENSEARCH_URL", "RAGLINE_ANTHROPIC_API_KEY", "RAGLINE_INBOX_DIR"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "OPENSEARCH_URL",
+        "RAGLINE_OPENSEARCH_URL",
+        "RAGLINE_ANTHROPIC_API_KEY",
+        "RAGLINE_INBOX_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     base = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -214,8 +222,11 @@ def make_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
                 get_container(), resources.documents_bucket, resources.ingest_queue_url, resources.events_topic_arn
             )
             store = stack.container.store
-            for name, tenant, scopes in (("t1", "t1", ALL_SCOPES), ("t2", "t2", ALL_SCOPES),
-                                         ("t1_search", "t1", frozenset({Scope.SEARCH}))):
+            for name, tenant, scopes in (
+                ("t1", "t1", ALL_SCOPES),
+                ("t2", "t2", ALL_SCOPES),
+                ("t1_search", "t1", frozenset({Scope.SEARCH})),
+            ):
                 stack.keys[name], record = create_key(store, tenant, scopes)
                 stack.key_ids[name] = record.id
             now = datetime.now(UTC)
@@ -225,8 +236,16 @@ def make_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
             }
             for name, fields in odd.items():
                 stack.keys[name] = f"rl_{name}-key-for-tests"
-                store.create_key(ApiKey(id=f"key_{name}", tenant_id="t1", key_hash=hash_key(stack.keys[name]),
-                                        prefix=f"rl_{name[:3]}", scopes=ALL_SCOPES, **fields))
+                store.create_key(
+                    ApiKey(
+                        id=f"key_{name}",
+                        tenant_id="t1",
+                        key_hash=hash_key(stack.keys[name]),
+                        prefix=f"rl_{name[:3]}",
+                        scopes=ALL_SCOPES,
+                        **fields,
+                    )
+                )
             return stack
 
         yield build

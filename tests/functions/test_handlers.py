@@ -15,12 +15,11 @@ import pytest
 
 from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.container import get_container
-
 from tests.functions.conftest import (
     ACCOUNT,
     API_ID,
-    REGION,
     FUNCTIONS,
+    REGION,
     STAGE,
     Stack,
     authorizer_context,
@@ -39,9 +38,12 @@ TEXT = (
 )
 
 
-def _upload_text(handler: Any, context: EmulatedLambdaContext, key: str, text: str = TEXT, **extra: Any) -> dict[str, Any]:
-    response = handler(rest_event("POST", "/v1/kb/documents", key=key, body={"text": text, "title": "Policies", **extra}),
-                       context)
+def _upload_text(
+    handler: Any, context: EmulatedLambdaContext, key: str, text: str = TEXT, **extra: Any
+) -> dict[str, Any]:
+    response = handler(
+        rest_event("POST", "/v1/kb/documents", key=key, body={"text": text, "title": "Policies", **extra}), context
+    )
     assert response["statusCode"] == 202, response
     return response_json(response)["data"]
 
@@ -75,8 +77,10 @@ def test_documents_upload_list_get_delete(stack: Stack, context: EmulatedLambdaC
     assert job["statusCode"] == 200 and response_json(job)["document_id"] == document_id
 
     # Another tenant sees nothing of it.
-    assert documents(rest_event("GET", f"/v1/kb/documents/{document_id}", key=stack.keys["t2"]), context)[
-        "statusCode"] == 404
+    assert (
+        documents(rest_event("GET", f"/v1/kb/documents/{document_id}", key=stack.keys["t2"]), context)["statusCode"]
+        == 404
+    )
 
     deleted = documents(rest_event("DELETE", f"/v1/kb/documents/{document_id}", key=stack.keys["t1"]), context)
     assert deleted["statusCode"] == 200, deleted
@@ -105,12 +109,17 @@ def test_an_upload_while_sns_is_down_is_accepted_and_its_event_held(
 def test_documents_multipart_upload_arrives_base64(stack: Stack, context: EmulatedLambdaContext) -> None:
     boundary = "ragline-boundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.md\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="notes.md"\r\n'
         f"Content-Type: text/markdown\r\n\r\n# Notes\n\n{TEXT}\r\n--{boundary}--\r\n"
     ).encode()
     response = stack.handler("documents")(
-        rest_event("POST", "/v1/kb/documents", key=stack.keys["t1"], raw_body=body,
-                   content_type=f"multipart/form-data; boundary={boundary}"),
+        rest_event(
+            "POST",
+            "/v1/kb/documents",
+            key=stack.keys["t1"],
+            raw_body=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        ),
         context,
     )
     assert response["statusCode"] == 202, response
@@ -130,7 +139,9 @@ def test_health_needs_no_key_and_detailed_needs_admin(stack: Stack, context: Emu
 
 
 @pytest.mark.parametrize("which", [None, "unknown", "expired", "revoked"])
-def test_key_mode_refuses_bad_keys_with_the_error_body(stack: Stack, context: EmulatedLambdaContext, which: str | None) -> None:
+def test_key_mode_refuses_bad_keys_with_the_error_body(
+    stack: Stack, context: EmulatedLambdaContext, which: str | None
+) -> None:
     key = {None: None, "unknown": "rl_nobody"}.get(which, stack.keys.get(which or "", ""))
     response = stack.handler("documents")(rest_event("GET", "/v1/kb/documents", key=key), context)
     assert response["statusCode"] == 401
@@ -140,8 +151,12 @@ def test_key_mode_refuses_bad_keys_with_the_error_body(stack: Stack, context: Em
 
 def test_presigned_upload_on_aws_is_an_s3_url_with_claims(stack: Stack, context: EmulatedLambdaContext) -> None:
     response = stack.handler("documents")(
-        rest_event("POST", "/v1/kb/uploads", key=stack.keys["t1"],
-                   body={"filename": "Big Report.pdf", "content_type": "application/pdf", "metadata": {"team": "ops"}}),
+        rest_event(
+            "POST",
+            "/v1/kb/uploads",
+            key=stack.keys["t1"],
+            body={"filename": "Big Report.pdf", "content_type": "application/pdf", "metadata": {"team": "ops"}},
+        ),
         context,
     )
     assert response["statusCode"] == 200, response
@@ -159,8 +174,11 @@ def test_presigned_upload_on_aws_is_an_s3_url_with_claims(stack: Stack, context:
     assert claims["content_type"] == "application/pdf" and claims["created_at"]
     # The local receiving route does not exist on AWS: uploads go to S3.
     local = stack.handler("documents")(
-        rest_event("PUT", f"/v1/kb/uploads/{document_id}", key=stack.keys["t1"], raw_body=b"x",
-                   query={"token": "forged"}), context)
+        rest_event(
+            "PUT", f"/v1/kb/uploads/{document_id}", key=stack.keys["t1"], raw_body=b"x", query={"token": "forged"}
+        ),
+        context,
+    )
     assert local["statusCode"] == 404
 
 
@@ -170,8 +188,12 @@ def test_search_and_chat_answer_from_an_ingested_document(stack: Stack, context:
     _ingest_now(stack, data["job_id"])
 
     search = stack.handler("search")
-    found = search(rest_event("POST", "/v1/kb/search", key=stack.keys["t1"],
-                              body={"query": "how long do refunds take", "limit": 3}), context)
+    found = search(
+        rest_event(
+            "POST", "/v1/kb/search", key=stack.keys["t1"], body={"query": "how long do refunds take", "limit": 3}
+        ),
+        context,
+    )
     assert found["statusCode"] == 200, found
     items = response_json(found)["items"]
     assert items and items[0]["payload"]["document_id"] == data["document_id"]
@@ -180,8 +202,9 @@ def test_search_and_chat_answer_from_an_ingested_document(stack: Stack, context:
     assert response_json(other)["items"] == []
 
     chat = stack.handler("chat")
-    answered = chat(rest_event("POST", "/v1/kb/chat", key=stack.keys["t1"],
-                               body={"query": "How long do refunds take?"}), context)
+    answered = chat(
+        rest_event("POST", "/v1/kb/chat", key=stack.keys["t1"], body={"query": "How long do refunds take?"}), context
+    )
     assert answered["statusCode"] == 200, answered
     body = response_json(answered)
     assert "[1]" in body["answer"] and body["sources"][0]["document_id"] == data["document_id"]
@@ -192,19 +215,22 @@ def test_each_function_serves_only_its_capability(stack: Stack, context: Emulate
     search_on_chat = stack.handler("chat")(rest_event("POST", "/v1/kb/search", key=key, body={"query": "x"}), context)
     chat_on_search = stack.handler("search")(rest_event("POST", "/v1/kb/chat", key=key, body={"query": "x"}), context)
     upload_on_search = stack.handler("search")(rest_event("GET", "/v1/kb/documents", key=key), context)
-    stream_on_chat = stack.handler("chat")(rest_event("POST", "/v1/kb/chat/stream", key=key, body={"query": "x"}),
-                                           context)
+    stream_on_chat = stack.handler("chat")(
+        rest_event("POST", "/v1/kb/chat/stream", key=key, body={"query": "x"}), context
+    )
     for response in (search_on_chat, chat_on_search, upload_on_search, stream_on_chat):
         assert response["statusCode"] in (404, 405)
         assert response_json(response)["code"] == response["statusCode"]
 
 
 def test_search_scope_is_enforced(stack: Stack, context: EmulatedLambdaContext) -> None:
-    chat = stack.handler("chat")(rest_event("POST", "/v1/kb/chat", key=stack.keys["t1_search"],
-                                            body={"query": "refunds"}), context)
+    chat = stack.handler("chat")(
+        rest_event("POST", "/v1/kb/chat", key=stack.keys["t1_search"], body={"query": "refunds"}), context
+    )
     assert chat["statusCode"] == 403
-    search = stack.handler("search")(rest_event("POST", "/v1/kb/search", key=stack.keys["t1_search"],
-                                                body={"query": "refunds"}), context)
+    search = stack.handler("search")(
+        rest_event("POST", "/v1/kb/search", key=stack.keys["t1_search"], body={"query": "refunds"}), context
+    )
     assert search["statusCode"] == 200
 
 
@@ -225,8 +251,9 @@ def test_authorizer_mode_takes_the_principal_from_the_context(make_stack: Any, c
     search_only = authorizer_context("t1", "search", stack.key_ids["t1_search"])
     refused = documents(rest_event("GET", "/v1/kb/documents", authorizer=search_only), context)
     assert refused["statusCode"] == 403
-    found = stack.handler("search")(rest_event("POST", "/v1/kb/search", body={"query": "refunds"},
-                                               authorizer=search_only), context)
+    found = stack.handler("search")(
+        rest_event("POST", "/v1/kb/search", body={"query": "refunds"}, authorizer=search_only), context
+    )
     assert found["statusCode"] == 200
 
 
@@ -260,7 +287,9 @@ def test_authorizer_mode_empty_scopes_grant_nothing(make_stack: Any, context: Em
 
 
 # ---- the authorizer function ----------------------------------------------------------------------
-def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(stack: Stack, context: EmulatedLambdaContext) -> None:
+def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(
+    stack: Stack, context: EmulatedLambdaContext
+) -> None:
     authorizer = load_function("authorizer")
     answer = authorizer.handler(authorizer_event(stack.keys["t1_search"]), context)
     assert answer["principalId"] == stack.key_ids["t1_search"]
@@ -305,7 +334,9 @@ def test_documents_upload_and_delete_never_load_the_model(stack: Stack, context:
     data = _upload_text(documents.handler, context, stack.keys["t1"])
     assert not {"embedder", "index"} & set(vars(documents.container))
     assert not {"embedder", "index"} & set(vars(documents.container.ingest))
-    deleted = documents.handler(rest_event("DELETE", f"/v1/kb/documents/{data['document_id']}", key=stack.keys["t1"]), context)
+    deleted = documents.handler(
+        rest_event("DELETE", f"/v1/kb/documents/{data['document_id']}", key=stack.keys["t1"]), context
+    )
     assert deleted["statusCode"] == 200, deleted
     # Deleting removes the chunks, so it opens the index, at the dimension the settings give.
     assert "index" in vars(documents.container) and "embedder" not in vars(documents.container)
@@ -320,8 +351,9 @@ def test_authorizer_import_loads_no_numpy_model_or_web_framework(stack: Stack) -
         "heavy = ('numpy', 'onnxruntime', 'faiss', 'fastapi', 'starlette', 'opensearchpy', 'pypdf')\n"
         "print(json.dumps(sorted(name for name in heavy if name in sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
@@ -338,8 +370,13 @@ def test_search_and_chat_functions_load_the_model_at_init(stack: Stack) -> None:
 # ---- stream chat: the app the Lambda Web Adapter fronts ---------------------------------------------
 def _lwa_headers(authorizer: dict[str, Any] | None) -> dict[str, str]:
     """The Lambda Web Adapter forwards the event's requestContext as this JSON header."""
-    request_context = {"accountId": ACCOUNT, "apiId": API_ID, "stage": STAGE, "requestId": "r-1",
-                       "identity": {"sourceIp": "203.0.113.7"}}
+    request_context = {
+        "accountId": ACCOUNT,
+        "apiId": API_ID,
+        "stage": STAGE,
+        "requestId": "r-1",
+        "identity": {"sourceIp": "203.0.113.7"},
+    }
     if authorizer is not None:
         request_context["authorizer"] = authorizer
     return {"x-amzn-request-context": json.dumps(request_context)}
@@ -350,15 +387,17 @@ def test_stream_chat_under_the_web_adapter_streams_sse(make_stack: Any, context:
 
     stack = make_stack(RAGLINE_AUTH_MODE="authorizer")
     t1 = authorizer_context("t1", "chat,ingest,search", stack.key_ids["t1"])
-    created = stack.handler("documents")(rest_event("POST", "/v1/kb/documents", body={"text": TEXT}, authorizer=t1),
-                                         context)
+    created = stack.handler("documents")(
+        rest_event("POST", "/v1/kb/documents", body={"text": TEXT}, authorizer=t1), context
+    )
     _ingest_now(stack, response_json(created)["data"]["job_id"])
 
     app = load_function("stream_chat").app
     with TestClient(app) as client:
         assert client.get("/health").json() == {"status": "healthy"}  # the adapter's readiness check
-        with client.stream("POST", "/v1/kb/chat/stream", json={"query": "How long do refunds take?"},
-                           headers=_lwa_headers(t1)) as response:
+        with client.stream(
+            "POST", "/v1/kb/chat/stream", json={"query": "How long do refunds take?"}, headers=_lwa_headers(t1)
+        ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             frames = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
@@ -377,7 +416,7 @@ def test_stream_chat_under_the_web_adapter_streams_sse(make_stack: Any, context:
 
 
 def test_stream_chat_run_script_starts_uvicorn_on_localhost() -> None:
-    script = (Path(__file__).resolve().parents[2] / "functions" / "stream_chat" / "run.sh")
+    script = Path(__file__).resolve().parents[2] / "functions" / "stream_chat" / "run.sh"
     assert os.access(script, os.X_OK)
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     text = script.read_text()

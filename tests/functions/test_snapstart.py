@@ -66,7 +66,9 @@ def test_search_registers_priming_and_restore_and_still_answers(
     assert len(hooks.before) == 1 and len(hooks.after) == 1
     embedded: list[str] = []
     embed_query = search.container.embedder.embed_query
-    monkeypatch.setattr(search.container.embedder, "embed_query", lambda text: embedded.append(text) or embed_query(text))
+    monkeypatch.setattr(
+        search.container.embedder, "embed_query", lambda text: embedded.append(text) or embed_query(text)
+    )
     hooks.snapshot()
     assert embedded == ["snapshot priming"]  # the first inference is paid before the snapshot
 
@@ -77,8 +79,9 @@ def test_search_registers_priming_and_restore_and_still_answers(
     hooks.restore()
     assert closed == [True] and answerer.dropped == 1
 
-    answer = search.handler(rest_event("POST", "/v1/kb/search", key=stack.keys["t1"], body={"query": "refunds"}),
-                            context)
+    answer = search.handler(
+        rest_event("POST", "/v1/kb/search", key=stack.keys["t1"], body={"query": "refunds"}), context
+    )
     assert answer["statusCode"] == 200, answer
     assert "items" in response_json(answer)
 
@@ -109,8 +112,11 @@ def moto_server() -> Iterator[str]:
 def test_close_connections_empties_every_clients_pool_and_they_still_work(
     moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     clients.reset_clients()
     try:

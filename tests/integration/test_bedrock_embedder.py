@@ -194,8 +194,10 @@ class FakeTitan:
         try:
             time.sleep(0.005 * (20 - number % 20))
             if body["inputText"] == self.fail_on:
-                error = {"Error": {"Code": "ThrottlingException", "Message": "Too many requests"},
-                         "ResponseMetadata": {"HTTPStatusCode": 429}}
+                error = {
+                    "Error": {"Code": "ThrottlingException", "Message": "Too many requests"},
+                    "ResponseMetadata": {"HTTPStatusCode": 429},
+                }
                 return AWSResponse(None, 429, {}, None), error
             return AWSResponse(None, 200, {}, None), titan_answer(unit(self.dimension, number, 2.0))
         finally:
@@ -246,8 +248,11 @@ def test_throttling_and_outages_are_dependency_unavailable(client, stub, tokeniz
 def test_an_unreachable_endpoint_is_dependency_unavailable(tokenizer, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     client = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{free_port()}",
-        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2), **CREDENTIALS,
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2),
+        **CREDENTIALS,
     )
     with pytest.raises(DependencyUnavailable, match="unreachable"):
         embedder(client, tokenizer).embed_query("anything")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from opensearchpy.exceptions import RequestError
+
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
 from ragline.bench import coldstart
 from ragline.models import IndexedChunk, SearchRequest
@@ -28,7 +29,10 @@ SMOKE = coldstart._smoke()
 TENANT = "bench"
 DOCUMENT = "doc_seed"
 SEED = IndexedChunk(
-    id=f"{DOCUMENT}-v1-00000", tenant_id=TENANT, document_id=DOCUMENT, text=coldstart.SEED_TEXT,
+    id=f"{DOCUMENT}-v1-00000",
+    tenant_id=TENANT,
+    document_id=DOCUMENT,
+    text=coldstart.SEED_TEXT,
     payload={"version": 1, "filename": "policies.txt", "chunk_index": 0, "metadata": {"lang": "en"}},
 )
 SEED_VECTOR = np.array([[0.6, 0.8, 0.0, 0.0]], dtype=np.float32)
@@ -95,12 +99,19 @@ Resources:
 """
 
 STACK_ENV = {
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "RAGLINE_TABLE_NAME": "ragline-bench",
-    "RAGLINE_DOCUMENTS_BUCKET": "ragline-bench-documents", "RAGLINE_INGEST_QUEUE_URL": "http://127.0.0.1:5000/q",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "RAGLINE_TABLE_NAME": "ragline-bench",
+    "RAGLINE_DOCUMENTS_BUCKET": "ragline-bench-documents",
+    "RAGLINE_INGEST_QUEUE_URL": "http://127.0.0.1:5000/q",
     "RAGLINE_EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
     # the dev process's own: a built function must not inherit them
-    "VIRTUAL_ENV": "/work/main/.venv", "RAGLINE_AUTH_MODE": "key", "RAGLINE_LOG_LEVEL": "WARNING",
+    "VIRTUAL_ENV": "/work/main/.venv",
+    "RAGLINE_AUTH_MODE": "key",
+    "RAGLINE_LOG_LEVEL": "WARNING",
 }
 
 
@@ -118,8 +129,14 @@ def built(tmp_path: Path) -> coldstart.BuiltPackage:
     for part in ("CoreLayer/python", "EmbeddingLayer/python", "SearchFunction", "IngestFunction"):
         (build_dir / part).mkdir(parents=True)
     (build_dir / "template.yaml").write_text(BUILT_TEMPLATE)
-    return coldstart.BuiltPackage(SMOKE, build_dir, "/opt/python3.12", tmp_path / "sdk",
-                                  SimpleNamespace(url="http://127.0.0.1:9200"), tmp_path / "scratch")
+    return coldstart.BuiltPackage(
+        SMOKE,
+        build_dir,
+        "/opt/python3.12",
+        tmp_path / "sdk",
+        SimpleNamespace(url="http://127.0.0.1:9200"),
+        tmp_path / "scratch",
+    )
 
 
 @pytest.fixture
@@ -142,7 +159,9 @@ def test_built_child_runs_like_lambda(built: coldstart.BuiltPackage, tmp_path: P
     assert launch.cwd == build / "SearchFunction" and launch.app == build / "SearchFunction" / "app.py"
     # Lambda's order: /var/task, the layers' /opt/python, then the runtime's boto3
     assert launch.env["PYTHONPATH"].split(":") == [
-        str(build / "SearchFunction"), str(build / "CoreLayer" / "python"), str(build / "EmbeddingLayer" / "python"),
+        str(build / "SearchFunction"),
+        str(build / "CoreLayer" / "python"),
+        str(build / "EmbeddingLayer" / "python"),
         str(tmp_path / "sdk"),
     ]
     env = launch.env
@@ -173,8 +192,9 @@ def test_template_values_resolve_parameters_and_leave_resources_to_the_stack(
     built: coldstart.BuiltPackage, tmp_path: Path
 ) -> None:
     search = built.functions["SearchFunction"]
-    values = SMOKE.template_env(search, built.template, "http://127.0.0.1:1", "none", tmp_path / "data",
-                                {"AnthropicApiKey": "sk-ant-given"})
+    values = SMOKE.template_env(
+        search, built.template, "http://127.0.0.1:1", "none", tmp_path / "data", {"AnthropicApiKey": "sk-ant-given"}
+    )
     assert values["ANTHROPIC_API_KEY"] == "sk-ant-given"  # smoke.py's checks give one: chat builds Claude
     assert values["RAGLINE_TABLE_NAME"] == "smoke-metadata"  # a resource: a placeholder (the bench's stack overrides)
     assert values["OPENSEARCH_URL"] == "http://127.0.0.1:1" and values["RAGLINE_OPENSEARCH_AUTH_MODE"] == "none"
@@ -207,26 +227,39 @@ def test_source_python_and_names(tmp_path: Path) -> None:
 
 
 def test_opensearch_checks_flag_what_a_deployed_function_would_not_send() -> None:
-    ready = ["HEAD /_alias/ragline-chunks (SigV4)", "GET /ragline-chunks/_mapping (SigV4)",
-             "POST /ragline-chunks/_search (SigV4)"]
+    ready = [
+        "HEAD /_alias/ragline-chunks (SigV4)",
+        "GET /ragline-chunks/_mapping (SigV4)",
+        "POST /ragline-chunks/_search (SigV4)",
+    ]
     assert coldstart._opensearch_checks("search", ready) == []
     problems = coldstart._opensearch_checks("search", [*ready, "PUT /ragline-chunks-v1", "POST /_bulk (SigV4)"])
-    assert problems == ["search: unsigned OpenSearch requests",
-                        "search: wrote to the set-up cluster: POST /_bulk (SigV4), PUT /ragline-chunks-v1"]
+    assert problems == [
+        "search: unsigned OpenSearch requests",
+        "search: wrote to the set-up cluster: POST /_bulk (SigV4), PUT /ragline-chunks-v1",
+    ]
 
 
 # ---- the stub OpenSearch, through the real adapter ----------------------------------------------------
 def test_stub_is_a_first_start_then_a_set_up_cluster(stub: Any) -> None:
     first = _adapter(stub.url)
     first.ensure_index()
-    assert stub.requests == ["HEAD /_alias/ragline-chunks", "HEAD /ragline-chunks", "PUT /ragline-chunks-v1",
-                             "GET /_search/pipeline/ragline-hybrid", "PUT /_search/pipeline/ragline-hybrid"]
+    assert stub.requests == [
+        "HEAD /_alias/ragline-chunks",
+        "HEAD /ragline-chunks",
+        "PUT /ragline-chunks-v1",
+        "GET /_search/pipeline/ragline-hybrid",
+        "PUT /_search/pipeline/ragline-hybrid",
+    ]
     first.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
 
     stub.requests.clear()
     _adapter(stub.url).ensure_index()  # what a function's init does on a deployed stack: checks only
-    assert stub.requests == ["HEAD /_alias/ragline-chunks", "GET /ragline-chunks/_mapping",
-                             "GET /_search/pipeline/ragline-hybrid"]
+    assert stub.requests == [
+        "HEAD /_alias/ragline-chunks",
+        "GET /ragline-chunks/_mapping",
+        "GET /_search/pipeline/ragline-hybrid",
+    ]
     with pytest.raises(ValueError, match="holds 4-dimensional"):
         _adapter(stub.url, dimension=8).ensure_index()
 
@@ -237,15 +270,16 @@ def test_stub_answers_searches_with_the_seed_chunk(stub: Any) -> None:
     index.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
     flt = scope_to_tenant({}, TENANT)
 
-    (chunk_id, score), = index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
+    ((chunk_id, score),) = index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
     assert chunk_id == SEED.id and score == pytest.approx(1.0)
     assert index.search_vector(np.array([-0.6, -0.8, 0.0, 0.0]), flt, 5)[0][1] == pytest.approx(0.0)
     assert [hit for hit, _ in index.search_keyword("how long do refunds take", flt, 5)] == [SEED.id]
     assert index.search_keyword("zebra", flt, 5) == []
     assert index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), scope_to_tenant({}, "another"), 5) == []
     assert index.count(flt) == 1
-    assert index.stored_chunks(TENANT, DOCUMENT) == [SEED.model_copy(update={
-        "payload": {**SEED.payload, "tenant_id": TENANT, "document_id": DOCUMENT}})]
+    assert index.stored_chunks(TENANT, DOCUMENT) == [
+        SEED.model_copy(update={"payload": {**SEED.payload, "tenant_id": TENANT, "document_id": DOCUMENT}})
+    ]
 
     class FixedEmbedder:
         dimension = 4
@@ -271,8 +305,12 @@ def test_stub_refuses_what_it_does_not_model(stub: Any) -> None:
 
 
 def test_stub_bulk_requires_the_alias(stub: Any) -> None:
-    status, answer = stub.answer("POST", "/_bulk", {"require_alias": "true"},
-                                 [{"index": {"_index": "ragline-chunks", "_id": "x"}}, {"chunk_id": "x"}])
+    status, answer = stub.answer(
+        "POST",
+        "/_bulk",
+        {"require_alias": "true"},
+        [{"index": {"_index": "ragline-chunks", "_id": "x"}}, {"chunk_id": "x"}],
+    )
     assert status == 200 and answer["errors"] is True
     assert answer["items"][0]["index"]["error"]["type"] == "index_not_found_exception"
 
@@ -296,8 +334,9 @@ def test_runtime_sdk_is_byte_compiled_unchecked(tmp_path: Path) -> None:
 
 
 def test_python312_check_refuses_another_version() -> None:
-    version = subprocess.run(["python3", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        ["python3", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if version == "(3, 12)":
         pytest.skip("python3 is 3.12 here")
     with pytest.raises(coldstart.BenchError, match="not Lambda's 3.12"):
@@ -321,8 +360,16 @@ not an importtime line
     [
         ("", {}),
         ("import time: self [us] | cumulative | imported package\n", {}),
-        (IMPORTTIME_LOG, {"fastapi": 0.075, "ragline": 0.003, "pydantic_core": 0.002, "pydantic": 0.001,
-                          "(standard library)": 0.00062}),
+        (
+            IMPORTTIME_LOG,
+            {
+                "fastapi": 0.075,
+                "ragline": 0.003,
+                "pydantic_core": 0.002,
+                "pydantic": 0.001,
+                "(standard library)": 0.00062,
+            },
+        ),
     ],
 )
 def test_import_breakdown_charges_each_modules_own_time_to_its_package(log: str, expected: dict[str, float]) -> None:

@@ -48,8 +48,12 @@ def model_for(
     fake: FakeAnthropic, *, api_key: str | None = None, base_url: str | None = None, max_retries: int = 0
 ) -> ClaudeAnswerModel:
     return ClaudeAnswerModel(
-        api_key or fake.api_key, model="claude-sonnet-5-5", max_tokens=1024,
-        base_url=base_url or fake.url, timeout=10.0, max_retries=max_retries,
+        api_key or fake.api_key,
+        model="claude-sonnet-5-5",
+        max_tokens=1024,
+        base_url=base_url or fake.url,
+        timeout=10.0,
+        max_retries=max_retries,
     )
 
 
@@ -198,12 +202,15 @@ def test_the_fake_answers_without_streaming_and_rejects_sampling_params(fake: Fa
     assert message["content"] == [{"type": "text", "text": ANSWER}]
     assert message["model"] == "claude-sonnet-5-5-20250929"
     assert (message["usage"]["input_tokens"], message["usage"]["output_tokens"], message["stop_reason"]) == (
-        321, 42, "end_turn",
+        321,
+        42,
+        "end_turn",
     )
     assert "stream" not in fake.requests[0].body
     assert rejected.status_code == 400
     assert rejected.json()["error"] == {
-        "type": "invalid_request_error", "message": "temperature: Extra inputs are not permitted",
+        "type": "invalid_request_error",
+        "message": "temperature: Extra inputs are not permitted",
     }
 
 
@@ -350,7 +357,9 @@ def test_connection_refused_is_dependency_unavailable_after_the_retries(
 
 def test_an_unknown_event_type_is_ignored(fake: FakeAnthropic) -> None:
     fake.script(
-        answer=ANSWER, input_tokens=7, output_tokens=9,
+        answer=ANSWER,
+        input_tokens=7,
+        output_tokens=9,
         extra_events=(
             ("content_block_annotation", {"type": "content_block_annotation", "index": 0, "note": "new in 2031"}),
             ("message", {"type": "message_progress", "fraction": 0.5}),  # a nameless event, typed only in its data
@@ -371,12 +380,26 @@ def test_non_text_blocks_are_not_part_of_the_answer(fake: FakeAnthropic) -> None
     fake.script(
         answer=ANSWER,
         extra_events=(
-            ("content_block_start", {"type": "content_block_start", "index": 1,
-                                     "content_block": {"type": "thinking", "thinking": ""}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                     "delta": {"type": "thinking_delta", "thinking": "Let me see."}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                     "delta": {"type": "text_delta", "text": "not in a text block"}}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 1, "content_block": {"type": "thinking", "thinking": ""}},
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "thinking_delta", "thinking": "Let me see."},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "text_delta", "text": "not in a text block"},
+                },
+            ),
             ("content_block_stop", {"type": "content_block_stop", "index": 1}),
         ),
     )
@@ -397,8 +420,10 @@ def test_a_stream_that_ends_before_message_stop_is_an_error(fake: FakeAnthropic)
         f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
         for kind, data in [
             ("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 1}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                     "delta": {"type": "text_delta", "text": "Half"}}),
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Half"}},
+            ),
         ]
     )
     transport = httpx.MockTransport(
@@ -425,7 +450,7 @@ def test_sse_fields_comments_and_dispatch() -> None:
 
 
 def test_sse_multi_line_data_joins_with_newlines() -> None:
-    assert sse(b"event: e\ndata: {\ndata:  \"x\": 1\ndata: }\n\n") == [("e", '{\n "x": 1\n}')]
+    assert sse(b'event: e\ndata: {\ndata:  "x": 1\ndata: }\n\n') == [("e", '{\n "x": 1\n}')]
 
 
 def test_sse_survives_any_split_into_chunks() -> None:

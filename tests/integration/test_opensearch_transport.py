@@ -17,6 +17,7 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.connection import Connection
 from opensearchpy.exceptions import RequestError
+
 from ragline.adapters.aws import opensearch_index as adapter
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.aws.opensearch_index import (
@@ -347,7 +348,9 @@ def test_a_redelivered_version_that_fails_deletes_nothing():
     chunks = v2_chunks(2)
     ids = [c.id for c in chunks]
     h = make_harness(retry_attempts=1)
-    h.cluster.answer(200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"} } for i in ids]})
+    h.cluster.answer(
+        200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"}} for i in ids]}
+    )
     h.cluster.answer(503, {"error": "refresh failed"})
     h.cluster.answer(200, {"count": 0})
     with pytest.raises(DependencyUnavailable, match="refresh failed 1 times"):
@@ -370,7 +373,9 @@ def test_the_next_replace_removes_what_a_failed_one_left():
     chunks = v2_chunks(2)
     ids = [c.id for c in chunks]
     h = make_harness()
-    h.cluster.answer(200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"}} for i in ids]})
+    h.cluster.answer(
+        200, {"errors": False, "items": [{"index": {"_id": i, "status": 200, "result": "updated"}} for i in ids]}
+    )
     h.cluster.answer(200, REFRESHED).answer(200, {"deleted": 3}).answer(200, {"count": 2})
     h.index.replace_document("t1", "d1", chunks, vectors(2))
     # v1 and any v2 leftovers are "not the new set" or the new set itself: one delete covers both
@@ -402,7 +407,9 @@ def test_bulk_items_rejected_with_429_are_resent_alone(h):
     h.cluster.answer(
         200,
         bulk_answer(
-            ("d1-v1-00000", 201, None), ("d1-v1-00001", 429, "es_rejected_execution_exception"), ("d1-v1-00002", 201, None)
+            ("d1-v1-00000", 201, None),
+            ("d1-v1-00001", 429, "es_rejected_execution_exception"),
+            ("d1-v1-00002", 201, None),
         ),
     )
     h.cluster.answer(200, bulk_ok("d1-v1-00001"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.local.events import InProcessEventBus
 from ragline.adapters.local.filesystem import FilesystemBlobStore
@@ -24,8 +25,7 @@ from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
 from ragline.config import Settings
 from ragline.ingest.service import IngestService
 from ragline.models import Document, DocumentStatus, IndexedChunk
-from ragline.reindex import ReindexError, Reindexer, add_parser, chunks_from_original, run
-
+from ragline.reindex import Reindexer, ReindexError, add_parser, chunks_from_original, run
 from tests.integration.test_opensearch_transport import (
     ALIAS,
     DIM,
@@ -259,7 +259,9 @@ def test_from_chunks_re_embeds_the_stored_texts(world):
 
     reindexer(world, h).run(from_chunks=True)
 
-    assert h.cluster.sent[3] == Sent("POST", f"/{OLD}/_search", {"routing": "t1"}, q.stored_chunks_query("t1", a.id, 1000))
+    assert h.cluster.sent[3] == Sent(
+        "POST", f"/{OLD}/_search", {"routing": "t1"}, q.stored_chunks_query("t1", a.id, 1000)
+    )
     expected = q.bulk_actions(NEW, kept, world.embedder.embed_documents([c.text for c in kept]))
     assert h.cluster.sent[4].body == expected
 
@@ -298,7 +300,12 @@ def test_catch_up_re_runs_what_changed_and_removes_what_went(world):
     assert h.cluster.sent[-6:] == [
         expected_dbq(a.id, []),
         expected_count(a.id),
-        Sent("POST", "/_bulk", {"refresh": "false", "require_alias": "true"}, q.bulk_actions(ALIAS, b2_chunks, b2_vectors)),
+        Sent(
+            "POST",
+            "/_bulk",
+            {"refresh": "false", "require_alias": "true"},
+            q.bulk_actions(ALIAS, b2_chunks, b2_vectors),
+        ),
         expected_refresh(),
         expected_dbq(b.id, [f"{b.id}-v2-00000"]),
         expected_count(b.id),

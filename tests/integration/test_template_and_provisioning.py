@@ -21,8 +21,8 @@ from ragline.adapters.aws.dynamodb_store import table_definitions
 from ragline.adapters.aws.provision import (
     ProvisionedResources,
     Resolver,
-    _Created,
     TemplateError,
+    _Created,
     default_template_path,
     deployable_subset,
     load_template,
@@ -60,8 +60,13 @@ def test_template_loads_with_short_tags_in_long_form():
     }
     assert props("MetadataTable")  # parsed, not a tag object
     assert set(FUNCTIONS) == {
-        "IngestFunction", "SearchFunction", "ChatFunction", "DocumentsFunction", "StreamChatFunction",
-        "AuthorizerFunction", "EventsRedeliveryFunction",
+        "IngestFunction",
+        "SearchFunction",
+        "ChatFunction",
+        "DocumentsFunction",
+        "StreamChatFunction",
+        "AuthorizerFunction",
+        "EventsRedeliveryFunction",
     }
 
 
@@ -93,10 +98,20 @@ def test_every_function_runs_python312_with_the_core_layer_and_the_globals():
     assert globals_function["Runtime"] == "python3.12" and globals_function["Architectures"] == ["x86_64"]
     assert globals_function["Tracing"] == "Active"
     env = globals_function["Environment"]["Variables"]
-    for name in ("RAGLINE_BACKEND", "RAGLINE_DOCUMENTS_BUCKET", "RAGLINE_INGEST_QUEUE_URL", "RAGLINE_EVENTS_TOPIC_ARN",
-                 "RAGLINE_TABLE_NAME", "OPENSEARCH_URL", "RAGLINE_AUTH_MODE", "RAGLINE_EMBEDDING_PROVIDER",
-                 "RAGLINE_INGEST_RECLAIM_AFTER_SECONDS", "RAGLINE_INGEST_MAX_RECEIVES", "RAGLINE_DATA_DIR",
-                 "POWERTOOLS_METRICS_NAMESPACE"):
+    for name in (
+        "RAGLINE_BACKEND",
+        "RAGLINE_DOCUMENTS_BUCKET",
+        "RAGLINE_INGEST_QUEUE_URL",
+        "RAGLINE_EVENTS_TOPIC_ARN",
+        "RAGLINE_TABLE_NAME",
+        "OPENSEARCH_URL",
+        "RAGLINE_AUTH_MODE",
+        "RAGLINE_EMBEDDING_PROVIDER",
+        "RAGLINE_INGEST_RECLAIM_AFTER_SECONDS",
+        "RAGLINE_INGEST_MAX_RECEIVES",
+        "RAGLINE_DATA_DIR",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    ):
         assert name in env, name
     for name, spec in FUNCTIONS.items():
         properties = spec["Properties"]
@@ -112,8 +127,14 @@ def test_the_layers_are_built_by_their_makefiles_for_python312():
     layers = {name for name, spec in RESOURCES.items() if spec["Type"] == "AWS::Serverless::LayerVersion"}
     assert layers == set(LAYERS)
     pip_install = (REPO / "infra" / "layers" / "layer.mk").read_text()
-    for flag in ("--no-deps", "--only-binary=:all:", "--platform manylinux2014_x86_64",
-                 "--platform manylinux_2_28_x86_64", "--python-version 3.12", "--implementation cp"):
+    for flag in (
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform manylinux2014_x86_64",
+        "--platform manylinux_2_28_x86_64",
+        "--python-version 3.12",
+        "--implementation cp",
+    ):
         assert flag in pip_install, flag
     for name, folder in LAYERS.items():
         assert RESOURCES[name]["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "x86_64"}
@@ -145,10 +166,18 @@ def test_every_route_but_health_needs_the_key_and_the_authorizer():
     assert auth["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     routes = api_events()
     assert {(path, method) for _, path, method, _ in routes} >= {
-        ("/v1/kb/search", "POST"), ("/v1/kb/chat", "POST"), ("/v1/kb/chat/stream", "POST"),
-        ("/v1/kb/documents", "POST"), ("/v1/kb/documents", "GET"), ("/v1/kb/documents/{id}", "GET"),
-        ("/v1/kb/documents/{id}", "DELETE"), ("/v1/kb/delete", "POST"), ("/v1/kb/uploads", "POST"),
-        ("/v1/kb/jobs/{job_id}", "GET"), ("/health", "GET"), ("/health/detailed", "GET"),
+        ("/v1/kb/search", "POST"),
+        ("/v1/kb/chat", "POST"),
+        ("/v1/kb/chat/stream", "POST"),
+        ("/v1/kb/documents", "POST"),
+        ("/v1/kb/documents", "GET"),
+        ("/v1/kb/documents/{id}", "GET"),
+        ("/v1/kb/documents/{id}", "DELETE"),
+        ("/v1/kb/delete", "POST"),
+        ("/v1/kb/uploads", "POST"),
+        ("/v1/kb/jobs/{job_id}", "GET"),
+        ("/health", "GET"),
+        ("/health/detailed", "GET"),
     }
     for function, path, method, event in routes:
         assert event["RestApiId"] == {"Ref": "RagApi"}, (function, path)
@@ -206,8 +235,9 @@ def test_the_model_loads_with_constant_folding_unless_the_deployer_chooses_fast_
 @pytest.mark.parametrize("environment", ["dev", "prod"])
 def test_samconfig_overrides_are_template_parameters_with_allowed_values(environment):
     samconfig = tomllib.loads((REPO / "samconfig.toml").read_text())
-    overrides = dict(item.split("=", 1) for item in
-                     samconfig[environment]["deploy"]["parameters"]["parameter_overrides"].split())
+    overrides = dict(
+        item.split("=", 1) for item in samconfig[environment]["deploy"]["parameters"]["parameter_overrides"].split()
+    )
     parameters = TEMPLATE["Parameters"]
     assert set(overrides) <= set(parameters)
     for name, value in overrides.items():
@@ -218,7 +248,8 @@ def test_samconfig_overrides_are_template_parameters_with_allowed_values(environ
 def test_held_events_are_redelivered_every_minute_by_a_function_that_may_publish_them():
     events = props("EventsRedeliveryFunction")["Events"]
     assert [(e["Type"], e["Properties"]["ScheduleExpression"]) for e in events.values()] == [
-        ("ScheduleV2", "rate(1 minute)")]
+        ("ScheduleV2", "rate(1 minute)")
+    ]
     policies = json.dumps(props("EventsRedeliveryFunction")["Policies"])
     assert "DynamoDBCrudPolicy" in policies and "SNSPublishMessagePolicy" in policies
     assert "Layers" not in props("EventsRedeliveryFunction")  # CoreLayer only (Globals)
@@ -279,7 +310,9 @@ def test_bucket_notifications_are_as_specified():
         if item["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     }
     assert seen == {
-        ("s3:ObjectCreated:*", "inbox/"), ("s3:ObjectRemoved:*", "inbox/"), ("s3:ObjectCreated:*", "uploads/"),
+        ("s3:ObjectCreated:*", "inbox/"),
+        ("s3:ObjectRemoved:*", "inbox/"),
+        ("s3:ObjectCreated:*", "uploads/"),
     }
     # The queue policy names the bucket by a built ARN: a !GetAtt would make bucket and policy circular.
     (statement,) = props("IngestQueuePolicy")["PolicyDocument"]["Statement"]
@@ -350,9 +383,17 @@ def test_layer_locks_are_closed():
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 
-    lambda_python = {**default_environment(), "python_version": "3.12", "python_full_version": "3.12.0",
-                     "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-                     "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    lambda_python = {
+        **default_environment(),
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
     shipped = {name for pins in _layer_locks().values() for name in pins}
     missing: dict[str, set[str]] = {}
     for name in shipped:
@@ -389,7 +430,9 @@ def test_resolver(expression, expected):
 
 
 def test_resolver_conditions_follow_parameters():
-    resolver = Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"VectorStore": "external"})
+    resolver = Resolver(
+        TEMPLATE, stack_name="st", region="us-east-1", account_id="1", parameters={"VectorStore": "external"}
+    )
     assert not resolver.condition("UseDomain")
     assert Resolver(TEMPLATE, stack_name="st", region="us-east-1", account_id="1").condition("UseDomain")
     with pytest.raises(TemplateError, match="unknown template parameters"):
@@ -420,7 +463,9 @@ def test_deployable_subset_is_plain_and_self_contained():
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
@@ -477,7 +522,11 @@ def _check_resources(resources: ProvisionedResources) -> None:
     assert {
         (tuple(item["Events"]), item["Filter"]["Key"]["FilterRules"][0]["Value"])
         for item in notifications["QueueConfigurations"]
-    } == {(("s3:ObjectCreated:*",), "inbox/"), (("s3:ObjectRemoved:*",), "inbox/"), (("s3:ObjectCreated:*",), "uploads/")}
+    } == {
+        (("s3:ObjectCreated:*",), "inbox/"),
+        (("s3:ObjectRemoved:*",), "inbox/"),
+        (("s3:ObjectCreated:*",), "uploads/"),
+    }
 
     attributes = sqs.get_queue_attributes(QueueUrl=resources.ingest_queue_url, AttributeNames=["All"])["Attributes"]
     assert attributes["QueueArn"] == resources.ingest_queue_arn
@@ -531,7 +580,11 @@ def test_provision_creates_the_template_resources_idempotently():
     }
     # Only what the template declares and the emulator can hold: no functions, no API, no OpenSearch.
     assert set(first.physical_ids) == {
-        "DocumentsBucket", "IngestQueue", "IngestDeadLetterQueue", "IngestQueuePolicy", "EventsTopic",
+        "DocumentsBucket",
+        "IngestQueue",
+        "IngestDeadLetterQueue",
+        "IngestQueuePolicy",
+        "EventsTopic",
         "MetadataTable",
     }
 

@@ -49,8 +49,12 @@ def tenant(name: str = "t1"):
 
 def test_cosine_scores_on_opensearch_scale(make_index):
     index = make_index()
-    index.replace_document("t1", "d1", [chunk("d1", 0, "x"), chunk("d1", 1, "y"), chunk("d1", 2, "z")],
-                           np.stack([unit(1, 0), unit(0, 1), unit(-1, 0)]))
+    index.replace_document(
+        "t1",
+        "d1",
+        [chunk("d1", 0, "x"), chunk("d1", 1, "y"), chunk("d1", 2, "z")],
+        np.stack([unit(1, 0), unit(0, 1), unit(-1, 0)]),
+    )
     hits = index.search_vector(unit(1, 0), tenant(), 3)
     assert [h[0] for h in hits] == ["d1-00000", "d1-00001", "d1-00002"]
     assert [h[1] for h in hits] == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
@@ -148,15 +152,31 @@ def test_filters_agree_with_the_reference_semantics(make_index):
             "source": rng.choice(["web", "api", "inbox"]),
             "tag_ids": rng.sample(["a", "b", "c", "d"], rng.randint(0, 2)),
             "page": rng.choice([None, 1, 2, 3, 10]),
-            "metadata": {k: v for k, v in {"team": rng.choice(["eng", "ops", None]), "year": rng.choice([2019, 2020.0, 2021, "2020", None]), "flag": rng.choice([True, False, 1, None])}.items() if v is not None},
+            "metadata": {
+                k: v
+                for k, v in {
+                    "team": rng.choice(["eng", "ops", None]),
+                    "year": rng.choice([2019, 2020.0, 2021, "2020", None]),
+                    "flag": rng.choice([True, False, 1, None]),
+                }.items()
+                if v is not None
+            },
         }
         doc = f"d{i:03d}"
         index.replace_document("t1", doc, [chunk(doc, 0, "text", **payload)], unit(1).reshape(1, -1))
         payloads[doc] = {**payload, "tenant_id": "t1", "document_id": doc}
     atoms = [
-        {"source": "web"}, {"tag_ids": ["a", "c"]}, {"tag_ids": {"$nin": ["b"]}}, {"page": {"$gte": 2}},
-        {"page": {"$exists": False}}, {"metadata.team": {"$ne": "eng"}}, {"metadata.year": {"$lt": 2021}},
-        {"metadata.year": "2020"}, {"metadata.flag": True}, {"metadata.flag": 1}, {"metadata.year": {"$gt": "2019"}},
+        {"source": "web"},
+        {"tag_ids": ["a", "c"]},
+        {"tag_ids": {"$nin": ["b"]}},
+        {"page": {"$gte": 2}},
+        {"page": {"$exists": False}},
+        {"metadata.team": {"$ne": "eng"}},
+        {"metadata.year": {"$lt": 2021}},
+        {"metadata.year": "2020"},
+        {"metadata.flag": True},
+        {"metadata.flag": 1},
+        {"metadata.year": {"$gt": "2019"}},
     ]
     for _ in range(150):
         spec = rng.choice(atoms)
@@ -254,7 +274,9 @@ def test_readers_see_one_whole_version_during_replacement(make_index):
 
 def test_dotted_metadata_keys_are_not_paths(make_index):
     index = make_index()
-    index.replace_document("t1", "a", [chunk("a", 0, "x", metadata={"a.b": "x", "c": {"d": "y"}})], unit(1).reshape(1, -1))
+    index.replace_document(
+        "t1", "a", [chunk("a", 0, "x", metadata={"a.b": "x", "c": {"d": "y"}})], unit(1).reshape(1, -1)
+    )
     payload = {"tenant_id": "t1", "metadata": {"a.b": "x", "c": {"d": "y"}}}
     for spec, expected in [({"metadata.a.b": "x"}, False), ({"metadata.c.d": "y"}, True)]:
         assert matches(parse_filter(spec), payload) is expected

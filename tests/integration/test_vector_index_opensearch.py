@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
 from ragline.config import Settings
 from ragline.retrieval.filters import Term, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
-
 from tests.integration.test_vector_index import (  # noqa: F401  (collected here, against OpenSearch)
     DIM,
     chunk,
@@ -175,7 +175,9 @@ def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_ind
 
     def version(v: int, n: int) -> list[IndexedChunk]:
         return [
-            IndexedChunk(id=f"d-v{v}-{i:05d}", tenant_id="t1", document_id="d", text=f"v{v} {i}", payload={"version": v})
+            IndexedChunk(
+                id=f"d-v{v}-{i:05d}", tenant_id="t1", document_id="d", text=f"v{v} {i}", payload={"version": v}
+            )
             for i in range(n)
         ]
 

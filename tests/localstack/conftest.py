@@ -94,8 +94,9 @@ def _install(log_dir: Path) -> float:
     started = time.monotonic()
     log_path = log_dir / "install.log"
     with log_path.open("wb") as log:
-        result = subprocess.run(["bash", str(INSTALL_SCRIPT), str(VENV)], stdout=log, stderr=subprocess.STDOUT,
-                                timeout=900)
+        result = subprocess.run(
+            ["bash", str(INSTALL_SCRIPT), str(VENV)], stdout=log, stderr=subprocess.STDOUT, timeout=900
+        )
     output = log_path.read_text(errors="replace")
     if result.returncode == NO_PYTHON_313:
         pytest.skip(f"LocalStack tier skipped: {output.strip().splitlines()[-1]}")
@@ -143,7 +144,11 @@ def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(VENV / "bin" / "python"), "-m", "localstack.runtime.main"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=work,
+            start_new_session=True,
         )
     stack = LocalStack(f"http://127.0.0.1:{port}", port, process, log_path, timings)
     try:
@@ -164,8 +169,9 @@ def _wait_healthy(stack: LocalStack) -> None:
     last = ""
     while time.monotonic() < deadline:
         if stack.process.poll() is not None:
-            pytest.fail(f"LocalStack exited ({stack.process.returncode}) while starting:\n{stack.log_tail()}",
-                        pytrace=False)
+            pytest.fail(
+                f"LocalStack exited ({stack.process.returncode}) while starting:\n{stack.log_tail()}", pytrace=False
+            )
         try:
             response = httpx.get(f"{stack.url}/_localstack/health", timeout=2.0)
             last = response.text
@@ -177,8 +183,9 @@ def _wait_healthy(stack: LocalStack) -> None:
         except httpx.TransportError as exc:
             last = repr(exc)
         time.sleep(0.2)
-    pytest.fail(f"LocalStack not healthy after {START_TIMEOUT_SECONDS}s (last: {last}):\n{stack.log_tail()}",
-                pytrace=False)
+    pytest.fail(
+        f"LocalStack not healthy after {START_TIMEOUT_SECONDS}s (last: {last}):\n{stack.log_tail()}", pytrace=False
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -48,24 +48,46 @@ def gateway(localstack: LocalStack, aws: Callable[[str], Any], app: tuple[Server
     root_id = next(r["id"] for r in apigw.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
 
     proxy_id = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="{proxy+}")["id"]
-    apigw.put_method(restApiId=api_id, resourceId=proxy_id, httpMethod="ANY", authorizationType="NONE",
-                     apiKeyRequired=True, requestParameters={"method.request.path.proxy": True})
+    apigw.put_method(
+        restApiId=api_id,
+        resourceId=proxy_id,
+        httpMethod="ANY",
+        authorizationType="NONE",
+        apiKeyRequired=True,
+        requestParameters={"method.request.path.proxy": True},
+    )
     # x-api-key reaches the app as-is (checked: LocalStack forwards it without a requestParameters mapping),
     # and the app checks it again: the gateway only keeps keyless traffic out.
-    apigw.put_integration(restApiId=api_id, resourceId=proxy_id, httpMethod="ANY", type="HTTP_PROXY",
-                          integrationHttpMethod="ANY", uri=f"{server.url}/{{proxy}}",
-                          requestParameters={"integration.request.path.proxy": "method.request.path.proxy"})
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=proxy_id,
+        httpMethod="ANY",
+        type="HTTP_PROXY",
+        integrationHttpMethod="ANY",
+        uri=f"{server.url}/{{proxy}}",
+        requestParameters={"integration.request.path.proxy": "method.request.path.proxy"},
+    )
 
     health_id = apigw.create_resource(restApiId=api_id, parentId=root_id, pathPart="health")["id"]
-    apigw.put_method(restApiId=api_id, resourceId=health_id, httpMethod="GET", authorizationType="NONE",
-                     apiKeyRequired=False)
-    apigw.put_integration(restApiId=api_id, resourceId=health_id, httpMethod="GET", type="HTTP_PROXY",
-                          integrationHttpMethod="GET", uri=f"{server.url}/health")
+    apigw.put_method(
+        restApiId=api_id, resourceId=health_id, httpMethod="GET", authorizationType="NONE", apiKeyRequired=False
+    )
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=health_id,
+        httpMethod="GET",
+        type="HTTP_PROXY",
+        integrationHttpMethod="GET",
+        uri=f"{server.url}/health",
+    )
 
     apigw.create_deployment(restApiId=api_id, stageName=STAGE)
     api_key = apigw.create_api_key(name="ragline-gw", value=key, enabled=True)
-    plan = apigw.create_usage_plan(name="ragline-plan", apiStages=[{"apiId": api_id, "stage": STAGE}],
-                                   throttle={"rateLimit": 50.0, "burstLimit": 100})
+    plan = apigw.create_usage_plan(
+        name="ragline-plan",
+        apiStages=[{"apiId": api_id, "stage": STAGE}],
+        throttle={"rateLimit": 50.0, "burstLimit": 100},
+    )
     apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=api_key["id"], keyType="API_KEY")
     # LocalStack's path form of the invoke URL (the host-based one needs DNS for *.localstack.cloud).
     return Gateway(f"{localstack.url}/_aws/execute-api/{api_id}/{STAGE}", key, server)
@@ -93,8 +115,10 @@ def test_health_needs_no_key(gateway: Gateway) -> None:
 
 def test_upload_search_and_chat_through_the_gateway(gateway: Gateway, tmp_path: Path) -> None:
     marker = uuid.uuid4().hex[:8]
-    text = (f"Glacier report {marker}. The Vatnajokull ice cap retreated by 4 kilometres between 1890 and 2020. "
-            "Meltwater from the ice cap feeds the Jokulsa river, which carries sediment to the north coast.")
+    text = (
+        f"Glacier report {marker}. The Vatnajokull ice cap retreated by 4 kilometres between 1890 and 2020. "
+        "Meltwater from the ice cap feeds the Jokulsa river, which carries sediment to the north coast."
+    )
     with httpx.Client(base_url=gateway.url, headers={"x-api-key": gateway.key}, timeout=60) as client:
         upload = client.post("/v1/kb/documents", files={"file": (f"glacier-{marker}.txt", text.encode(), "text/plain")})
         assert upload.status_code == 202, upload.text

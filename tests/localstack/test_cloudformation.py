@@ -40,10 +40,14 @@ def _wait_for_stack(cfn: Any, stack_name: str) -> dict[str, Any]:
             return stack
         if not status.endswith("IN_PROGRESS") or time.monotonic() > deadline:
             events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
-            reasons = [f"{e['LogicalResourceId']}: {e['ResourceStatus']} {e.get('ResourceStatusReason', '')}"
-                       for e in events if "FAILED" in e["ResourceStatus"]]
-            raise AssertionError(f"stack {stack_name} ended {status}: {stack.get('StackStatusReason')}\n"
-                                 + "\n".join(reasons))
+            reasons = [
+                f"{e['LogicalResourceId']}: {e['ResourceStatus']} {e.get('ResourceStatusReason', '')}"
+                for e in events
+                if "FAILED" in e["ResourceStatus"]
+            ]
+            raise AssertionError(
+                f"stack {stack_name} ended {status}: {stack.get('StackStatusReason')}\n" + "\n".join(reasons)
+            )
         time.sleep(0.5)
 
 
@@ -58,7 +62,8 @@ def test_template_resources_deploy_with_their_attributes(aws: Callable[[str], An
     # Real CloudFormation rejects a Ref/GetAtt to anything the template does not declare (LocalStack
     # is lenient), e.g. SAM's implicit resources such as <Api>UsagePlan, which are not in Resources.
     dangling = provision.references([kept, subset.get("Outputs", {}), subset.get("Conditions", {})]) - (
-        set(kept) | set(subset.get("Parameters", {})))
+        set(kept) | set(subset.get("Parameters", {}))
+    )
     assert not dangling, f"deployable_subset keeps references to undeclared resources: {sorted(dangling)}"
 
     cfn, sqs, s3, sns = aws("cloudformation"), aws("sqs"), aws("s3"), aws("sns")
@@ -66,8 +71,10 @@ def test_template_resources_deploy_with_their_attributes(aws: Callable[[str], An
     cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(subset))
     stack = _wait_for_stack(cfn, stack_name)
 
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                for r in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]}
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    }
     assert set(physical) == set(kept), physical
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
@@ -86,8 +93,9 @@ def test_template_resources_deploy_with_their_attributes(aws: Callable[[str], An
     if "MessageRetentionPeriod" in dlq_props:
         assert int(dlq["MessageRetentionPeriod"]) == dlq_props["MessageRetentionPeriod"]
     policy = json.loads(queue["Policy"])
-    assert any(s["Effect"] == "Allow" and s["Principal"] == {"Service": "s3.amazonaws.com"}
-               for s in policy["Statement"]), policy
+    assert any(
+        s["Effect"] == "Allow" and s["Principal"] == {"Service": "s3.amazonaws.com"} for s in policy["Statement"]
+    ), policy
 
     # The bucket: notifications to the ingest queue exactly as declared, and its guard rails.
     bucket = physical[provision.DOCUMENTS_BUCKET]
@@ -110,8 +118,10 @@ def test_template_resources_deploy_with_their_attributes(aws: Callable[[str], An
     if "BucketEncryption" in bucket_props:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
         wanted = bucket_props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == \
-            wanted["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        assert (
+            rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            == wanted["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        )
 
     # The notification works: an object under inbox/ lands on the queue as an S3 event.
     s3.put_object(Bucket=bucket, Key="inbox/t1/cfn check.txt", Body=b"hello")

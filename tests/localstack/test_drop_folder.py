@@ -53,7 +53,9 @@ def emulated_env(localstack: LocalStack, moto_dynamodb: str) -> dict[str, str]:
 def aws_server(tmp_path_factory: pytest.TempPathFactory, emulated_env: dict[str, str]) -> Iterator[Server]:
     stack_name = f"rl-ls-{uuid.uuid4().hex[:6]}"
     server = Server(
-        tmp_path_factory.mktemp("aws-backend"), env=emulated_env, extra_args=["--backend", "aws", "--stack-name", stack_name]
+        tmp_path_factory.mktemp("aws-backend"),
+        env=emulated_env,
+        extra_args=["--backend", "aws", "--stack-name", stack_name],
     )
     server.stack_name = stack_name  # type: ignore[attr-defined]  # provision() is asked again for the names
     server.start()
@@ -102,11 +104,16 @@ def test_drop_folder_object_is_searchable_then_gone(
     object_key = f"inbox/{tenant}/notes/a.txt"
     s3.put_object(Bucket=resources.documents_bucket, Key=object_key, Body=text.encode(), ContentType="text/plain")
 
-    with (httpx.Client(base_url=aws_server.url, headers={"x-api-key": key}, timeout=30) as client,
-          httpx.Client(base_url=aws_server.url, headers={"x-api-key": other_key}, timeout=30) as other):
+    with (
+        httpx.Client(base_url=aws_server.url, headers={"x-api-key": key}, timeout=30) as client,
+        httpx.Client(base_url=aws_server.url, headers={"x-api-key": other_key}, timeout=30) as other,
+    ):
         started = time.monotonic()
-        hits = _wait(aws_server, lambda: _search(client, marker),
-                     f"s3://{resources.documents_bucket}/{object_key} to become searchable")
+        hits = _wait(
+            aws_server,
+            lambda: _search(client, marker),
+            f"s3://{resources.documents_bucket}/{object_key} to become searchable",
+        )
         print(f"\ndrop folder: searchable after {time.monotonic() - started:.1f}s")
         payload = hits[0]["payload"]
         assert marker in payload["text"] and payload["tenant_id"] == tenant, payload

@@ -80,8 +80,9 @@ def subscriber() -> Iterator[Subscriber]:
 
 
 def _subscribe_confirmed(sns: Any, topic_arn: str, endpoint: str, **attributes: str) -> str:
-    arn = sns.subscribe(TopicArn=topic_arn, Protocol="http", Endpoint=endpoint, Attributes=attributes,
-                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    arn = sns.subscribe(
+        TopicArn=topic_arn, Protocol="http", Endpoint=endpoint, Attributes=attributes, ReturnSubscriptionArn=True
+    )["SubscriptionArn"]
 
     def confirmed() -> bool:
         attrs = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
@@ -97,8 +98,9 @@ def test_http_subscriber_confirms_and_receives_ragline_events(
     sns = aws("sns")
     topic_arn = sns.create_topic(Name=f"ragline-events-{uuid.uuid4().hex[:6]}")["TopicArn"]
     _subscribe_confirmed(sns, topic_arn, f"{subscriber.url}/all")
-    _subscribe_confirmed(sns, topic_arn, f"{subscriber.url}/failures",
-                         FilterPolicy=json.dumps({"event_type": ["error.ingestion"]}))
+    _subscribe_confirmed(
+        sns, topic_arn, f"{subscriber.url}/failures", FilterPolicy=json.dumps({"event_type": ["error.ingestion"]})
+    )
     assert len(subscriber.confirmations) == 2
     assert all("Action=ConfirmSubscription" in url for url in subscriber.confirmations), subscriber.confirmations
 

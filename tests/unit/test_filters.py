@@ -25,7 +25,10 @@ PARSE_TABLE = [
     ({"metadata.team": {"$in": ["eng", "ops"]}}, Term("metadata.team", ("eng", "ops"))),
     ({"metadata.team": {"$nin": ["eng"]}}, Not(Term("metadata.team", ("eng",)))),
     ({"page": {"$gt": 2}}, Range("page", "$gt", 2)),
-    ({"metadata.year": {"$gte": 2020, "$lt": 2024}}, And((Range("metadata.year", "$gte", 2020), Range("metadata.year", "$lt", 2024)))),
+    (
+        {"metadata.year": {"$gte": 2020, "$lt": 2024}},
+        And((Range("metadata.year", "$gte", 2020), Range("metadata.year", "$lt", 2024))),
+    ),
     ({"metadata.a": {"$exists": True}}, Exists("metadata.a")),
     ({"metadata.a": {"$exists": False}}, Not(Exists("metadata.a"))),
     ({"$or": [{"source": "a"}, {"source": "b"}]}, Or((Term("source", ("a",)), Term("source", ("b",))))),

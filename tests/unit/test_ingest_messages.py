@@ -43,7 +43,9 @@ def s3_notification(*records: tuple[str, str]) -> str:
         ),
         (s3_notification(("ObjectRemoved:Delete", "inbox/t1/a.txt")), [ObjectEvent("docs", "inbox/t1/a.txt", False)]),
         (
-            s3_notification(("ObjectRemoved:DeleteMarkerCreated", "inbox/t1/a.txt"), ("ObjectCreated:Copy", "uploads/t1/d/x.pdf")),
+            s3_notification(
+                ("ObjectRemoved:DeleteMarkerCreated", "inbox/t1/a.txt"), ("ObjectCreated:Copy", "uploads/t1/d/x.pdf")
+            ),
             [ObjectEvent("docs", "inbox/t1/a.txt", False), ObjectEvent("docs", "uploads/t1/d/x.pdf", True)],
         ),
         ('{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"docs"}', []),
@@ -91,7 +93,10 @@ def test_stale_claim_cutoff_is_a_comparable_timestamp() -> None:
 
 
 def _event(*ids: str) -> dict[str, object]:
-    messages = [{"MessageId": i, "ReceiptHandle": f"rh-{i}", "Body": "{}", "Attributes": {"ApproximateReceiveCount": 1}} for i in ids]
+    messages = [
+        {"MessageId": i, "ReceiptHandle": f"rh-{i}", "Body": "{}", "Attributes": {"ApproximateReceiveCount": 1}}
+        for i in ids
+    ]
     return sqs_event(messages, "arn:aws:sqs:us-east-1:000000000000:q", "us-east-1")
 
 
@@ -115,4 +120,7 @@ def test_sqs_event_has_lambdas_record_shape() -> None:
     assert record["eventSource"] == "aws:sqs"
     assert record["attributes"] == {"ApproximateReceiveCount": "1"}  # strings, as Lambda sends them
     assert set(record) >= {"messageId", "receiptHandle", "body", "md5OfBody", "eventSourceARN", "awsRegion"}
-    assert queue_arn_from_url("http://127.0.0.1:5000/123456789012/ingest", "eu-west-1", "123") == "arn:aws:sqs:eu-west-1:123:ingest"
+    assert (
+        queue_arn_from_url("http://127.0.0.1:5000/123456789012/ingest", "eu-west-1", "123")
+        == "arn:aws:sqs:eu-west-1:123:ingest"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
 from ragline.models import IndexedChunk

@@ -57,7 +57,8 @@ def test_published_straight_through_when_the_bus_is_up(parts) -> None:
     bus, outbox, events = parts
     events.publish("document.indexed", "t1", {"document_id": "doc_1"})
     assert [(e["type"], e["tenant_id"], e["data"]) for e in bus.published] == [
-        ("document.indexed", "t1", {"document_id": "doc_1"})]
+        ("document.indexed", "t1", {"document_id": "doc_1"})
+    ]
     assert outbox.items == {}
 
 

@@ -34,8 +34,12 @@ def test_detect_content_type(filename, declared, head, expected):
 
 @pytest.mark.parametrize(
     ("filename", "declared", "head"),
-    [("photo.png", "image/png", b"\x89PNG"), ("a.docx", None, b"PK\x03\x04"), ("blob", None, b"\x00\x01\x02"),
-     ("tool.exe", "application/octet-stream", b"MZ")],
+    [
+        ("photo.png", "image/png", b"\x89PNG"),
+        ("a.docx", None, b"PK\x03\x04"),
+        ("blob", None, b"\x00\x01\x02"),
+        ("tool.exe", "application/octet-stream", b"MZ"),
+    ],
 )
 def test_unsupported_types_are_415(filename, declared, head):
     with pytest.raises(UnsupportedMediaType) as info:
@@ -93,7 +97,9 @@ def test_markdown_sections():
     blocks = list(parsed.blocks)
     assert parsed.title == "Install"
     assert [(b.section, b.text.splitlines()[-1]) for b in blocks] == [
-        (None, "Intro line."), ("Install", "Run make."), ("Linux", "Use apt.")
+        (None, "Intro line."),
+        ("Install", "Run make."),
+        ("Linux", "Use apt."),
     ]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragline.models import SearchRequest
 from ragline.retrieval.filters import FilterNode
 from ragline.retrieval.service import SearchService, chunk_version, newest_versions, payload_version

@@ -34,9 +34,7 @@ def _no_worker() -> None:
     """Without background work (Lambda), accepted jobs wait on the job queue for the ingest function."""
 
 
-def create_app(
-    container: Container, *, background: bool = True, routers: Collection[str] | None = None
-) -> FastAPI:
+def create_app(container: Container, *, background: bool = True, routers: Collection[str] | None = None) -> FastAPI:
     selected = list(ROUTERS) if routers is None else list(routers)
     unknown = sorted(set(selected) - set(ROUTERS))
     if unknown:

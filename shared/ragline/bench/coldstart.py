@@ -70,30 +70,60 @@ def rest_event(
     method: str, path: str, *, key: str | None = None, body: Any = None, authorizer: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """An API Gateway REST Lambda-proxy event (payload 1.0), with the authorizer's context when given."""
-    headers = {"Host": f"{API_ID}.execute-api.{REGION}.amazonaws.com", "User-Agent": "ragline-bench",
-               "X-Forwarded-Proto": "https"}
+    headers = {
+        "Host": f"{API_ID}.execute-api.{REGION}.amazonaws.com",
+        "User-Agent": "ragline-bench",
+        "X-Forwarded-Proto": "https",
+    }
     if key:
         headers["x-api-key"] = key
     text = None if body is None else json.dumps(body)
     if text is not None:
         headers["Content-Type"] = "application/json"
     return {
-        "resource": "/{proxy+}", "path": path, "httpMethod": method, "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
-        "multiValueQueryStringParameters": None, "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None, "body": text, "isBase64Encoded": False,
-        "requestContext": {"accountId": ACCOUNT, "apiId": API_ID, "httpMethod": method, "path": f"/{STAGE}{path}",
-                           "stage": STAGE, "requestId": "bench-request", "resourcePath": "/{proxy+}",
-                           "identity": {"sourceIp": "127.0.0.1"},
-                           **({"authorizer": {**authorizer, "principalId": authorizer["key_id"]}} if authorizer else {})},
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "body": text,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "httpMethod": method,
+            "path": f"/{STAGE}{path}",
+            "stage": STAGE,
+            "requestId": "bench-request",
+            "resourcePath": "/{proxy+}",
+            "identity": {"sourceIp": "127.0.0.1"},
+            **({"authorizer": {**authorizer, "principalId": authorizer["key_id"]}} if authorizer else {}),
+        },
     }
 
 
 def authorizer_event(key: str) -> dict[str, Any]:
     event = rest_event("POST", "/v1/kb/search", key=key)
-    return {"type": "REQUEST", "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/POST/v1/kb/search",
-            **{k: event[k] for k in ("resource", "path", "httpMethod", "headers", "multiValueHeaders",
-                                     "pathParameters", "requestContext")}}
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/POST/v1/kb/search",
+        **{
+            k: event[k]
+            for k in (
+                "resource",
+                "path",
+                "httpMethod",
+                "headers",
+                "multiValueHeaders",
+                "pathParameters",
+                "requestContext",
+            )
+        },
+    }
 
 
 @dataclass
@@ -162,7 +192,7 @@ def import_breakdown(importtime_log: str) -> dict[str, float]:
     for line in importtime_log.splitlines():
         if not line.startswith("import time:"):
             continue
-        parts = line[len("import time:"):].split("|")
+        parts = line[len("import time:") :].split("|")
         if len(parts) != 3 or not parts[0].strip().isdigit():
             continue  # the header line
         root = parts[2].strip().split(".")[0]
@@ -198,13 +228,20 @@ class Launch:
 def _child_run(name: str, event: dict[str, Any], launch: Launch) -> dict[str, Any]:
     spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK, "time_model": launch.times_model}
     started = time.perf_counter()
-    done = subprocess.run([*launch.interpreter, "-c", CHILD, json.dumps(spec)], cwd=launch.cwd, env=launch.env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [*launch.interpreter, "-c", CHILD, json.dumps(spec)],
+        cwd=launch.cwd,
+        env=launch.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     wall = time.perf_counter() - started
     line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)), None)
     if done.returncode != 0 or line is None:
         raise BenchError(f"{name} cold start failed ({done.returncode}): {done.stderr[-2000:]}")
-    result = json.loads(line[len(RESULT_MARK):])
+    result = json.loads(line[len(RESULT_MARK) :])
     if result["error_body"] is not None:
         result["error_body"] = f"{str(result['error_body'])[:500]} | stderr: {done.stderr[-1500:]}"
     else:
@@ -216,12 +253,19 @@ def _child_run(name: str, event: dict[str, Any], launch: Launch) -> dict[str, An
 def _import_run(name: str, event: dict[str, Any], launch: Launch) -> tuple[dict[str, Any], dict[str, float]]:
     """One more cold start under ``-X importtime`` (slower: not one of the timed samples)."""
     spec = {"path": str(launch.app), "event": event, "mark": RESULT_MARK, "time_model": launch.times_model}
-    done = subprocess.run([*launch.interpreter, "-X", "importtime", "-c", CHILD, json.dumps(spec)], cwd=launch.cwd,
-                          env=launch.env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [*launch.interpreter, "-X", "importtime", "-c", CHILD, json.dumps(spec)],
+        cwd=launch.cwd,
+        env=launch.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)), None)
     if done.returncode != 0 or line is None:
         raise BenchError(f"{name} import breakdown failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(line[len(RESULT_MARK):]), import_breakdown(done.stderr)
+    return json.loads(line[len(RESULT_MARK) :]), import_breakdown(done.stderr)
 
 
 def _free_port() -> int:
@@ -247,14 +291,21 @@ def _stream_run(key: str, directory: Path, env: dict[str, str]) -> dict[str, Any
     port = _free_port()
     context = {"authorizer": {"tenant_id": TENANT, "scopes": "chat", "key_id": "bench"}, "stage": STAGE}
     started = time.perf_counter()
-    process = subprocess.Popen(["bash", str(directory / "run.sh")], cwd=directory, env={**env, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        ["bash", str(directory / "run.sh")],
+        cwd=directory,
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=60) as client:
             while True:
                 if process.poll() is not None:
-                    raise BenchError(f"stream_chat exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
+                    raise BenchError(
+                        f"stream_chat exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}"
+                    )
                 try:
                     if client.get("/health").status_code == 200:
                         break
@@ -264,14 +315,25 @@ def _stream_run(key: str, directory: Path, env: dict[str, str]) -> dict[str, Any
             timings = []
             for _ in range(2):
                 begun = time.perf_counter()
-                with client.stream("POST", "/v1/kb/chat/stream", json={"query": "How long do refunds take?"},
-                                   headers={"x-api-key": key, "x-amzn-request-context": json.dumps(context)}) as response:
+                with client.stream(
+                    "POST",
+                    "/v1/kb/chat/stream",
+                    json={"query": "How long do refunds take?"},
+                    headers={"x-api-key": key, "x-amzn-request-context": json.dumps(context)},
+                ) as response:
                     lines = [line for line in response.iter_lines() if line.startswith("data: ")]
                     if response.status_code != 200 or not lines or lines[-1] != "data: [DONE]":
                         raise BenchError(f"stream_chat answered {response.status_code}: {lines[-3:]}")
                 timings.append(time.perf_counter() - begun)
-        return {"init_s": init_s, "model_load_s": None, "first_invoke_s": timings[0], "warm_invoke_s": timings[1],
-                "status": 200, "ru_maxrss_mb": _peak_rss_mb(process.pid), "process_wall_s": time.perf_counter() - started}
+        return {
+            "init_s": init_s,
+            "model_load_s": None,
+            "first_invoke_s": timings[0],
+            "warm_invoke_s": timings[1],
+            "status": 200,
+            "ru_maxrss_mb": _peak_rss_mb(process.pid),
+            "process_wall_s": time.perf_counter() - started,
+        }
     finally:
         process.terminate()
         try:
@@ -283,9 +345,17 @@ def _stream_run(key: str, directory: Path, env: dict[str, str]) -> dict[str, Any
 # ---- the emulated stack ---------------------------------------------------------------------------
 # What a built function takes from the bench's stack rather than from its template: the moto endpoint
 # and credentials, the region, and the names of the stack's resources.
-STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                   "AWS_REGION", "RAGLINE_TABLE_NAME", "RAGLINE_DOCUMENTS_BUCKET", "RAGLINE_INGEST_QUEUE_URL",
-                   "RAGLINE_EVENTS_TOPIC_ARN")
+STACK_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "RAGLINE_TABLE_NAME",
+    "RAGLINE_DOCUMENTS_BUCKET",
+    "RAGLINE_INGEST_QUEUE_URL",
+    "RAGLINE_EVENTS_TOPIC_ARN",
+)
 # Inside Lambda, Powertools' Tracer is on and patches botocore through the X-Ray SDK: these make it
 # behave so here (segments go to an unheard UDP port).
 LAMBDA_VARIABLES = {
@@ -310,6 +380,8 @@ def _stack(data_dir: Path, seed_env: dict[str, str] | None = None) -> Iterator[t
 
     The document is ingested in this process with `seed_env` added to the environment: nothing (the
     embedded engine, written where the venv's functions open it) or OPENSEARCH_URL of the stub."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -319,8 +391,6 @@ def _stack(data_dir: Path, seed_env: dict[str, str] | None = None) -> Iterator[t
     from ragline.container import Container
     from ragline.keys import create_key
 
-    import logging
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -328,38 +398,60 @@ def _stack(data_dir: Path, seed_env: dict[str, str] | None = None) -> Iterator[t
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
-                          aws_secret_access_key="bench")
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
         s3.create_bucket(Bucket=BUCKET)
-        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
-                           aws_secret_access_key="bench")
+        sqs = boto3.client(
+            "sqs", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
         queue_url = sqs.create_queue(QueueName="ragline-bench-ingest")["QueueUrl"]
-        sns = boto3.client("sns", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
-                           aws_secret_access_key="bench")
+        sns = boto3.client(
+            "sns", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
         topic_arn = sns.create_topic(Name="ragline-bench-events")["TopicArn"]
-        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
-                                aws_secret_access_key="bench")
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         for definition in table_definitions(TABLE):
             dynamodb.create_table(**definition)
         env = {
             **{k: v for k, v in saved.items() if not k.startswith(("RAGLINE_", "ANTHROPIC_", "OPENSEARCH_"))},
             **aws,
-            "RAGLINE_BACKEND": "aws", "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_TABLE_NAME": TABLE,
-            "RAGLINE_DOCUMENTS_BUCKET": BUCKET, "RAGLINE_INGEST_QUEUE_URL": queue_url,
-            "RAGLINE_EVENTS_TOPIC_ARN": topic_arn, "RAGLINE_AUTH_MODE": "key", "RAGLINE_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_SERVICE_NAME": "ragline", "POWERTOOLS_METRICS_NAMESPACE": "RaglineBench",
+            "RAGLINE_BACKEND": "aws",
+            "RAGLINE_DATA_DIR": str(data_dir),
+            "RAGLINE_TABLE_NAME": TABLE,
+            "RAGLINE_DOCUMENTS_BUCKET": BUCKET,
+            "RAGLINE_INGEST_QUEUE_URL": queue_url,
+            "RAGLINE_EVENTS_TOPIC_ARN": topic_arn,
+            "RAGLINE_AUTH_MODE": "key",
+            "RAGLINE_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_SERVICE_NAME": "ragline",
+            "POWERTOOLS_METRICS_NAMESPACE": "RaglineBench",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "RAGLINE_EMBEDDING_FAST_LOAD": _default_deployment_fast_load(),
-            **LAMBDA_VARIABLES, "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR),
+            **LAMBDA_VARIABLES,
+            "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR),
         }
         os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "RAGLINE_"))})
         os.environ.update(seed_env or {})
         clients.reset_clients()
         container = Container(Settings())
         key, _ = create_key(container.store, TENANT)
-        accepted = container.ingest.accept(TENANT, SEED_TEXT.encode(), filename="policies.txt", content_type="text/plain")
+        accepted = container.ingest.accept(
+            TENANT, SEED_TEXT.encode(), filename="policies.txt", content_type="text/plain"
+        )
         job = container.store.claim(accepted.job_id)
         if job is None:
             raise BenchError("could not claim the seed document's job")
@@ -400,8 +492,12 @@ def functions(key: str) -> list[Function]:
         Function("authorizer", "authorizer", authorizer_event(key)),
         Function("search", "search", api("POST", "/v1/kb/search", query), trusting, budget=True),
         Function("chat", "chat", api("POST", "/v1/kb/chat", query), trusting, budget=True),
-        Function("documents", "documents",
-                 api("POST", "/v1/kb/documents", {"text": SEED_TEXT + " Uploaded again.", "title": "Again"}), trusting),
+        Function(
+            "documents",
+            "documents",
+            api("POST", "/v1/kb/documents", {"text": SEED_TEXT + " Uploaded again.", "title": "Again"}),
+            trusting,
+        ),
         Function("events_redelivery", "events_redelivery", {}),  # its schedule's (empty) input; nothing held
     ]
 
@@ -431,28 +527,44 @@ def built_function_name(directory: str) -> str:
     return "".join(part.title() for part in directory.split("_")) + "Function"
 
 
-def built_environment(template_values: dict[str, str], *, pythonpath: str, code: Path, stack_env: dict[str, str],
-                      scratch: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def built_environment(
+    template_values: dict[str, str],
+    *,
+    pythonpath: str,
+    code: Path,
+    stack_env: dict[str, str],
+    scratch: Path,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
     """A built function's environment as Lambda gives it: nothing of this process's, its template's
     variables (made local, parameters at their defaults: smoke.template_env), the stack's endpoint,
     credentials and resource names, the Lambda variables, then the bench's per-function overrides
     (chat+claude's fake Messages API: by default the template sets no Anthropic key)."""
     return {
-        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(scratch), "TMPDIR": str(scratch),
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
         "PYTHONDONTWRITEBYTECODE": "1",  # /var/task and /opt are read-only on Lambda: no .pyc kept between starts
         "PYTHONPATH": pythonpath,
         **template_values,
         **{name: stack_env[name] for name in STACK_VARIABLES if name in stack_env},
         "AWS_SESSION_TOKEN": "bench",  # role credentials on Lambda carry a session token (signed along)
-        **LAMBDA_VARIABLES, "LAMBDA_TASK_ROOT": str(code),
+        **LAMBDA_VARIABLES,
+        "LAMBDA_TASK_ROOT": str(code),
         **(overrides or {}),
     }
 
 
 def _python_version(python: str) -> str:
     try:
-        done = subprocess.run([python, "-S", "-c", "import sys; print(sys.version.split()[0])"],
-                              capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [python, "-S", "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BenchError(f"{python} does not run ({exc}): pass --python312 or set PYTHON312") from exc
     version = done.stdout.strip()
@@ -497,15 +609,26 @@ class BuiltPackage:
 
     def environment(self, directory: str, stack_env: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
         fn = self.built(directory)
-        template_values = self.smoke.template_env(fn, self.template, self.opensearch.url, BUILT_OPENSEARCH_AUTH,
-                                                  self.scratch / "ragline")
-        return built_environment(template_values, pythonpath=self.smoke.function_pythonpath(fn, self.sdk),
-                                 code=fn["code"], stack_env=stack_env, scratch=self.scratch, overrides=overrides)
+        template_values = self.smoke.template_env(
+            fn, self.template, self.opensearch.url, BUILT_OPENSEARCH_AUTH, self.scratch / "ragline"
+        )
+        return built_environment(
+            template_values,
+            pythonpath=self.smoke.function_pythonpath(fn, self.sdk),
+            code=fn["code"],
+            stack_env=stack_env,
+            scratch=self.scratch,
+            overrides=overrides,
+        )
 
     def launch(self, function: Function, stack_env: dict[str, str]) -> Launch:
         code = self.built(function.directory)["code"]
-        return Launch([self.python312, "-S"], code / "app.py", self.environment(function.directory, stack_env,
-                                                                                  function.env), cwd=code)
+        return Launch(
+            [self.python312, "-S"],
+            code / "app.py",
+            self.environment(function.directory, stack_env, function.env),
+            cwd=code,
+        )
 
     def stream(self, stack_env: dict[str, str]) -> tuple[Path, dict[str, str]]:
         env = self.environment("stream_chat", stack_env, {})
@@ -519,8 +642,12 @@ def _venv_launch(function: Function, env: dict[str, str]) -> Launch:
 
 def _venv_stream(env: dict[str, str]) -> tuple[Path, dict[str, str]]:
     directory = FUNCTIONS_DIR / "stream_chat"
-    return directory, {**env, "LAMBDA_TASK_ROOT": str(directory), "RAGLINE_AUTH_MODE": "authorizer",
-                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    return directory, {
+        **env,
+        "LAMBDA_TASK_ROOT": str(directory),
+        "RAGLINE_AUTH_MODE": "authorizer",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    }
 
 
 def _opensearch_checks(name: str, requests: list[str]) -> list[str]:
@@ -564,9 +691,11 @@ def run(args: argparse.Namespace, console: Console) -> Report:
             vector_index = "OpenSearch stub on 127.0.0.1 (set up; requests SigV4-signed, sigv4-es)"
         else:
             if getattr(args, "source", None) is None:
-                console.print("[yellow]note:[/] no .aws-sam/build: these are figures of the dev venv (python "
-                              f"{platform.python_version()}, site-packages) and the embedded engine, not of the "
-                              "deployed package; run `make sam-build` for those")
+                console.print(
+                    "[yellow]note:[/] no .aws-sam/build: these are figures of the dev venv (python "
+                    f"{platform.python_version()}, site-packages) and the embedded engine, not of the "
+                    "deployed package; run `make sam-build` for those"
+                )
             seed_env = {}
             python_version = platform.python_version()
             label = f"dev venv, python {python_version}, embedded engine"
@@ -593,8 +722,9 @@ def run(args: argparse.Namespace, console: Console) -> Report:
                 floor_app.write_text(FRAMEWORK_FLOOR_APP)
                 console.print(f"[dim]framework floor (search's stack without Ragline): {args.runs} cold starts…[/]")
                 floor = replace(launch, app=floor_app, times_model=False)
-                runs["framework floor"] = [_child_run("framework floor", function.event, floor)
-                                           for _ in range(args.runs)]
+                runs["framework floor"] = [
+                    _child_run("framework floor", function.event, floor) for _ in range(args.runs)
+                ]
             if package:
                 opensearch_seen[function.name] = list(package.opensearch.requests)
         if "stream_chat" not in args.skip:
@@ -608,6 +738,7 @@ def run(args: argparse.Namespace, console: Console) -> Report:
 
     rows, summary = [], {}
     for name, samples in runs.items():
+
         def med(field_name: str, samples: list[dict[str, Any]] = samples) -> float | None:
             values = [s[field_name] for s in samples if s.get(field_name) is not None]
             return median(values) if values else None
@@ -616,11 +747,18 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         cold = (med("init_s") or 0.0) + (med("first_invoke_s") or 0.0)
         without_model = cold - (model or 0.0)
         summary[name] = {
-            "runs": len(samples), "init_s": med("init_s"), "model_load_s": model,
-            "first_invoke_s": med("first_invoke_s"), "cold_total_s": cold, "cold_without_model_s": without_model,
-            "warm_invoke_s": med("warm_invoke_s"), "peak_rss_mb": max(s["ru_maxrss_mb"] for s in samples),
-            "process_wall_s": med("process_wall_s"), "status": samples[0]["status"],
-            "model_at_init": samples[0].get("model_at_init"), "samples": samples,
+            "runs": len(samples),
+            "init_s": med("init_s"),
+            "model_load_s": model,
+            "first_invoke_s": med("first_invoke_s"),
+            "cold_total_s": cold,
+            "cold_without_model_s": without_model,
+            "warm_invoke_s": med("warm_invoke_s"),
+            "peak_rss_mb": max(s["ru_maxrss_mb"] for s in samples),
+            "process_wall_s": med("process_wall_s"),
+            "status": samples[0]["status"],
+            "model_at_init": samples[0].get("model_at_init"),
+            "samples": samples,
         }
         if name in opensearch_seen:
             summary[name]["opensearch_requests"] = sorted(set(opensearch_seen[name]))
@@ -628,41 +766,83 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         failed = next((s["error_body"] for s in samples if "error_body" in s), None)
         if failed is not None:
             report.notes.append(f"{name} answered {samples[0]['status']}: {failed}")
-        rows.append([name, med("init_s"), model, med("first_invoke_s"), without_model, cold,
-                     med("warm_invoke_s"), summary[name]["peak_rss_mb"], str(samples[0]["status"])])
+        rows.append(
+            [
+                name,
+                med("init_s"),
+                model,
+                med("first_invoke_s"),
+                without_model,
+                cold,
+                med("warm_invoke_s"),
+                summary[name]["peak_rss_mb"],
+                str(samples[0]["status"]),
+            ]
+        )
         if any(f.name == name and f.budget for f in functions(key)) or name == "chat+claude":
-            report.targets.append(at_most(f"{name}: init + first invocation without the model load", without_model,
-                                          INIT_TARGET_S, "s"))
+            report.targets.append(
+                at_most(f"{name}: init + first invocation without the model load", without_model, INIT_TARGET_S, "s")
+            )
         if model:  # the authorizer and documents load no model: no target to report
             report.targets.append(at_most(f"{name}: embedding-model load", model, MODEL_TARGET_S, "s"))
-    report.figures = {"runs": args.runs, "source": source, "source_label": label, "python": python_version,
-                      "vector_index": vector_index, "functions": summary}
+    report.figures = {
+        "runs": args.runs,
+        "source": source,
+        "source_label": label,
+        "python": python_version,
+        "vector_index": vector_index,
+        "functions": summary,
+    }
     if package is not None:
-        report.figures.update({"build_dir": str(BUILD_DIR), "python312": python312,
-                               "runtime_sdk": f"{package.smoke.RUNTIME_SDK} (stand-in for the runtime's, byte-compiled)"})
-    app = ".aws-sam/build/<Function>/app.py with only its layers and boto3 on sys.path" if package \
+        report.figures.update(
+            {
+                "build_dir": str(BUILD_DIR),
+                "python312": python312,
+                "runtime_sdk": f"{package.smoke.RUNTIME_SDK} (stand-in for the runtime's, byte-compiled)",
+            }
+        )
+    app = (
+        ".aws-sam/build/<Function>/app.py with only its layers and boto3 on sys.path"
+        if package
         else "functions/<name>/app.py"
-    console.print(make_table(
-        f"cold start: {label}; medians of {args.runs} fresh interpreters (moto server; seconds, MB)",
-        ["function", "init (import)", "of which model", "1st invoke", "cold − model", "cold total", "warm invoke",
-         "peak RSS MB", "status"],
-        rows,
-        caption=f"measured: {label}. init = import of {app} (container, clients, app; search/chat load the model "
-                "here); stream_chat: run.sh spawned → /health answers, 1st invoke = a whole SSE answer.",
-    ))
+    )
+    console.print(
+        make_table(
+            f"cold start: {label}; medians of {args.runs} fresh interpreters (moto server; seconds, MB)",
+            [
+                "function",
+                "init (import)",
+                "of which model",
+                "1st invoke",
+                "cold − model",
+                "cold total",
+                "warm invoke",
+                "peak RSS MB",
+                "status",
+            ],
+            rows,
+            caption=f"measured: {label}. init = import of {app} (container, clients, app; search/chat load the model "
+            "here); stream_chat: run.sh spawned → /health answers, 1st invoke = a whole SSE answer.",
+        )
+    )
     for name, (sample, charged) in breakdowns.items():
         imported = sum(charged.values())
         top = list(charged.items())[:12]
         rest = imported - sum(seconds for _, seconds in top)
-        console.print(make_table(
-            f"{name}: where init goes (one extra start under -X importtime, which slows imports a little)",
-            ["part", "seconds"],
-            [*([package, seconds] for package, seconds in top), ["other imports", rest],
-             ["init beyond imports (clients, model session, app)", max(sample["init_s"] - imported, 0.0)],
-             ["model load (its imports are in the rows above)", sample["model_load_s"]],
-             ["1st invocation", sample["first_invoke_s"]]],
-            caption="each module's own import time, charged to its root package (imports from the model load included)",
-        ))
+        console.print(
+            make_table(
+                f"{name}: where init goes (one extra start under -X importtime, which slows imports a little)",
+                ["part", "seconds"],
+                [
+                    *([package, seconds] for package, seconds in top),
+                    ["other imports", rest],
+                    ["init beyond imports (clients, model session, app)", max(sample["init_s"] - imported, 0.0)],
+                    ["model load (its imports are in the rows above)", sample["model_load_s"]],
+                    ["1st invocation", sample["first_invoke_s"]],
+                ],
+                caption="each module's own import time, charged to its root package (imports from the model load included)",
+            )
+        )
         summary[name]["import_breakdown_s"] = charged
         summary[name]["breakdown_sample"] = {k: sample[k] for k in ("init_s", "model_load_s", "first_invoke_s")}
     from rich.markup import escape
@@ -670,12 +850,16 @@ def run(args: argparse.Namespace, console: Console) -> Report:
     for note in report.notes:
         if note.startswith(tuple(runs)):  # a function answered an error, or used OpenSearch unlike a deployed one
             console.print(f"[yellow]warning:[/] {escape(note)}")
-    report.notes.append("moto server on 127.0.0.1 stands in for AWS: network latency to real DynamoDB/S3/SQS "
-                        "(~5-20 ms per call in-region) is not in these figures; CPU is this machine's, not Lambda's.")
+    report.notes.append(
+        "moto server on 127.0.0.1 stands in for AWS: network latency to real DynamoDB/S3/SQS "
+        "(~5-20 ms per call in-region) is not in these figures; CPU is this machine's, not Lambda's."
+    )
     if package is not None:
-        report.notes.append("OpenSearch is a stub on 127.0.0.1: a domain's round trips (alias, mapping and pipeline "
-                            "checks at init, then a k-NN, a keyword and a payload search per query) are not in "
-                            "these figures.")
+        report.notes.append(
+            "OpenSearch is a stub on 127.0.0.1: a domain's round trips (alias, mapping and pipeline "
+            "checks at init, then a k-NN, a keyword and a payload search per query) are not in "
+            "these figures."
+        )
     return report
 
 
@@ -689,8 +873,9 @@ def _smoke() -> Any:
     import importlib.util
 
     if not SMOKE.is_file():
-        raise BenchError(f"{SMOKE} not found: `ragline bench package` and `coldstart --source built` need the "
-                         "repository checkout")
+        raise BenchError(
+            f"{SMOKE} not found: `ragline bench package` and `coldstart --source built` need the repository checkout"
+        )
     spec = importlib.util.spec_from_file_location("ragline_layers_smoke", SMOKE)
     if spec is None or spec.loader is None:
         raise BenchError(f"cannot load {SMOKE}")
@@ -730,6 +915,12 @@ def run_package(args: argparse.Namespace, console: Console) -> Report:
     mib = 1024 * 1024
     largest_name, largest = max(sizes["functions"].items(), key=lambda item: item[1]["total_bytes"])
     report.figures = {"build_dir": str(build_dir), **sizes}
-    report.targets.append(at_most(f"largest function + its layers ({largest_name}), unzipped",
-                                  round(largest["total_bytes"] / mib, 1), sizes["limit_bytes"] / mib, "MiB"))
+    report.targets.append(
+        at_most(
+            f"largest function + its layers ({largest_name}), unzipped",
+            round(largest["total_bytes"] / mib, 1),
+            sizes["limit_bytes"] / mib,
+            "MiB",
+        )
+    )
     return report

@@ -36,7 +36,10 @@ class ChatService:
         found = self.search.search(
             tenant_id,
             SearchRequest(
-                query=request.query, filters=request.filters, limit=request.limit or self.default_limit, mode=request.mode
+                query=request.query,
+                filters=request.filters,
+                limit=request.limit or self.default_limit,
+                mode=request.mode,
             ),
         )
         sources = [

@@ -14,7 +14,15 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ragline.config import MAX_CHUNK_TOKENS, Settings
-from ragline.errors import BadRequest, Conflict, DependencyUnavailable, DocumentParseError, NotFound, PayloadTooLarge, Unprocessable
+from ragline.errors import (
+    BadRequest,
+    Conflict,
+    DependencyUnavailable,
+    DocumentParseError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from ragline.ingest.chunking import Passage, chunk_blocks
 from ragline.ingest.parsers import detect_content_type, parse
 from ragline.ingest.prefetch import grouped, prefetch
@@ -149,7 +157,9 @@ class IngestService:
                 error="Invalid chunk_size",
             )
         if not 0 <= overlap < size:
-            raise Unprocessable("chunk_overlap must be at least 0 and smaller than chunk_size", error="Invalid chunk_overlap")
+            raise Unprocessable(
+                "chunk_overlap must be at least 0 and smaller than chunk_size", error="Invalid chunk_overlap"
+            )
         return size, overlap
 
     def accept(
@@ -193,7 +203,9 @@ class IngestService:
         elif previous.content_sha256 == sha and previous.status != DocumentStatus.FAILED:
             return Accepted(previous, self._latest_job_id(previous), duplicate=True)
         if previous is not None and previous.status == DocumentStatus.DELETING:
-            raise BadRequest("that document is being deleted; upload it again once the delete is done", error="Conflict")
+            raise BadRequest(
+                "that document is being deleted; upload it again once the delete is done", error="Conflict"
+            )
 
         if previous is None and document_id is not None and self.store.get_document(tenant_id, document_id):
             raise Conflict(f"document {document_id} has already been uploaded", error="Upload already used")

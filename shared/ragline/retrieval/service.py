@@ -12,7 +12,6 @@ from ragline.ports import Embedder, VectorIndex
 from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
-
 PAYLOAD_ATTEMPTS = 3
 # Chunk ids are <document id>-v<version>-<position> (IngestService.process); anchored at the end,
 # so whatever a document id contains, the suffix reads back unambiguously.
@@ -90,7 +89,11 @@ class SearchService:
             # A document was replaced or deleted between the search and the fetch: search again.
         # The payloads say it too, for chunk ids written before ids carried the version.
         top = newest_versions(top, {cid: payload_version(p) for cid, p in payloads.items()})
-        items = [SearchHit(id=cid, score=round(s, 6), payload=public_payload(payloads[cid])) for cid, s in top if cid in payloads]
+        items = [
+            SearchHit(id=cid, score=round(s, 6), payload=public_payload(payloads[cid]))
+            for cid, s in top
+            if cid in payloads
+        ]
         return SearchResponse(
             items=items, total_found=len(ranked), latency_ms=round((time.perf_counter() - started) * 1000, 2)
         )

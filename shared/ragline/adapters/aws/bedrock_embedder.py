@@ -59,9 +59,7 @@ class BedrockEmbedder:
         self.dimension = dimension
         self.tokenizer = tokenizer
         self.max_workers = max_workers
-        self._client = clients.ServiceClient(
-            "bedrock-runtime", region=region, endpoint_url=endpoint_url, given=client
-        )
+        self._client = clients.ServiceClient("bedrock-runtime", region=region, endpoint_url=endpoint_url, given=client)
 
     @property
     def _bedrock(self) -> Any:

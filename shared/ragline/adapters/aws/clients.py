@@ -81,8 +81,9 @@ class ServiceClient:
     """The client an adapter calls: the one it was given (tests), else the process-wide one for its
     service, region and endpoint, looked up on each use so a reset or a new environment applies."""
 
-    def __init__(self, service: str, *, region: str | None = None, endpoint_url: str | None = None,
-                 given: Any = None) -> None:
+    def __init__(
+        self, service: str, *, region: str | None = None, endpoint_url: str | None = None, given: Any = None
+    ) -> None:
         self.service = service
         self.region = region
         self.endpoint_url = endpoint_url

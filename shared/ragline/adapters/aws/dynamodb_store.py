@@ -315,9 +315,7 @@ class DynamoMetadataStore:
         client: Any = None,
     ) -> None:
         self.table_name = table_name
-        self._client = clients.ServiceClient(
-            "dynamodb", region=region, endpoint_url=endpoint_url, given=client
-        )
+        self._client = clients.ServiceClient("dynamodb", region=region, endpoint_url=endpoint_url, given=client)
 
     @property
     def _db(self) -> Any:
@@ -358,7 +356,9 @@ class DynamoMetadataStore:
             if not pending:
                 return answers
             time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off before the leftovers
-        raise DependencyUnavailable(f"DynamoDB table {self.table_name} kept refusing {what}", error="Dependency unavailable")
+        raise DependencyUnavailable(
+            f"DynamoDB table {self.table_name} kept refusing {what}", error="Dependency unavailable"
+        )
 
     def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -171,6 +171,7 @@ class OpenSearchSettings(BaseModel):
 
 # ---- the client -----------------------------------------------------------------------------------
 
+
 def _sigv4_auth(region: str, service: str) -> Any:
     import boto3  # only SigV4 deployments need boto3 (and pay for its import)
     from opensearchpy import Urllib3AWSV4SignerAuth
@@ -462,7 +463,11 @@ class OpenSearchVectorIndex:
     def copy_other_tenants(self, from_index: str, to_index: str, tenant_id: str) -> int:
         """Server-side copy of every other tenant's chunks (POST /_reindex); returns how many."""
         body = q.copy_other_tenants(from_index, to_index, tenant_id)
-        params = {"wait_for_completion": "true", "refresh": "true", "request_timeout": self.settings.write_timeout_seconds}
+        params = {
+            "wait_for_completion": "true",
+            "refresh": "true",
+            "request_timeout": self.settings.write_timeout_seconds,
+        }
         answer = self._call("copy", lambda: self.client.reindex(body=body, params=params))
         if answer.get("failures"):
             raise OpenSearchConsistencyError(
@@ -537,9 +542,12 @@ class OpenSearchVectorIndex:
             doomed = new_ids if others else created
             if doomed:
                 body = q.delete_chunks_query(tenant_id, document_id, doomed)
-                self._call("discard", lambda: self.client.delete_by_query(
-                    index=self.alias, body=body, params=self._delete_params(tenant_id)
-                ))
+                self._call(
+                    "discard",
+                    lambda: self.client.delete_by_query(
+                        index=self.alias, body=body, params=self._delete_params(tenant_id)
+                    ),
+                )
         except (RaglineError, TransportError) as exc:  # the original failure is the one to report
             log.error("could not discard the partial new version of %s/%s: %s", tenant_id, document_id, exc)
 

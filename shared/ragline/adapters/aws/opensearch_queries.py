@@ -156,7 +156,9 @@ def index_version(alias: str, index: str) -> int | None:
 def alias_target(alias: str, get_alias_response: Mapping[str, Any]) -> str:
     """The index an alias points at (GET /_alias/<alias>): its write index, or its only index."""
     indices = sorted(get_alias_response)
-    writers = [name for name in indices if get_alias_response[name].get("aliases", {}).get(alias, {}).get("is_write_index")]
+    writers = [
+        name for name in indices if get_alias_response[name].get("aliases", {}).get(alias, {}).get("is_write_index")
+    ]
     if len(writers) == 1:
         return writers[0]
     if len(indices) == 1:

@@ -61,8 +61,23 @@ _SHORT_TAGS = {
     **{
         name: f"Fn::{name}"
         for name in (
-            "Sub", "GetAtt", "If", "Equals", "Join", "Select", "Split", "Not", "And", "Or",
-            "FindInMap", "ImportValue", "GetAZs", "Base64", "Cidr", "Length", "ToJsonString",
+            "Sub",
+            "GetAtt",
+            "If",
+            "Equals",
+            "Join",
+            "Select",
+            "Split",
+            "Not",
+            "And",
+            "Or",
+            "FindInMap",
+            "ImportValue",
+            "GetAZs",
+            "Base64",
+            "Cidr",
+            "Length",
+            "ToJsonString",
         )
     },
 }
@@ -191,7 +206,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, argument), = value.items()
+            ((key, argument),) = value.items()
             handler = self._intrinsics.get(key)
             # An IAM statement's `Condition` is a mapping; only `Condition: <name>` is the intrinsic.
             if handler is not None and not (key == "Condition" and not isinstance(argument, str)):
@@ -322,9 +337,7 @@ def _ensure_queue(logical_id: str, properties: dict[str, Any], ctx: _Context) ->
     if fifo and not name.endswith(".fifo"):
         name += ".fifo"
     attributes = {
-        key: _attribute_string(value)
-        for key, value in properties.items()
-        if key not in ("QueueName", "Tags")
+        key: _attribute_string(value) for key, value in properties.items() if key not in ("QueueName", "Tags")
     }
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -360,8 +373,15 @@ def _ensure_topic(logical_id: str, properties: dict[str, Any], ctx: _Context) ->
     for key in ("DisplayName", "KmsMasterKeyId", "ContentBasedDeduplication", "SignatureVersion", "TracingConfig"):
         if key in properties:
             sns.set_topic_attributes(TopicArn=arn, AttributeName=key, AttributeValue=_attribute_string(properties[key]))
-    skipped = set(properties) - {"TopicName", "FifoTopic", "DisplayName", "KmsMasterKeyId",
-                                 "ContentBasedDeduplication", "SignatureVersion", "TracingConfig"}
+    skipped = set(properties) - {
+        "TopicName",
+        "FifoTopic",
+        "DisplayName",
+        "KmsMasterKeyId",
+        "ContentBasedDeduplication",
+        "SignatureVersion",
+        "TracingConfig",
+    }
     if skipped:
         log.debug("%s: not applied on the emulator: %s", logical_id, sorted(skipped))
     return _Created(ref=arn, attributes={"TopicArn": arn, "TopicName": name})
@@ -433,8 +453,11 @@ def _ensure_bucket(logical_id: str, properties: dict[str, Any], ctx: _Context) -
     if "CorsConfiguration" in properties:
         rules = [
             {
-                **{key: rule[key] for key in ("AllowedMethods", "AllowedOrigins", "AllowedHeaders", "ExposedHeaders")
-                   if key in rule},
+                **{
+                    key: rule[key]
+                    for key in ("AllowedMethods", "AllowedOrigins", "AllowedHeaders", "ExposedHeaders")
+                    if key in rule
+                },
                 **({"MaxAgeSeconds": int(rule["MaxAge"])} if "MaxAge" in rule else {}),
             }
             for rule in properties["CorsConfiguration"]["CorsRules"]
@@ -445,8 +468,14 @@ def _ensure_bucket(logical_id: str, properties: dict[str, Any], ctx: _Context) -
         # S3 sends an s3:TestEvent to every target on each put: only put when something changed.
         if _comparable(s3.get_bucket_notification_configuration(Bucket=name)) != _comparable(wanted):
             s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=wanted)
-    applied = {"BucketName", "PublicAccessBlockConfiguration", "BucketEncryption", "VersioningConfiguration",
-               "CorsConfiguration", "NotificationConfiguration"}
+    applied = {
+        "BucketName",
+        "PublicAccessBlockConfiguration",
+        "BucketEncryption",
+        "VersioningConfiguration",
+        "CorsConfiguration",
+        "NotificationConfiguration",
+    }
     skipped = set(properties) - applied
     if skipped:
         log.debug("%s: not applied on the emulator: %s", logical_id, sorted(skipped))
@@ -461,8 +490,14 @@ def _ensure_bucket(logical_id: str, properties: dict[str, Any], ctx: _Context) -
 
 
 _TABLE_CREATE_KEYS = (
-    "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
-    "BillingMode", "ProvisionedThroughput", "StreamSpecification", "TableClass",
+    "KeySchema",
+    "AttributeDefinitions",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+    "ProvisionedThroughput",
+    "StreamSpecification",
+    "TableClass",
 )
 
 
@@ -542,9 +577,7 @@ def provision(
     """Create (or find, and align) the template's buckets, queues, topics and tables; safe to call again."""
     template = template if template is not None else load_template()
     region = resolve_region() or "us-east-1"
-    resolver = Resolver(
-        template, stack_name=stack_name, region=region, account_id=_account_id(), parameters=parameters
-    )
+    resolver = Resolver(template, stack_name=stack_name, region=region, account_id=_account_id(), parameters=parameters)
     context = _Context(stack_name=stack_name, region=region)
     resources: dict[str, dict[str, Any]] = template["Resources"]
     wanted = {}
@@ -611,7 +644,7 @@ def _prune(value: Any, known: set[str]) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, argument), = value.items()
+        ((key, argument),) = value.items()
         if key == "Fn::If":
             name, when_true, when_false = argument
             branches = [_prune(branch, known) for branch in (when_true, when_false)]
@@ -665,9 +698,7 @@ def deployable_subset(template: Mapping[str, Any], resource_types: Iterable[str]
     # An output touching a removed resource anywhere goes (even in an Fn::If branch: an output's
     # value may not end up as AWS::NoValue).
     outputs = {
-        name: output
-        for name, output in (template.get("Outputs") or {}).items()
-        if not references(output) - known
+        name: output for name, output in (template.get("Outputs") or {}).items() if not references(output) - known
     }
 
     # Conditions only ever refer to parameters and other conditions: keep the used ones, transitively.

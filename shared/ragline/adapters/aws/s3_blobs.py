@@ -40,9 +40,7 @@ class S3BlobStore:
             raise ValueError("the store's prefix must be empty or end with '/'")
         self.bucket = bucket
         self.prefix = prefix
-        self._client = clients.ServiceClient(
-            "s3", region=region, endpoint_url=endpoint_url, given=client
-        )
+        self._client = clients.ServiceClient("s3", region=region, endpoint_url=endpoint_url, given=client)
 
     @property
     def _s3(self) -> Any:

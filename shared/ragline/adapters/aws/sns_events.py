@@ -54,8 +54,9 @@ class SnsEventBus:
                 Message=body,
                 MessageAttributes=message_attributes(event["type"], event["tenant_id"]),
             )
-        log.info("event %s tenant=%s id=%s sns=%s", event["type"], event["tenant_id"], event["id"],
-                 answer.get("MessageId"))
+        log.info(
+            "event %s tenant=%s id=%s sns=%s", event["type"], event["tenant_id"], event["id"], answer.get("MessageId")
+        )
 
 
 def _region_of(topic_arn: str) -> str | None:

@@ -19,7 +19,6 @@ from ragline.ingest.messages import JOB_MESSAGE_KIND, job_message
 from ragline.models import Document, DocumentStatus, Job
 
 
-
 class SqsJobQueue:
     def __init__(
         self,
@@ -32,9 +31,7 @@ class SqsJobQueue:
     ) -> None:
         self.store = store
         self.queue_url = queue_url
-        self._client = clients.ServiceClient(
-            "sqs", region=region, endpoint_url=endpoint_url, given=client
-        )
+        self._client = clients.ServiceClient("sqs", region=region, endpoint_url=endpoint_url, given=client)
 
     @property
     def _sqs(self) -> Any:

@@ -262,9 +262,7 @@ class EmbeddedVectorIndex:
         self._hnsw_m = hnsw_m
         self._ef_construction = ef_construction
         directory.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            directory / "chunks.db", check_same_thread=False, isolation_level=None, timeout=30.0
-        )
+        self._db = sqlite3.connect(directory / "chunks.db", check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -334,9 +332,7 @@ class EmbeddedVectorIndex:
         self._db.execute("BEGIN")
         try:
             mem.last_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-            cursor = self._db.execute(
-                "SELECT rowid, chunk_id, document_id, payload, vector FROM chunks ORDER BY rowid"
-            )
+            cursor = self._db.execute("SELECT rowid, chunk_id, document_id, payload, vector FROM chunks ORDER BY rowid")
             while batch := cursor.fetchmany(4096):
                 mem.add([self._decode(row) for row in batch])
         finally:
@@ -395,8 +391,18 @@ class EmbeddedVectorIndex:
             state = {
                 name: getattr(mem, name)
                 for name in (
-                    "chunk_ids", "document_ids", "rowids", "alive", "doc_len", "pos_of_row",
-                    "positions_of_doc", "postings", "terms", "live_count", "live_length", "last_seq",
+                    "chunk_ids",
+                    "document_ids",
+                    "rowids",
+                    "alive",
+                    "doc_len",
+                    "pos_of_row",
+                    "positions_of_doc",
+                    "postings",
+                    "terms",
+                    "live_count",
+                    "live_length",
+                    "last_seq",
                 )
             }
             graph_tmp = self._graph_path.with_suffix(".faiss.tmp")

@@ -131,7 +131,9 @@ async def upload_documents(request: Request, principal: Principal = Depends(requ
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise BadRequest("the request body is not valid JSON", error="Malformed JSON") from exc
-            raise Unprocessable(str(exc.errors()[0]["msg"]), details=[dict(loc=list(e["loc"]), msg=e["msg"]) for e in exc.errors()]) from exc
+            raise Unprocessable(
+                str(exc.errors()[0]["msg"]), details=[dict(loc=list(e["loc"]), msg=e["msg"]) for e in exc.errors()]
+            ) from exc
         data = body.text.encode("utf-8")
         accepted = await run_in_threadpool(
             container.ingest.accept,
@@ -173,8 +175,13 @@ async def upload_documents(request: Request, principal: Principal = Depends(requ
         if len(uploads) == 1 and not many:
             upload = uploads[0]
             accepted = await _accept_upload(
-                request, principal, upload, await _read_limited(upload, limit),
-                title=_str_field(form, "title"), external_id=_str_field(form, "external_id"), **options,
+                request,
+                principal,
+                upload,
+                await _read_limited(upload, limit),
+                title=_str_field(form, "title"),
+                external_id=_str_field(form, "external_id"),
+                **options,
             )
             return JSONResponse(_accepted_body(accepted), status_code=202)
 
@@ -238,14 +245,25 @@ async def _ingest_batch(
             except RaglineError as exc:
                 item = exc
         results.append(
-            {"filename": upload.filename, "document_id": None, "status": "rejected", "error": item.message, "code": item.status}
+            {
+                "filename": upload.filename,
+                "document_id": None,
+                "status": "rejected",
+                "error": item.message,
+                "code": item.status,
+            }
         )
     successful = sum(1 for r in results if r["document_id"])
     body = {"successful": successful, "failed": len(results) - successful, "documents": results}
     if successful == 0:
         status = next(r["code"] for r in results)
         return JSONResponse(
-            {"error": "No file accepted", "message": "none of the files could be ingested", "code": status, "details": body},
+            {
+                "error": "No file accepted",
+                "message": "none of the files could be ingested",
+                "code": status,
+                "details": body,
+            },
             status_code=status,
         )
     return JSONResponse(body, status_code=202)
@@ -282,12 +300,22 @@ async def create_upload(
             body.content_type or "application/octet-stream",
             UPLOAD_URL_TTL,
         )
-        return {"document_id": document_id, "upload_url": url, "expires_in": UPLOAD_URL_TTL, "method": "PUT",
-                "max_bytes": container.settings.max_upload_bytes}
+        return {
+            "document_id": document_id,
+            "upload_url": url,
+            "expires_in": UPLOAD_URL_TTL,
+            "method": "PUT",
+            "max_bytes": container.settings.max_upload_bytes,
+        }
     token = sign_upload(request.app.state.upload_secret, claims, UPLOAD_URL_TTL)
     url = str(request.url_for("receive_upload", document_id=document_id).include_query_params(token=token))
-    return {"document_id": document_id, "upload_url": url, "expires_in": UPLOAD_URL_TTL, "method": "PUT",
-            "max_bytes": container.settings.max_upload_bytes}
+    return {
+        "document_id": document_id,
+        "upload_url": url,
+        "expires_in": UPLOAD_URL_TTL,
+        "method": "PUT",
+        "max_bytes": container.settings.max_upload_bytes,
+    }
 
 
 @router.put("/uploads/{document_id}", status_code=202, name="receive_upload", summary="Receive a presigned upload")
@@ -373,4 +401,3 @@ def get_job(job_id: str, request: Request, principal: Principal = Depends(requir
     doc = container.store.get_document(principal.tenant_id, job.document_id)
     body["document_status"] = doc.status.value if doc else None
     return body
-

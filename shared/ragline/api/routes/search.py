@@ -20,5 +20,7 @@ def _container(request: Request) -> Container:
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search the knowledge base")
-def search(body: SearchRequest, request: Request, principal: Principal = Depends(require(Scope.SEARCH))) -> SearchResponse:
+def search(
+    body: SearchRequest, request: Request, principal: Principal = Depends(require(Scope.SEARCH))
+) -> SearchResponse:
     return _container(request).search.search(principal.tenant_id, body)
