@@ -1,26 +1,30 @@
 # Two entry points for a newcomer: `make dev` (run Ragline locally) and `make test` (every test tier).
-PYTHON ?= python3
+# Every install comes from a lock: uv.lock for .venv, infra/locks/*.txt for the tool venvs. `make lock`
+# updates them all (after a change to pyproject.toml or infra/locks/*.in); nothing else resolves versions.
+PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP_VERSION := 26.3
+# uv itself, pinned, in a venv of its own (uv sync would remove it from the venv it manages).
+UV_VERSION := 0.13.8
+UV_VENV    := .uv-venv
+UV         := $(UV_VENV)/bin/uv
+# Never download an interpreter: the machine's python3.11 (or $(PYTHON)) is the one.
+UV_ENV     := UV_PYTHON_DOWNLOADS=never UV_PYTHON=$(PYTHON)
 
-.PHONY: dev test install install-test lint lint-infra sam-build package-check clean
+.PHONY: dev test install install-test lint lint-infra sam-build package-check lock clean
 
-$(BIN)/python:
+$(UV):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ragline needs Python 3.11, found " + sys.version.split()[0]'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip==$(PIP_VERSION)
+	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+# One venv for running and testing: exactly what uv.lock says, the project installed editable.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV_ENV) $(UV) sync --frozen --extra test
 	@touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
-	@touch $@ $(VENV)/.installed
-
-install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install: $(VENV)/.synced
+install-test: $(VENV)/.synced
 
 dev: install
 	$(BIN)/ragline serve
@@ -29,24 +33,31 @@ test: install-test lint lint-infra package-check
 	$(BIN)/pytest
 
 lint: install-test
-	$(BIN)/ruff check shared tests
+	$(BIN)/ruff check shared tests functions infra bench
+	$(BIN)/ruff format --check shared tests functions infra bench
 
-# SAM tooling lives in its own venv: aws-sam-cli pins many packages that would clash with ours.
+# Re-resolve every lock (newest versions allowed by pyproject.toml and infra/locks/*.in), then check the
+# layer locks against the new uv.lock with `make test` (tests/integration/test_template_and_provisioning.py).
+lock: $(UV)
+	$(UV_ENV) $(UV) lock --upgrade
+	$(UV) pip compile --quiet --upgrade infra/locks/sam-tools.in -o infra/locks/sam-tools.txt \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28
+	$(UV) pip compile --quiet --upgrade infra/locks/localstack.in -o infra/locks/localstack.txt \
+		--python-version 3.13 --python-platform x86_64-manylinux_2_28
+
+# SAM tooling lives in its own venv (aws-sam-cli pins many packages that would clash with ours), from its lock.
 TOOLS_VENV  := .tools-venv
 TOOLS_BIN   := $(TOOLS_VENV)/bin
-SAM_CLI_VERSION := 1.170.0
-CFN_LINT_VERSION := 1.58.0
 # sam validate loads a session even offline: fake credentials, fixed region, no telemetry.
 SAM_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 
-$(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION):
-	@python3.11 -c 'import sys; assert sys.version_info[:2] == (3, 11)'
-	test -x $(TOOLS_BIN)/python || python3.11 -m venv $(TOOLS_VENV)
-	$(TOOLS_BIN)/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION)
+$(TOOLS_VENV)/.synced: $(UV) infra/locks/sam-tools.txt
+	test -x $(TOOLS_BIN)/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(UV) pip sync --quiet --python $(TOOLS_BIN)/python infra/locks/sam-tools.txt
 	@touch $@
 
-lint-infra: $(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
+lint-infra: $(TOOLS_VENV)/.synced
 	$(TOOLS_BIN)/cfn-lint template.yaml
 	$(SAM_ENV) $(TOOLS_BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
 
@@ -59,7 +70,7 @@ SAM_BUILD_ENV = $(if $(findstring /,$(PYTHON312)),PATH=$(patsubst %/,%,$(dir $(P
 # Builds the seven functions, CoreLayer and EmbeddingLayer (infra/layers) into .aws-sam/build without a
 # container, then prints the unzipped sizes against Lambda's limit (fails when over). Needs PyPI access.
 # --no-cached: SAM keys a layer's cache on its ContentUri only, so CoreLayer would miss changes to shared/ragline.
-sam-build: $(TOOLS_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION) $(VENV)/.installed
+sam-build: $(TOOLS_VENV)/.synced $(VENV)/.synced
 	@$(PYTHON312) -c 'import sys; assert sys.version_info[:2] == (3, 12), "sam build needs python3.12, found " + sys.version'
 	@start=$$(date +%s); \
 	$(SAM_BUILD_ENV) $(TOOLS_BIN)/sam build --no-cached --parallel --template-file template.yaml && \
@@ -84,4 +95,4 @@ package-check:
 endif
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(UV_VENV) $(TOOLS_VENV) .pytest_cache

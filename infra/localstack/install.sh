@@ -10,16 +10,11 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$REPO/.localstack-venv}"
-# The versions ENVIRONMENT.md measured working on the host, without Docker or an auth token.
-PACKAGES=(
-  "localstack-core[runtime]==2026.3.0"
-  "cbor2<6"
-  "cryptography<47"
-  "pyopenssl==25.3.0"
-  "service-identity<26"
-)
+# The whole closure, locked (infra/locks/localstack.in holds the versions measured working on the host
+# without Docker or an auth token; `make lock` re-resolves it): a new release changes nothing here.
+LOCK="$REPO/infra/locks/localstack.txt"
 STAMP="$VENV/.installed"
-WANT="${PACKAGES[*]}"
+WANT="$(sha256sum "$LOCK" | cut -d' ' -f1)"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" ]]; then
   echo "localstack venv up to date: $VENV"
@@ -50,7 +45,7 @@ fi
 started=$SECONDS
 rm -rf "$VENV"  # a half-made venv (no stamp) from an interrupted run is rebuilt from scratch
 "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$LOCK"
 "$VENV/bin/python" -c "import localstack.runtime.main"  # fail here, not at first start
 echo "$WANT" > "$STAMP"
 echo "localstack venv installed in $((SECONDS - started)) s: $VENV"

@@ -362,19 +362,43 @@ NOT_SHIPPED_DEPENDENCIES = {
 }
 
 
-def test_layer_locks_pin_what_pyproject_pins_and_what_the_venv_has():
+def _uv_lock() -> dict[str, str]:
+    """uv.lock's version of every package in the dev/test closure (the project itself has none pinned)."""
+    packages = tomllib.loads((REPO / "uv.lock").read_text())["package"]
+    return {_name(package["name"]): package["version"] for package in packages if package["name"] != "ragline"}
+
+
+def test_layer_locks_pin_what_pyproject_and_uv_lock_pin():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert all("==" in line for line in pyproject), "pyproject pins exact versions"
     direct = _pins(pyproject)
+    locked = _uv_lock()
     locks = _layer_locks()
     assert not set(locks["core"]) & set(locks["embedding"]), "a package in both layers"
     shipped = {name: version for pins in locks.values() for name, version in pins.items()}
     for name, version in shipped.items():
         if name in direct:
             assert version == direct[name], f"{name}: layer {version}, pyproject {direct[name]}"
-        else:  # a transitive dependency: the version the project is tested with
-            assert version == importlib.metadata.version(name), f"{name}: layer {version}, .venv differs"
+        # Direct or transitive: the version the project is tested with is uv.lock's.
+        assert version == locked.get(name), f"{name}: layer {version}, uv.lock {locked.get(name)} (make lock)"
     assert set(direct) - set(shipped) == set(NOT_IN_LAYERS)
+
+
+def test_the_venv_is_exactly_uv_lock():
+    """make installs with `uv sync --frozen`: a venv that differs from the lock was installed some other way."""
+    differ = {
+        name: (version, importlib.metadata.version(name))
+        for name, version in _uv_lock().items()
+        if _installed_version(name) not in (None, version)
+    }
+    assert not differ, f"installed versions differ from uv.lock (lock, venv): {differ}"
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:  # platform-specific or another extra's package
+        return None
 
 
 def test_layer_locks_are_closed():
