@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    # Request bodies (413 before a body is read whole; 408 when a client stops sending one midway).
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_multipart_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # Ingestion
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     chunk_size: int = Field(default=200, ge=32, le=MAX_CHUNK_TOKENS)

@@ -43,6 +43,11 @@ class NotFound(RaglineError):
     error = "Not found"
 
 
+class RequestTimeout(RaglineError):
+    status = 408
+    error = "Request timeout"
+
+
 class Conflict(RaglineError):
     status = 409
     error = "Conflict"

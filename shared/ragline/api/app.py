@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from ragline import __version__
 from ragline.api.errors import install_error_handlers
+from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 
 if TYPE_CHECKING:
     from ragline.container import Container
@@ -74,6 +75,7 @@ def create_app(container: Container, *, background: bool = True, routers: Collec
 
         app.state.upload_secret = load_secret(container.settings.data_dir / "upload-secret")
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(container.settings))
     for name in selected:
         module = importlib.import_module(f"ragline.api.routes.{ROUTERS[name]}")
         app.include_router(module.router)

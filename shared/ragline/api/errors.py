@@ -43,6 +43,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RaglineError):  # a domain error raised where only HTTPException passes
+            return JSONResponse(exc.__cause__.body(), status_code=exc.__cause__.status)
         names = {404: "Not found", 405: "Method not allowed"}
         return error_response(exc.status_code, names.get(exc.status_code, "HTTP error"), str(exc.detail))
 
