@@ -122,7 +122,11 @@ def test_a_client_that_stops_sending_is_cut_off(server):
     head = _head(server, "/v1/kb/search", {"content-type": "application/json", "content-length": "1000"})
     status, body, elapsed = _raw_request(server, head, [b'{"query": "slow'], pause=0)
     assert status == 408
-    assert body == {"error": "Request timeout", "message": f"the request body did not arrive within {READ_TIMEOUT:g} s", "code": 408}
+    assert body == {
+        "error": "Request timeout",
+        "message": f"the request body did not arrive within {READ_TIMEOUT:g} s",
+        "code": 408,
+    }
     assert READ_TIMEOUT * 0.8 < elapsed < READ_TIMEOUT + 5
 
 

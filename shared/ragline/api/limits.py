@@ -47,12 +47,10 @@ class BodyLimits:
         return self.json_bytes, "a JSON body (send bigger texts as files)"
 
 
-def _rejected(error: RaglineError) -> HTTPException:
+def _rejection(error: RaglineError) -> HTTPException:
     # FastAPI turns any other exception raised while it reads a body into a 400; an HTTPException passes
-    # through, and the error handlers render the domain error it carries.
-    rejection = HTTPException(error.status, error.message)
-    rejection.__cause__ = error
-    return rejection
+    # through, and the error handlers render the domain error it is raised from.
+    return HTTPException(error.status, error.message)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -89,11 +87,12 @@ class BodyLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), timeout)
             except TimeoutError:
-                raise _rejected(RequestTimeout(f"the request body did not arrive within {timeout:g} s"))
+                late = RequestTimeout(f"the request body did not arrive within {timeout:g} s")
+                raise _rejection(late) from late
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _rejected(too_large)  # answered 413 by the error handlers (nothing was sent yet)
+                    raise _rejection(too_large) from too_large  # nothing was answered yet
                 body_done = not message.get("more_body", False)
             return message
 
