@@ -29,7 +29,7 @@ test: install-test lint lint-infra package-check
 	$(BIN)/pytest
 
 lint: install-test
-	$(BIN)/ruff check shared tests
+	$(BIN)/ruff check shared tests bench
 
 # SAM tooling lives in its own venv: aws-sam-cli pins many packages that would clash with ours.
 TOOLS_VENV  := .tools-venv

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ragline.adapters.aws.sqs_poller import ScheduledInvoker
+from ragline_emulator.event_sources import ScheduledInvoker
 
 
 def test_invokes_the_handler_every_interval_until_stopped() -> None:
