@@ -212,4 +212,8 @@ class ScheduledInvoker(_LoopThread):
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
-            self.invoke_once()
+            try:
+                self.invoke_once()
+            except Exception:
+                # A failed run does not end the schedule, deployed or here: the next one comes on time.
+                log.exception("scheduled %s failed; next run in %s s", self.name, self.interval_seconds)
