@@ -17,4 +17,4 @@ logger = Logger()
 
 container = get_container()
 container.search  # noqa: B018 -- load the embedding model before the adapter's readiness check passes
-app = create_app(container, background=False, routers=("stream", "health"))
+app = create_app(container, routers=("stream", "health"))

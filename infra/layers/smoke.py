@@ -11,7 +11,8 @@ For every function of the built template (.aws-sam/build/template.yaml), a fresh
 - the chat functions build the Claude answer model (the httpx adapter, no anthropic SDK; nothing is sent);
 - the documents function answers GET /health through its real handler (Mangum, Powertools);
 - functions without the EmbeddingLayer must not find onnxruntime; nothing may find the packages
-  left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf, anthropic).
+  left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf, anthropic,
+  ragline_emulator, ragline_bench).
 
 A stub OpenSearch on 127.0.0.1 (StubOpenSearch, emptied for each function) answers the index and
 pipeline set-up the functions do at init (SigV4-signed for es with dummy credentials, or unsigned
@@ -67,8 +68,10 @@ LEFT_OUT = (
     "httptools",
     "watchfiles",
     "websockets",
-    "anthropic",
-)  # the Claude adapter speaks the Messages API over httpx
+    "anthropic",  # the Claude adapter speaks the Messages API over httpx
+    "ragline_emulator",  # the checkout's tooling: `serve --backend aws`, the tests, the benchmarks
+    "ragline_bench",
+)
 REGION = "us-east-1"
 # Template parameters the checks set instead of their defaults: a key, so the chat functions build the
 # Claude adapter (nothing is sent).
@@ -623,8 +626,8 @@ def template_env(
 def parameter_value(template: dict[str, Any], value: Any, parameters: dict[str, str] | None = None) -> Any:
     """A template value that depends on parameters only (and conditions on them), as CloudFormation would
     resolve it: None for AWS::NoValue. Raises TemplateError when it needs a resource of the stack.
-    The resolver is the emulator provisioning's (ragline.adapters.aws.provision), not a second one."""
-    from ragline.adapters.aws.provision import NO_VALUE, Resolver
+    The resolver is the emulator provisioning's (ragline_emulator.provision), not a second one."""
+    from ragline_emulator.provision import NO_VALUE, Resolver
 
     resolver = Resolver(template, stack_name="smoke", region=REGION, account_id="123456789012", parameters=parameters)
     resolved = resolver.resolve(value)
@@ -642,7 +645,7 @@ def dummy_env(
 ) -> str | None:
     """One environment variable of a built function, made local: the stub's URL, a temporary data dir,
     literal values as they are, parameter-only values resolved (`template` given), the rest placeholders."""
-    from ragline.adapters.aws.provision import TemplateError
+    from ragline_emulator.provision import TemplateError
 
     if name == "AWS_LAMBDA_EXEC_WRAPPER":
         return None  # the Web Adapter's bootstrap is not here

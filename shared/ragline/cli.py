@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ragline.config import Settings
@@ -30,39 +31,18 @@ def _console(stderr: bool = True) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _emulate_aws(args: argparse.Namespace) -> None:
-    """Create the template's resources on the emulator and point this process's settings at them."""
-    from ragline.adapters.aws.provision import provision, settings_overrides
-    from ragline.config import get_settings
-    from ragline.container import get_container
-
-    if not os.environ.get("AWS_ENDPOINT_URL"):
+def _checkout_module(module: str, command: str) -> ModuleType:
+    """A module of the checkout's tooling (ragline_bench, ragline_emulator): no deployment carries it."""
+    package = module.partition(".")[0]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != package:
+            raise
         raise RaglineError(
-            "ragline serve --backend aws runs against an AWS emulator: set AWS_ENDPOINT_URL (a moto server or "
-            "LocalStack). Deployed, the functions in template.yaml serve the API instead.",
+            f"{command} needs the {package} package, which comes with a source checkout (pip install -e .)",
             error="Configuration error",
-        )
-    # Emulators take any credentials; without some, botocore refuses to sign at all.
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no CloudWatch to read the EMF lines
-    resources = provision(args.stack_name)
-    overrides = {"backend": "aws", **settings_overrides(resources)}
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
-    if args.inbox is not None:
-        print("--inbox is the local drop folder; on the aws backend drop files into s3://<bucket>/inbox/<tenant>/")
-    # The ingest function builds its services with get_container(), from the environment: make
-    # that environment the provisioned one, so the function and the API share one container.
-    os.environ.update({f"RAGLINE_{name.upper()}": str(value) for name, value in overrides.items()})
-    get_settings.cache_clear()
-    get_container.cache_clear()
-    print(
-        f"Emulated AWS at {os.environ['AWS_ENDPOINT_URL']}: bucket {resources.documents_bucket}, "
-        f"queue {resources.ingest_queue_url}, topic {resources.events_topic_arn}, table {resources.table_name}",
-        flush=True,
-    )
+        ) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -73,12 +53,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ragline.keys import create_key
 
     if args.backend == "aws":
-        _emulate_aws(args)
+        emulator = _checkout_module("ragline_emulator.serve", "ragline serve --backend aws")
+        emulator.emulate_aws(args.stack_name, data_dir=args.data_dir)
+        if args.inbox is not None:
+            print("--inbox is the local drop folder; on the aws backend drop files into s3://<bucket>/inbox/<tenant>/")
         settings = get_container().settings.model_copy(
             update={"host": args.host or "127.0.0.1", "port": args.port or 8000}
         )
         container = get_container().warm()
+        build_background = emulator.background_services
     else:
+        from ragline.background import background_services as build_background
+
         settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
         container = build_container(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Drop files into s3://{settings.documents_bucket}/inbox/<tenant_id>/ to ingest them.", flush=True)
     else:
         print(f"Drop files into {settings.inbox}/<tenant_id>/ to ingest them without an API call.", flush=True)
-    app = create_app(container)
+    app = create_app(container, background=build_background(container))
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     finally:
@@ -314,12 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(ask)
     ask.set_defaults(func=cmd_ask)
 
-    from ragline.bench.cli import add_bench_parser
     from ragline.reindex import add_parser as add_reindex_parser
 
     add_reindex_parser(sub)
-    add_bench_parser(sub)
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    try:
+        bench_cli = _checkout_module("ragline_bench.cli", "ragline bench")
+    except RaglineError as missing:
+        # Still a subcommand, so `ragline bench ...` says what is missing instead of "invalid choice".
+        def fail(args: argparse.Namespace, error: RaglineError = missing) -> int:
+            raise error
+
+        bench = sub.add_parser("bench", help="benchmarks (a source checkout's)")
+        bench.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        bench.set_defaults(func=fail)
+        return
+    bench_cli.add_bench_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,11 +21,7 @@ import pytest
 
 from ragline.chat.prompt import SYSTEM_PROMPT
 from ragline.config import Settings
-
-try:
-    from tests.fakes.anthropic_server import FakeAnthropic
-except ImportError:  # pytest put tests/ itself on sys.path
-    from fakes.anthropic_server import FakeAnthropic
+from ragline_emulator.anthropic_server import FakeAnthropic
 
 PYTHON = str(Path(sys.executable))
 ANSWER = "Invoices are due within 30 days [1]; API keys are rotated every 90 days [2]."

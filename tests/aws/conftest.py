@@ -14,12 +14,12 @@ import pytest
 from moto import mock_aws
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.provision import ProvisionedResources, provision, settings_overrides
-from ragline.adapters.aws.sqs_poller import SqsEventSourcePoller
-from ragline.background import load_function
 from ragline.config import get_settings
 from ragline.container import Container, get_container
 from ragline.models import Document
+from ragline_emulator.event_sources import SqsEventSourcePoller
+from ragline_emulator.functions import load_function
+from ragline_emulator.provision import ProvisionedResources, provision, settings_overrides
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.adapters.aws.sqs_queue import SqsJobQueue
 from ragline.models import DocumentStatus, JobStatus, SearchRequest
+from ragline_emulator.event_sources import EmulatedLambdaContext
 
 ABOUT_OTTERS = "Sea otters hold hands while they sleep so that they do not drift apart on the water."
 ABOUT_BRIDGES = "Suspension bridges carry their deck on vertical hangers from two main cables."
@@ -200,8 +200,8 @@ def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, mo
     """SNS down during an upload and its indexing: the upload is accepted (202), the document is
     indexed, nothing is retried or dead-lettered, and the events reach subscribers once the
     events-redelivery function runs with SNS back, each with the id it was given."""
-    from ragline.background import load_function
     from ragline.errors import DependencyUnavailable
+    from ragline_emulator.functions import load_function
 
     stack = aws_env()
     sns = stack.container.outbox_events.bus

@@ -20,13 +20,13 @@ boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
 from ragline.adapters.aws import clients  # noqa: E402
-from ragline.adapters.aws.provision import provision, settings_overrides  # noqa: E402
-from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext  # noqa: E402
-from ragline.background import load_function as load_function_file  # noqa: E402
 from ragline.config import get_settings  # noqa: E402
 from ragline.container import Container, get_container  # noqa: E402
 from ragline.keys import create_key, hash_key  # noqa: E402
 from ragline.models import ALL_SCOPES, ApiKey, Scope  # noqa: E402
+from ragline_emulator.event_sources import EmulatedLambdaContext  # noqa: E402
+from ragline_emulator.functions import load_function as load_function_file  # noqa: E402
+from ragline_emulator.provision import provision, settings_overrides  # noqa: E402
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 REGION = "us-east-1"

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import boto3
 import pytest
 
-from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.container import get_container
+from ragline_emulator.event_sources import EmulatedLambdaContext
 from tests.functions.conftest import (
     ACCOUNT,
     API_ID,

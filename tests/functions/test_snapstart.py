@@ -15,8 +15,8 @@ from moto.server import ThreadedMotoServer
 
 from ragline.adapters.aws import clients
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex, opensearch_client
-from ragline.adapters.aws.sqs_poller import EmulatedLambdaContext
 from ragline.container import get_container
+from ragline_emulator.event_sources import EmulatedLambdaContext
 from tests.functions.conftest import Stack, load_function, response_json, rest_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -20,10 +20,10 @@ import pytest
 from opensearchpy.exceptions import RequestError
 
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
-from ragline.bench import coldstart
 from ragline.models import IndexedChunk, SearchRequest
 from ragline.retrieval.filters import scope_to_tenant
 from ragline.retrieval.service import SearchService
+from ragline_bench import coldstart
 
 SMOKE = coldstart._smoke()
 TENANT = "bench"

@@ -18,11 +18,7 @@ from ragline.chat.prompt import SYSTEM_PROMPT
 from ragline.errors import DependencyUnavailable
 from ragline.models import ChatTurn
 from ragline.ports import AnswerDelta, AnswerDone, AnswerPassage, AnswerRequest
-
-try:
-    from tests.fakes.anthropic_server import FakeAnthropic
-except ImportError:  # pytest put tests/ itself on sys.path
-    from fakes.anthropic_server import FakeAnthropic
+from ragline_emulator.anthropic_server import FakeAnthropic
 
 ANSWER = "Invoices are due within 30 days [1], and late fees are 2% per month [2]."
 PASSAGES = [

@@ -18,7 +18,7 @@ from moto.server import ThreadedMotoServer
 
 from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb_store import table_definitions
-from ragline.adapters.aws.provision import (
+from ragline_emulator.provision import (
     ProvisionedResources,
     Resolver,
     TemplateError,

@@ -25,9 +25,9 @@ STACK_TIMEOUT_SECONDS = 90.0
 def _provision_module() -> Any:
     # Another engineer writes provision.py and template.yaml: wait briefly for them, then say what is missing.
     try:
-        from ragline.adapters.aws import provision
+        from ragline_emulator import provision
     except ImportError as exc:
-        pytest.fail(f"ragline.adapters.aws.provision is missing: {exc}", pytrace=False)
+        pytest.fail(f"ragline_emulator.provision is missing: {exc}", pytrace=False)
     return provision
 
 

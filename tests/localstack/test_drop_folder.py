@@ -65,7 +65,7 @@ def aws_server(tmp_path_factory: pytest.TempPathFactory, emulated_env: dict[str,
 
 def _resources(stack_name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """What the server created, by asking provision() again (idempotent; names come from the template)."""
-    from ragline.adapters.aws.provision import provision
+    from ragline_emulator.provision import provision
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ragline.adapters.aws.sqs_poller import failed_message_ids, queue_arn_from_url, sqs_event
 from ragline.ingest.dropfolder import drop_target
 from ragline.ingest.messages import JobMessage, ObjectEvent, PoisonMessage, parse_message, stale_claim_cutoff
+from ragline_emulator.event_sources import failed_message_ids, queue_arn_from_url, sqs_event
 
 
 def s3_notification(*records: tuple[str, str]) -> str:

@@ -3,10 +3,13 @@ as EventBridge does when deployed: an empty input and a Lambda context, every in
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
-from ragline.adapters.aws.sqs_poller import ScheduledInvoker
+import pytest
+
+from ragline_emulator.event_sources import ScheduledInvoker
 
 
 def test_invokes_the_handler_every_interval_until_stopped() -> None:
@@ -36,3 +39,24 @@ def test_nothing_runs_before_the_first_interval() -> None:
     invoker.start()
     invoker.stop()
     assert calls == []
+
+
+def test_a_failing_run_is_logged_and_the_schedule_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+    second = threading.Event()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("SNS answered 500")
+        second.set()
+        return {"redelivered": 0}
+
+    invoker = ScheduledInvoker(handler, 0.01, name="events_redelivery")
+    with caplog.at_level(logging.ERROR, logger="ragline_emulator.event_sources"):
+        invoker.start()
+        assert second.wait(5), "the schedule stopped after a failed run"
+        invoker.stop()
+    (failure,) = [record for record in caplog.records if record.exc_info]
+    assert "events_redelivery" in failure.getMessage()
+    assert failure.exc_info[0] is RuntimeError  # the traceback is in the log

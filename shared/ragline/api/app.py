@@ -1,5 +1,5 @@
 """The FastAPI application: every route (or one capability's, for a Lambda function), the error
-body, and (when serving) the background ingest worker and the inbox watcher."""
+body, and (when serving) the background services the caller built, started and stopped with it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ragline.api.errors import install_error_handlers
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 
 if TYPE_CHECKING:
+    from ragline.background import Background
     from ragline.container import Container
 
 log = logging.getLogger(__name__)
@@ -35,29 +36,25 @@ def _no_worker() -> None:
     """Without background work (Lambda), accepted jobs wait on the job queue for the ingest function."""
 
 
-def create_app(container: Container, *, background: bool = True, routers: Collection[str] | None = None) -> FastAPI:
+def create_app(
+    container: Container, *, background: Background | None = None, routers: Collection[str] | None = None
+) -> FastAPI:
+    """``background``: what `ragline serve` runs besides the API (ingest worker, inbox watcher or
+    the emulated event sources); None on Lambda."""
     selected = list(ROUTERS) if routers is None else list(routers)
     unknown = sorted(set(selected) - set(ROUTERS))
     if unknown:
         raise ValueError(f"unknown routers {unknown}: choose from {sorted(ROUTERS)}")
 
-    services = None
-    if background:
-        # Imported here: worker threads, the watcher and the SQS poller are for `ragline serve`,
-        # not a Lambda's cold start. Local: ingest worker + inbox watcher; aws: the SQS poller.
-        from ragline.background import background_services
-
-        services = background_services(container)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if services is not None:
-            services.start()
+        if background is not None:
+            background.start()
         try:
             yield
         finally:
-            if services is not None:
-                services.stop()
+            if background is not None:
+                background.stop()
 
     app = FastAPI(
         title="Ragline",
@@ -66,8 +63,8 @@ def create_app(container: Container, *, background: bool = True, routers: Collec
         lifespan=lifespan,
     )
     app.state.container = container
-    app.state.background = services
-    app.state.notify_worker = services.notify if services is not None else _no_worker
+    app.state.background = background
+    app.state.notify_worker = background.notify if background is not None else _no_worker
     app.state.upload_secret = None
     if "documents" in selected and container.upload_drop is None:
         # Local presigned uploads are signed by this server; on AWS, S3 presigns them instead.

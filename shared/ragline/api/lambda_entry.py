@@ -36,7 +36,7 @@ def api_function(routers: Sequence[str], *, build_at_init: Sequence[str] = ()) -
     container = get_container()
     for member in build_at_init:
         getattr(container, member)
-    asgi = Mangum(create_app(container, background=False, routers=tuple(routers)), lifespan="off")
+    asgi = Mangum(create_app(container, routers=tuple(routers)), lifespan="off")
     register_snapstart_hooks(container)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

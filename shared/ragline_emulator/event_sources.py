@@ -1,6 +1,7 @@
-"""An emulated Lambda event source mapping for SQS, for `ragline serve --backend aws`.
+"""What invokes the Lambda functions when deployed, emulated for `ragline serve --backend aws`: an
+SQS event source mapping and an EventBridge schedule.
 
-It does what Lambda's poller does with the ingest queue, so the real ingest handler runs against
+The poller does what Lambda's poller does with the ingest queue, so the real ingest handler runs against
 a real queue (moto server or LocalStack): long-poll up to ``batch_size`` messages, hand them to
 the handler as one SQS event in Lambda's shape, delete the ones that succeeded, and leave the
 ones reported in ``batchItemFailures`` (or all of them, when the handler raises) to become
@@ -211,4 +212,8 @@ class ScheduledInvoker(_LoopThread):
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
-            self.invoke_once()
+            try:
+                self.invoke_once()
+            except Exception:
+                # A failed run does not end the schedule, deployed or here: the next one comes on time.
+                log.exception("scheduled %s failed; next run in %s s", self.name, self.interval_seconds)

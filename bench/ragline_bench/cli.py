@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ragline.bench.common import Report
+    from ragline_bench.common import Report
 
 SEQUENCE = ("ingest", "search", "quality", "memory")
 
@@ -148,7 +148,7 @@ def _package_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=8, help="largest packages to list per layer (default 8)")
 
 
-# Benchmarks whose runner is not `run` in ragline.bench.<name>.
+# Benchmarks whose runner is not `run` in ragline_bench.<name>.
 RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
 
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -183,10 +183,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _execute(name: str, args: argparse.Namespace, console: Console) -> Report:
-    from ragline.bench.common import default_out, targets_table, write_json
+    from ragline_bench.common import default_out, targets_table, write_json
 
     module_name, runner = RUNNERS.get(name, (name, "run"))
-    module = importlib.import_module(f"ragline.bench.{module_name}")
+    module = importlib.import_module(f"ragline_bench.{module_name}")
     started, load = time.time(), os.getloadavg()
     console.rule(f"ragline bench {name}")
     report: Report = getattr(module, runner)(args, console)
@@ -199,7 +199,7 @@ def _execute(name: str, args: argparse.Namespace, console: Console) -> Report:
 
 
 def _run_one(name: str, args: argparse.Namespace) -> int:
-    from ragline.bench.common import BenchError, make_console
+    from ragline_bench.common import BenchError, make_console
 
     console = make_console()
     try:
@@ -211,7 +211,7 @@ def _run_one(name: str, args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace, parsers: dict[str, argparse.ArgumentParser]) -> int:
-    from ragline.bench.common import BenchError, default_out, make_console, targets_table, write_json
+    from ragline_bench.common import BenchError, default_out, make_console, targets_table, write_json
 
     console = make_console()
     shared = ["--shared", str(args.shared)]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragline.bench.common import (
+from ragline_bench.common import (
     BeirDataset,
     RaglineServer,
     Report,

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ragline.bench.common import (
+from ragline_bench.common import (
     BENCH_TENANT,
     BenchError,
     RaglineServer,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragline.bench.common import (
+from ragline_bench.common import (
     BENCH_TENANT,
     BeirDoc,
     Ingested,

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ragline.bench.common import (
+from ragline_bench.common import (
     BeirDataset,
     BeirDoc,
     BenchError,

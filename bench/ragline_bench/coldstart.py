@@ -8,8 +8,8 @@ embedding-model load inside it (ONNX session creation, timed on its own), the fi
 with a real event, a second (warm) one, and the process's peak RSS (ru_maxrss). The stream-chat
 function is started as Lambda would start it, through run.sh (uvicorn): init is "spawned → /health
 answers" (the Web Adapter's readiness check), the first invocation a whole SSE answer.
-`chat+claude` is the chat function with Claude configured (against the fake Messages API of the
-test suite): the difference is what importing and building the Claude adapter costs (the Messages
+`chat+claude` is the chat function with Claude configured (against the fake Messages API of
+ragline_emulator): the difference is what importing and building the Claude adapter costs (the Messages
 API over httpx; there is no anthropic SDK).
 
 Two sources (--source): `built`, the deployed artifact (`make sam-build` → .aws-sam/build): each
@@ -42,12 +42,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragline.bench.common import BenchError, Report, at_most, make_table, median
+from ragline_bench.common import BenchError, Report, at_most, make_table, median
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO / "functions"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -367,7 +367,7 @@ LAMBDA_VARIABLES = {
 
 def _default_deployment_fast_load() -> str:
     """RAGLINE_EMBEDDING_FAST_LOAD as template.yaml sets it for the API functions, parameters at their defaults."""
-    from ragline.adapters.aws.provision import Resolver, load_template
+    from ragline_emulator.provision import Resolver, load_template
 
     template = load_template(REPO / "template.yaml")
     value = template["Globals"]["Function"]["Environment"]["Variables"]["RAGLINE_EMBEDDING_FAST_LOAD"]
@@ -465,14 +465,10 @@ def _stack(data_dir: Path, seed_env: dict[str, str] | None = None) -> Iterator[t
         server.stop()
 
 
-def _fake_claude() -> tuple[Any, dict[str, str]] | None:
-    """The test suite's fake Messages API, when this is a checkout with tests/ (else no Claude variant)."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    try:
-        from tests.fakes.anthropic_server import FakeAnthropic
-    except ImportError:
-        return None
+def _fake_claude() -> tuple[Any, dict[str, str]]:
+    """The emulator's fake Messages API, started, and the variables that point the chat function at it."""
+    from ragline_emulator.anthropic_server import FakeAnthropic
+
     fake = FakeAnthropic()
     fake.__enter__()
     fake.script(answer="Refunds are issued within fourteen days [1].")

@@ -1,4 +1,4 @@
-"""A fake of Anthropic's Messages API (POST /v1/messages) on 127.0.0.1, for tests.
+"""A fake of Anthropic's Messages API (POST /v1/messages) on 127.0.0.1, for the tests and `ragline bench coldstart`.
 
 It speaks the wire protocol the anthropic SDK parses: with "stream": true a chunked text/event-stream of
 message_start, content_block_start, ping, content_block_delta (text_delta) per word, content_block_stop,

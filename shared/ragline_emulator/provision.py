@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
-import ragline
 from ragline.adapters.aws.clients import client, error_code, resolve_region
 from ragline.errors import ConfigurationError
 
@@ -108,8 +107,8 @@ def default_template_path() -> Path:
     configured = os.environ.get("RAGLINE_TEMPLATE")
     if configured:
         return Path(configured)
-    # shared/ragline/__init__.py → the repository root, where template.yaml sits.
-    return Path(ragline.__file__).resolve().parents[2] / "template.yaml"
+    # shared/ragline_emulator/provision.py → the repository root, where template.yaml sits.
+    return Path(__file__).resolve().parents[2] / "template.yaml"
 
 
 def load_template(path: Path | None = None) -> dict[str, Any]:

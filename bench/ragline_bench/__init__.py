@@ -1,0 +1,1 @@
+"""`ragline bench`: the benchmarks of a source checkout, registered by ragline.cli when installed (bench/README.md)."""
