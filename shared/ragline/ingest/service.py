@@ -349,9 +349,15 @@ class IngestService:
         self.store.delete_document(doc.tenant_id, doc.id)
         self.events.publish("document.deleted", doc.tenant_id, {"document_id": doc.id})
 
-    def delete_by_filter(self, tenant_id: str, filters: dict[str, Any]) -> int:
+    def delete_by_filter(self, tenant_id: str, filters: dict[str, Any], *, everything: bool = False) -> int:
+        """Delete the tenant's documents matching ``filters``; empty filters need ``everything``."""
         if not isinstance(filters, dict):
             raise BadRequest("filters must be a JSON object", error="Invalid filter")
+        if not filters and not everything:
+            # An empty filter object is easy to send by mistake; wiping a tenant must be said outright.
+            raise BadRequest(
+                'empty filters match every document: send "all": true to delete them all', error="Filters required"
+            )
         flt = scope_to_tenant(filters, tenant_id)
         doomed: list[Document] = []
         cursor: str | None = None

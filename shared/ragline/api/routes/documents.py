@@ -154,7 +154,7 @@ def delete_document(document_id: str, principal: IngestPrincipal, ingest: Ingest
 def delete_by_filter(
     body: DeleteByFilterRequest, principal: IngestPrincipal, ingest: IngestServiceDep
 ) -> dict[str, Any]:
-    deleted = ingest.delete_by_filter(principal.tenant_id, body.filters)
+    deleted = ingest.delete_by_filter(principal.tenant_id, body.filters, everything=body.all)
     return {
         "status": "success",
         "data": {"deleted_documents": deleted, "filters": {**body.filters, "tenant_id": principal.tenant_id}},
