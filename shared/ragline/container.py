@@ -14,6 +14,7 @@ from ragline.errors import ConfigurationError
 from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
+from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
 from ragline.ports import (
     AnswerModel,
     BlobStore,
@@ -22,6 +23,7 @@ from ragline.ports import (
     HoldsConnections,
     JobQueue,
     MetadataStore,
+    PresigningBlobStore,
     VectorIndex,
 )
 from ragline.retrieval.service import SearchService
@@ -66,7 +68,7 @@ class Container:
         assert isinstance(self.store, SqliteMetadataStore)
         return self.store  # SQLite holds the queue beside the documents, in the same transactions
 
-    def _bucket_store(self, prefix: str) -> BlobStore:
+    def _bucket_store(self, prefix: str) -> PresigningBlobStore:
         from ragline.adapters.aws.s3_blobs import S3BlobStore
 
         return S3BlobStore(_required(self.settings.documents_bucket, "RAGLINE_DOCUMENTS_BUCKET"), prefix)
@@ -85,7 +87,7 @@ class Container:
         return self._bucket_store(INBOX_PREFIX) if self.settings.backend == "aws" else None
 
     @cached_property
-    def upload_drop(self) -> BlobStore | None:
+    def upload_drop(self) -> PresigningBlobStore | None:
         """Where presigned uploads land (``uploads/<tenant>/<document>/<file>``) on AWS."""
         return self._bucket_store(UPLOADS_PREFIX) if self.settings.backend == "aws" else None
 
@@ -148,6 +150,15 @@ class Container:
     @cached_property
     def chat(self) -> ChatService:
         return ChatService(self.search, self.answerer, self.events, default_limit=self.settings.chat_default_limit)
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        urls: UploadUrls
+        if self.upload_drop is not None and self.upload_claims is not None:
+            urls = S3UploadUrls(self.upload_drop, self.upload_claims)
+        else:  # local: this server signs its own upload URLs
+            urls = SignedUploadUrls(load_secret(self.settings.data_dir / "upload-secret"))
+        return UploadService(self.ingest, urls)
 
     @cached_property
     def ingest_messages(self) -> IngestMessageHandler:

@@ -231,6 +231,9 @@ class TextDocumentRequest(BaseModel):
 class DeleteByFilterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filters: dict[str, Any]
+    all: bool = Field(
+        default=False, description="Delete every document when filters are empty (empty filters without it are a 400)"
+    )
 
 
 class UploadRequest(BaseModel):

@@ -22,6 +22,12 @@ class BlobStore(Protocol):
         """Delete every blob under a key prefix ending in '/'; return how many went."""
 
 
+class PresigningBlobStore(BlobStore, Protocol):
+    """A blob store clients can write to directly, through a URL it signs (S3)."""
+
+    def presign_put(self, key: str, content_type: str, expires_in: int) -> str: ...
+
+
 class MetadataStore(Protocol):
     # documents
     def create_document(self, document: Document) -> None: ...

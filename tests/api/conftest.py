@@ -20,6 +20,8 @@ def api(tmp_path_factory):
     keys = {
         "t1": ragline("keys", "create", "--tenant", "t1", "--data-dir", str(data_dir)).strip(),
         "t2": ragline("keys", "create", "--tenant", "t2", "--data-dir", str(data_dir)).strip(),
+        # a tenant for tests that delete all of a tenant's documents
+        "t3": ragline("keys", "create", "--tenant", "t3", "--data-dir", str(data_dir)).strip(),
         "t1_search": ragline(
             "keys", "create", "--tenant", "t1", "--scopes", "search", "--data-dir", str(data_dir)
         ).strip(),
@@ -56,6 +58,12 @@ def api(tmp_path_factory):
 @pytest.fixture
 def client(api):
     with httpx.Client(base_url=api.url, headers={"x-api-key": api.keys["t1"]}, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def wiped(api):
+    with httpx.Client(base_url=api.url, headers={"x-api-key": api.keys["t3"]}, timeout=60) as c:
         yield c
 
 

@@ -355,6 +355,33 @@ def test_delete_by_filters(client):
     assert_error(client.post("/v1/kb/delete", json={}), 422)
 
 
+def test_deleting_every_document_must_be_said_with_all(wiped, client):
+    team = "team-" + uuid.uuid4().hex[:6]
+    mine = [upload_text(wiped, unique("t3 doc"), metadata={"team": t})["document_id"] for t in (team, "other")]
+    theirs = upload_text(client, unique("t1 doc"))["document_id"]
+    for d in mine:
+        wait_for_status(wiped, d)
+    wait_for_status(client, theirs)
+
+    # Empty filters alone no longer wipe the tenant.
+    body = assert_error(wiped.post("/v1/kb/delete", json={"filters": {}}), 400)
+    assert set(body) == {"error", "message", "code"} and '"all": true' in body["message"]
+    assert all(wiped.get(f"/v1/kb/documents/{d}").status_code == 200 for d in mine)
+
+    # With filters, "all" changes nothing: the filters decide.
+    response = wiped.post("/v1/kb/delete", json={"filters": {"metadata.team": team}, "all": True})
+    assert response.status_code == 200 and response.json()["data"]["deleted_documents"] == 1
+    assert_error(wiped.get(f"/v1/kb/documents/{mine[0]}"), 404)
+    assert wiped.get(f"/v1/kb/documents/{mine[1]}").status_code == 200
+
+    response = wiped.post("/v1/kb/delete", json={"filters": {}, "all": True})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"deleted_documents": 1, "filters": {"tenant_id": "t3"}}
+    assert wiped.get("/v1/kb/documents").json()["documents"] == []
+    # Another tenant's documents are never touched.
+    assert client.get(f"/v1/kb/documents/{theirs}").json()["status"] == "indexed"
+
+
 def test_presigned_upload(client, api):
     ticket = client.post("/v1/kb/uploads", json={"filename": "big.md", "metadata": {"team": "docs"}}).json()
     assert ticket["expires_in"] > 0 and ticket["upload_url"].startswith(api.url)

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Capability → router module under ragline.api.routes. Each Lambda function serves one subset,
+# Capability → its router modules under ragline.api.routes. Each Lambda function serves one subset,
 # so the search function cannot answer chat and vice versa; `ragline serve` serves them all.
-ROUTERS: dict[str, str] = {
-    "health": "health",
-    "documents": "documents",
-    "search": "search",
-    "chat": "chat",
-    "stream": "stream",
+ROUTERS: dict[str, tuple[str, ...]] = {
+    "health": ("health",),
+    "documents": ("uploads", "documents", "jobs"),
+    "search": ("search",),
+    "chat": ("chat",),
+    "stream": ("stream",),
 }
 
 
@@ -65,15 +65,9 @@ def create_app(
     app.state.container = container
     app.state.background = background
     app.state.notify_worker = background.notify if background is not None else _no_worker
-    app.state.upload_secret = None
-    if "documents" in selected and container.upload_drop is None:
-        # Local presigned uploads are signed by this server; on AWS, S3 presigns them instead.
-        from ragline.api.uploads import load_secret
-
-        app.state.upload_secret = load_secret(container.settings.data_dir / "upload-secret")
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(container.settings))
     for name in selected:
-        module = importlib.import_module(f"ragline.api.routes.{ROUTERS[name]}")
-        app.include_router(module.router)
+        for module_name in ROUTERS[name]:
+            app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)
     return app

@@ -1,5 +1,5 @@
 """Who is calling, and may they: the key (or the API Gateway authorizer that checked it) decides
-the tenant; the route decides the scope.
+the tenant; the route decides the scope (``require`` in ragline.api.dependencies).
 
 Two modes (``RAGLINE_AUTH_MODE``):
 - ``key`` (local, emulated): the x-api-key header is looked up in the metadata store here.
@@ -13,15 +13,18 @@ Two modes (``RAGLINE_AUTH_MODE``):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.security import APIKeyHeader
 
-from ragline.errors import Forbidden, Unauthorized
+from ragline.errors import Unauthorized
 from ragline.keys import authenticate
 from ragline.models import Principal, Scope
+
+if TYPE_CHECKING:
+    from ragline.container import Container
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Your Ragline API key")
 
@@ -61,18 +64,7 @@ def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
     return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes)
 
 
-def current_principal(request: Request, key: str | None) -> Principal:
-    container = request.app.state.container
+def current_principal(container: Container, request: Request, key: str | None) -> Principal:
     if container.settings.auth_mode == "authorizer":
         return principal_from_authorizer(_authorizer_context(request))
     return authenticate(container.store, key)
-
-
-def require(scope: Scope) -> Callable[..., Principal]:
-    def dependency(request: Request, key: str | None = Depends(api_key_header)) -> Principal:
-        principal = current_principal(request, key)
-        if not principal.can(scope):
-            raise Forbidden(f"this API key lacks the {scope.value!r} scope", error="Insufficient scope")
-        return principal
-
-    return dependency

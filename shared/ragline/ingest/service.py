@@ -318,11 +318,28 @@ class IngestService:
         for version in range(1, doc.version):
             self.blobs.delete_prefix(f"{doc.tenant_id}/{doc.id}/v{version}/")
 
-    # ---- deleting -----------------------------------------------------------------------------
-    def delete(self, tenant_id: str, document_id: str) -> None:
+    # ---- reading ------------------------------------------------------------------------------
+    def document(self, tenant_id: str, document_id: str) -> Document:
         doc = self.store.get_document(tenant_id, document_id)
         if doc is None:
             raise NotFound(f"document {document_id} does not exist", error="Document not found")
+        return doc
+
+    def list_documents(
+        self, tenant_id: str, *, status: DocumentStatus | None, kb_id: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        return self.store.list_documents(tenant_id, status=status, kb_id=kb_id, limit=limit, cursor=cursor)
+
+    def job(self, tenant_id: str, job_id: str) -> tuple[Job, Document | None]:
+        """A job and its document (None once the document is deleted)."""
+        job = self.store.get_job(tenant_id, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", error="Job not found")
+        return job, self.store.get_document(tenant_id, job.document_id)
+
+    # ---- deleting -----------------------------------------------------------------------------
+    def delete(self, tenant_id: str, document_id: str) -> None:
+        doc = self.document(tenant_id, document_id)
         self.store.update_document(tenant_id, document_id, status=DocumentStatus.DELETING)
         self._finish_delete(doc)
 
@@ -332,9 +349,15 @@ class IngestService:
         self.store.delete_document(doc.tenant_id, doc.id)
         self.events.publish("document.deleted", doc.tenant_id, {"document_id": doc.id})
 
-    def delete_by_filter(self, tenant_id: str, filters: dict[str, Any]) -> int:
+    def delete_by_filter(self, tenant_id: str, filters: dict[str, Any], *, everything: bool = False) -> int:
+        """Delete the tenant's documents matching ``filters``; empty filters need ``everything``."""
         if not isinstance(filters, dict):
             raise BadRequest("filters must be a JSON object", error="Invalid filter")
+        if not filters and not everything:
+            # An empty filter object is easy to send by mistake; wiping a tenant must be said outright.
+            raise BadRequest(
+                'empty filters match every document: send "all": true to delete them all', error="Filters required"
+            )
         flt = scope_to_tenant(filters, tenant_id)
         doomed: list[Document] = []
         cursor: str | None = None

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ragline.api.auth import require
-from ragline.models import Principal, Scope
+from ragline.api.dependencies import AdminPrincipal, ContainerDep
 from ragline.retrieval.filters import MatchAll
-
-if TYPE_CHECKING:
-    from ragline.container import Container
 
 router = APIRouter(tags=["health"])
 
@@ -32,8 +28,8 @@ def _check(name: str, probe: Any, results: dict[str, str]) -> None:
 
 
 @router.get("/health/detailed", summary="Dependencies and system (admin)")
-def health_detailed(request: Request, _: Principal = Depends(require(Scope.ADMIN))) -> JSONResponse:
-    container: Container = request.app.state.container
+def health_detailed(_: AdminPrincipal, container: ContainerDep) -> JSONResponse:
+    # Probes every adapter, so it takes the whole container rather than one service.
     dependencies: dict[str, str] = {}
     _check("metadata_store", container.store.ping, dependencies)
     _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)

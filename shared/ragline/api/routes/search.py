@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends, Request
-
-from ragline.api.auth import require
-from ragline.models import Principal, Scope, SearchRequest, SearchResponse
-
-if TYPE_CHECKING:
-    from ragline.container import Container
+from ragline.api.dependencies import SearchPrincipal, SearchServiceDep
+from ragline.models import SearchRequest, SearchResponse
 
 router = APIRouter(prefix="/v1/kb", tags=["search and chat"])
 
 
-def _container(request: Request) -> Container:
-    return request.app.state.container
-
-
 @router.post("/search", response_model=SearchResponse, summary="Search the knowledge base")
-def search(
-    body: SearchRequest, request: Request, principal: Principal = Depends(require(Scope.SEARCH))
-) -> SearchResponse:
-    return _container(request).search.search(principal.tenant_id, body)
+def search(body: SearchRequest, principal: SearchPrincipal, search_service: SearchServiceDep) -> SearchResponse:
+    return search_service.search(principal.tenant_id, body)

@@ -6,18 +6,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from ragline.api.auth import require
+from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
 from ragline.errors import RaglineError
-from ragline.models import ChatRequest, Principal, Scope
-
-if TYPE_CHECKING:
-    from ragline.container import Container
+from ragline.models import ChatRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/kb", tags=["search and chat"])
@@ -36,11 +33,7 @@ def sse_frame(payload: dict[str, Any] | str) -> str:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
-async def chat_stream(
-    body: ChatRequest, request: Request, principal: Principal = Depends(require(Scope.CHAT))
-) -> StreamingResponse:
-    container: Container = request.app.state.container
-    chat_service = container.chat
+async def chat_stream(body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep) -> StreamingResponse:
     # Retrieval runs before the first byte, so its errors are ordinary HTTP errors.
     prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body)
 

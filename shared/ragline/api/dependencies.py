@@ -1,0 +1,82 @@
+"""What routes get from the application, as ``Annotated`` dependencies: the container's services and
+the authenticated caller. The one place that reads ``app.state``.
+
+Declare the principal before the services in a route's parameters: FastAPI resolves dependencies
+in order, so a request without a valid key is refused before a service (or the model it loads)
+is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ragline.api.auth import api_key_header, current_principal
+from ragline.chat.service import ChatService
+from ragline.config import Settings
+from ragline.container import Container
+from ragline.errors import Forbidden
+from ragline.ingest.service import IngestService
+from ragline.ingest.uploads import UploadService
+from ragline.models import Principal, Scope
+from ragline.retrieval.service import SearchService
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def require(scope: Scope) -> Callable[..., Principal]:
+    """A dependency: the caller, if their key grants ``scope`` (401 without a valid key, else 403)."""
+
+    def dependency(request: Request, container: ContainerDep, key: str | None = Depends(api_key_header)) -> Principal:
+        principal = current_principal(container, request, key)
+        if not principal.can(scope):
+            raise Forbidden(f"this API key lacks the {scope.value!r} scope", error="Insufficient scope")
+        return principal
+
+    return dependency
+
+
+IngestPrincipal = Annotated[Principal, Depends(require(Scope.INGEST))]
+SearchPrincipal = Annotated[Principal, Depends(require(Scope.SEARCH))]
+ChatPrincipal = Annotated[Principal, Depends(require(Scope.CHAT))]
+AdminPrincipal = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def get_settings(container: ContainerDep) -> Settings:
+    return container.settings
+
+
+def get_ingest_service(container: ContainerDep) -> IngestService:
+    return container.ingest
+
+
+def get_upload_service(container: ContainerDep) -> UploadService:
+    return container.uploads
+
+
+def get_search_service(container: ContainerDep) -> SearchService:
+    return container.search
+
+
+def get_chat_service(container: ContainerDep) -> ChatService:
+    return container.chat
+
+
+def get_worker_wakeup(request: Request) -> Callable[[], None]:
+    return request.app.state.notify_worker
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+IngestServiceDep = Annotated[IngestService, Depends(get_ingest_service)]
+UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]
+SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+# Call after accepting documents: wakes the local worker at once (does nothing on Lambda).
+WakeWorker = Annotated[Callable[[], None], Depends(get_worker_wakeup)]

@@ -1,0 +1,17 @@
+"""Ingestion jobs: where an accepted upload has got to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ragline.api.dependencies import IngestPrincipal, IngestServiceDep
+
+router = APIRouter(prefix="/v1/kb", tags=["documents"])
+
+
+@router.get("/jobs/{job_id}", summary="Ingestion job status")
+def get_job(job_id: str, principal: IngestPrincipal, ingest: IngestServiceDep) -> dict[str, Any]:
+    job, document = ingest.job(principal.tenant_id, job_id)
+    return {**job.public(), "document_status": document.status.value if document else None}

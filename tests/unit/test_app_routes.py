@@ -1,0 +1,44 @@
+"""Which paths each API Lambda function serves: the router sets of functions/*/app.py, pinned."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragline.api.app import create_app
+from ragline.config import Settings
+from ragline.container import Container
+
+HEALTH = {("GET", "/health"), ("GET", "/health/detailed")}
+DOCUMENTS = {
+    ("POST", "/v1/kb/uploads"),
+    ("PUT", "/v1/kb/uploads/{document_id}"),
+    ("POST", "/v1/kb/documents"),
+    ("GET", "/v1/kb/documents"),
+    ("GET", "/v1/kb/documents/{document_id}"),
+    ("DELETE", "/v1/kb/documents/{document_id}"),
+    ("POST", "/v1/kb/delete"),
+    ("GET", "/v1/kb/jobs/{job_id}"),
+}
+
+SERVED = [
+    (("documents", "health"), DOCUMENTS | HEALTH),  # functions/documents
+    (("search",), {("POST", "/v1/kb/search")}),  # functions/search
+    (("chat",), {("POST", "/v1/kb/chat")}),  # functions/chat
+    (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
+    (
+        None,  # ragline serve: everything
+        DOCUMENTS | HEALTH | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
+    ),
+]
+
+
+@pytest.mark.parametrize(("routers", "expected"), SERVED)
+def test_each_function_serves_its_paths(tmp_path, routers, expected):
+    app = create_app(Container(Settings(data_dir=tmp_path)), background=False, routers=routers)
+    served = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
+    assert served == expected
+
+
+def test_an_unknown_router_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown routers"):
+        create_app(Container(Settings(data_dir=tmp_path)), background=False, routers=("uploads",))
