@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ragline.chunks import chunk_id, chunk_payload, document_payload
 from ragline.config import MAX_CHUNK_TOKENS, Settings
 from ragline.errors import (
     BadRequest,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Keys of an upload's metadata that are also first-class filter fields of its chunks.
-PROMOTED_METADATA = ("user_id", "tag_ids", "tag_names", "source", "type_name", "category_name")
 EMBED_GROUP = 64  # passages embedded per call while the next ones are parsed
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -51,25 +50,6 @@ class Accepted:
 def safe_filename(name: str | None) -> str:
     base = PurePosixPath((name or "document").replace("\\", "/")).name
     return _UNSAFE.sub("_", base)[:120] or "document"
-
-
-def document_payload(doc: Document) -> dict[str, Any]:
-    """Fields every chunk of a document carries (and what delete-by-filter matches documents on)."""
-    payload: dict[str, Any] = {
-        "tenant_id": doc.tenant_id,
-        "document_id": doc.id,
-        "kb_id": doc.kb_id,
-        "title": doc.title,
-        "filename": doc.filename,
-        "content_type": doc.content_type,
-        "external_id": doc.external_id,
-        "source": doc.source,
-        "metadata": doc.metadata,
-    }
-    for key in PROMOTED_METADATA:
-        if key in doc.metadata:
-            payload[key] = doc.metadata[key]
-    return payload
 
 
 def extract_passages(
@@ -93,22 +73,17 @@ def extract_passages(
 
 
 def document_chunks(doc: Document, passages: list[Passage], parsed_title: str | None) -> list[IndexedChunk]:
-    """The indexed chunks of one version of a document. Ids carry the version, so a new version
-    never overwrites the old one's chunks in place (OpenSearch swaps them only after a refresh)."""
+    """The indexed chunks of one version of a document."""
     base = document_payload(doc.model_copy(update={"title": doc.title or parsed_title}))
     return [
         IndexedChunk(
-            id=f"{doc.id}-v{doc.version}-{position:05d}",
+            id=chunk_id(doc.id, doc.version, position),
             tenant_id=doc.tenant_id,
             document_id=doc.id,
             text=passage.text,
-            payload={
-                **base,
-                "page": passage.page,
-                "section": passage.section,
-                "chunk_index": position,
-                "version": doc.version,
-            },
+            payload=chunk_payload(
+                base, version=doc.version, position=position, page=passage.page, section=passage.section
+            ),
         )
         for position, passage in enumerate(passages)
     ]
