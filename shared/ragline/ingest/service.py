@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -239,7 +238,7 @@ class IngestService:
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
             return self._fail(doc, job, str(exc))
-        except (OSError, sqlite3.OperationalError, DependencyUnavailable) as exc:
+        except (OSError, DependencyUnavailable) as exc:
             if job.attempts >= self.settings.max_ingest_attempts:
                 return self._fail(doc, job, f"gave up after {job.attempts} attempts: {exc}")
             log.warning("ingest of %s hit %s; re-queued", doc.id, exc)

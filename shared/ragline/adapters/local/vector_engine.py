@@ -33,6 +33,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ragline.adapters.local.sqlite_errors import unavailable_when_locked
 from ragline.chunks import filterable_values, number_value
 from ragline.models import IndexedChunk
 from ragline.retrieval.analysis import analyze
@@ -405,6 +406,8 @@ class EmbeddedVectorIndex:
             self._closed = True
 
     # ---- writes -------------------------------------------------------------------------
+    # Readers never wait in WAL mode; a writer can find the lock held (another process) past the timeout.
+    @unavailable_when_locked("the chunk store")
     def replace_document(
         self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
     ) -> None:
@@ -437,6 +440,7 @@ class EmbeddedVectorIndex:
             self._db.executemany("INSERT INTO changes (op, row) VALUES ('del', ?)", [(r,) for r in rows])
         return len(rows)
 
+    @unavailable_when_locked("the chunk store")
     def delete_document(self, tenant_id: str, document_id: str) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
