@@ -29,9 +29,9 @@ from urllib.parse import unquote_plus
 from ragline.config import Settings
 from ragline.errors import DependencyUnavailable, NotFound, RaglineError
 from ragline.ingest.dropfolder import INBOX_SOURCE, drop_target, external_id_for
-from ragline.ingest.service import IngestService
+from ragline.ingest.service import INTERNAL_ERROR, IngestService
 from ragline.models import Job, JobStatus
-from ragline.ports import BlobStore, EventBus, JobQueue, MetadataStore
+from ragline.ports import BlobStore, JobQueue, MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ class IngestMessageHandler:
         ingest: IngestService,
         queue: JobQueue,
         store: MetadataStore,
-        events: EventBus,
         *,
         inbox: BlobStore | None,
         upload_drop: BlobStore | None,
@@ -125,7 +124,6 @@ class IngestMessageHandler:
         self.ingest = ingest
         self.queue = queue
         self.store = store
-        self.events = events
         self.inbox = inbox
         self.upload_drop = upload_drop
         self.upload_claims = upload_claims
@@ -168,7 +166,7 @@ class IngestMessageHandler:
             # message goes to the dead-letter queue with its stack trace in the logs.
             log.exception("ingest job %s crashed (delivery %s)", job.id, "last" if last_delivery else "not last")
             if last_delivery:
-                self.ingest.fail_job(job, "internal error while indexing")
+                self.ingest.fail_job(job, INTERNAL_ERROR)
             raise
         self._retry_if_released(job, last_delivery)
 
@@ -270,7 +268,7 @@ class IngestMessageHandler:
         except RaglineError as exc:
             # Wrong type, too large, bad chunking: no retry helps. Tell the tenant instead.
             log.warning("not ingested (%s): %s", subject, exc.message)
-            self.events.publish("error.ingestion", tenant, {**subject, "error": exc.message, "code": exc.status})
+            self.ingest.report_rejected(tenant, subject, exc)
             return
         if not accepted.duplicate:
             log.info("queued %s as %s (job %s)", subject, accepted.document.id, accepted.job_id)

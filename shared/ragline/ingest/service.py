@@ -19,8 +19,10 @@ from ragline.errors import (
     Conflict,
     DependencyUnavailable,
     DocumentParseError,
+    JobUndeliverable,
     NotFound,
     PayloadTooLarge,
+    RaglineError,
     Unprocessable,
 )
 from ragline.ingest.chunking import Passage, chunk_blocks
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBED_GROUP = 64  # passages embedded per call while the next ones are parsed
+INGESTION_ERROR = "error.ingestion"
+INTERNAL_ERROR = "internal error while indexing"  # what a bug says on the document (the log has the rest)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -213,7 +217,13 @@ class IngestService:
             indexed_at=previous.indexed_at if previous else None,
         )
         job = Job(id=new_id("job"), tenant_id=tenant_id, document_id=document_id)
-        self.queue.enqueue(job, document)
+        try:
+            self.queue.enqueue(job, document)
+        except JobUndeliverable as exc:
+            # Stored, but no worker will ever see it: the document says so (uploading the same
+            # bytes again retries a failed document). The caller still gets the 503.
+            self.fail_job(job, exc.message)
+            raise
         self.events.publish(
             "document.uploaded",
             tenant_id,
@@ -237,10 +247,10 @@ class IngestService:
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
-            return self._fail(doc, job, str(exc))
+            return self.fail_job(job, str(exc))
         except (OSError, DependencyUnavailable) as exc:
             if job.attempts >= self.settings.max_ingest_attempts:
-                return self._fail(doc, job, f"gave up after {job.attempts} attempts: {exc}")
+                return self.fail_job(job, f"gave up after {job.attempts} attempts: {exc}")
             log.warning("ingest of %s hit %s; re-queued", doc.id, exc)
             self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.QUEUED)
             self.queue.release(job.id, error=str(exc))
@@ -268,25 +278,28 @@ class IngestService:
             self.events.publish("document.updated", doc.tenant_id, data)
         return indexed
 
-    def _fail(self, doc: Document, job: Job, reason: str) -> Document:
+    def fail_job(self, job: Job, reason: str) -> Document | None:
+        """The one way a document ends `failed`, whatever failed it (a bad file, out of attempts or
+        deliveries, a bug, a job nothing will run): no chunk of it stays searchable, its record
+        says `failed` with the reason, its job is finished with it, and `error.ingestion` says so.
+        A document deleted meanwhile only has its job finished."""
+        doc = self.store.get_document(job.tenant_id, job.document_id)
+        if doc is None or doc.status == DocumentStatus.DELETING:
+            self.queue.finish(job.id, error=reason)
+            return None
         # Only indexed documents have searchable chunks: a failed new version takes the old one's away.
         self.index.delete_document(doc.tenant_id, doc.id)
         failed = self.store.update_document(
             doc.tenant_id, doc.id, status=DocumentStatus.FAILED, error=reason, chunk_count=0
         )
         self.queue.finish(job.id, error=reason)
-        self.events.publish(
-            "error.ingestion", doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason}
-        )
+        self.events.publish(INGESTION_ERROR, doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason})
         return failed
 
-    def fail_job(self, job: Job, reason: str) -> Document | None:
-        """End a job that can never succeed (out of deliveries, or a bug): failed, and said so by event."""
-        doc = self.store.get_document(job.tenant_id, job.document_id)
-        if doc is None or doc.status == DocumentStatus.DELETING:
-            self.queue.finish(job.id, error=reason)
-            return None
-        return self._fail(doc, job, reason)
+    def report_rejected(self, tenant_id: str, subject: dict[str, str], exc: RaglineError) -> None:
+        """A file that arrived without an API call (drop folder, presigned upload) and never became
+        a document (wrong type, too large…): `error.ingestion` names it by ``subject`` and says why."""
+        self.events.publish(INGESTION_ERROR, tenant_id, {**subject, "error": exc.message, "code": exc.status})
 
     def _drop_older_originals(self, doc: Document) -> None:
         for version in range(1, doc.version):
