@@ -296,10 +296,19 @@ class IngestService:
         self.events.publish(INGESTION_ERROR, doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason})
         return failed
 
-    def report_rejected(self, tenant_id: str, subject: dict[str, str], exc: RaglineError) -> None:
-        """A file that arrived without an API call (drop folder, presigned upload) and never became
-        a document (wrong type, too large…): `error.ingestion` names it by ``subject`` and says why."""
-        self.events.publish(INGESTION_ERROR, tenant_id, {**subject, "error": exc.message, "code": exc.status})
+    def accept_or_report(self, tenant_id: str, subject: dict[str, str], data: bytes, **options: Any) -> Accepted | None:
+        """``accept`` for a file that arrived without an API call (drop folder, presigned upload), so
+        no caller hears a 4xx: a file no retry helps (wrong type, too large, bad chunking) is
+        reported by `error.ingestion`, naming it by ``subject``, and None is returned.
+        DependencyUnavailable still raises: the file's event must come back later."""
+        try:
+            return self.accept(tenant_id, data, **options)
+        except DependencyUnavailable:
+            raise
+        except RaglineError as exc:
+            log.warning("not ingested (%s): %s", subject, exc.message)
+            self.events.publish(INGESTION_ERROR, tenant_id, {**subject, "error": exc.message, "code": exc.status})
+            return None
 
     def _drop_older_originals(self, doc: Document) -> None:
         for version in range(1, doc.version):
