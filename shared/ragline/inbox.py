@@ -14,7 +14,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_ATTRIB,
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from ragline.errors import DependencyUnavailable
@@ -61,12 +70,28 @@ class InboxSync:
                     self.sync(path)
 
 
+# What changes a file's bytes, presence or readability. Not "opened" or "closed without write":
+# reading a file (as sync does) makes those, and taking them for changes re-read every file forever.
+CHANGE_EVENTS = frozenset(
+    {
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_CLOSED,  # closed after writing
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_ATTRIB,  # e.g. made readable
+    }
+)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: InboxWatcher) -> None:
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory and event.event_type != "deleted":
+        if event.event_type not in CHANGE_EVENTS:
+            return
+        if event.is_directory and event.event_type != EVENT_TYPE_DELETED:
             return
         paths = [event.src_path]
         dest = getattr(event, "dest_path", "")
