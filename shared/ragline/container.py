@@ -168,7 +168,6 @@ class Container:
             self.ingest,
             self.queue,
             self.store,
-            self.events,
             inbox=self.inbox_objects,
             upload_drop=self.upload_drop,
             upload_claims=self.upload_claims,

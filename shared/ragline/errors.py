@@ -73,6 +73,10 @@ class DependencyUnavailable(RaglineError):
     error = "Service unavailable"
 
 
+class JobUndeliverable(DependencyUnavailable):
+    """A job was stored but could not be handed to the workers: nothing would ever run it."""
+
+
 class DocumentParseError(Exception):
     """A file that cannot be turned into text; its message is shown to the user as the document's error."""
 

@@ -1,8 +1,9 @@
 """The local drop folder: files under <inbox>/<tenant_id>/… are ingested for that tenant.
 
-A new file is ingested, an overwritten one re-ingested (same external_id, new version), a
-removed one deleted. Events are debounced until a file stops changing; on start the folder is
-reconciled with what is stored, so changes made while the server was down are not lost.
+What a file's state means (new, overwritten, removed) is the drop-folder rule of
+``ragline.ingest.dropfolder``, shared with the S3 inbox; this module only finds the paths that
+changed. Events are debounced until a file stops changing; on start the folder is reconciled
+with what is stored, so changes made while the server was down are not lost.
 """
 
 from __future__ import annotations
@@ -13,11 +14,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_ATTRIB,
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
-from ragline.errors import NotFound, RaglineError
-from ragline.ingest.dropfolder import EXTERNAL_ID_PREFIX, INBOX_SOURCE, drop_target, external_id_for
+from ragline.errors import DependencyUnavailable
+from ragline.ingest.dropfolder import EXTERNAL_ID_PREFIX, INBOX_SOURCE, DropFolder
 from ragline.ingest.service import IngestService
 from ragline.ports import MetadataStore
 
@@ -25,50 +35,29 @@ log = logging.getLogger(__name__)
 
 
 class InboxSync:
-    """Applies the state of one inbox path to the store (ingest, re-ingest or delete)."""
+    """Applies the state of one inbox path (the drop-folder rule: ``DropFolder.apply``)."""
 
     def __init__(self, inbox: Path, ingest: IngestService, store: MetadataStore, on_queued: Callable[[], None]) -> None:
         self.inbox = inbox
-        self.ingest = ingest
+        self.drop_folder = DropFolder(ingest)
         self.store = store
         self.on_queued = on_queued
 
-    def _tenant_and_relative(self, path: Path) -> tuple[str, Path] | None:
-        try:
-            relative = path.relative_to(self.inbox)
-        except ValueError:
-            return None
-        tenant = drop_target(relative.as_posix())
-        return None if tenant is None else (tenant, relative)
-
     def sync(self, path: Path) -> None:
-        located = self._tenant_and_relative(path)
-        if located is None:
+        try:
+            relative = path.relative_to(self.inbox).as_posix()
+        except ValueError:
             return
-        tenant, relative = located
-        external_id = external_id_for(relative.as_posix())
-        if path.is_file():
-            try:
-                accepted = self.ingest.accept(
-                    tenant, path.read_bytes(), filename=path.name, external_id=external_id, source=INBOX_SOURCE
-                )
-            except RaglineError as exc:
-                log.warning("inbox: %s not ingested: %s", relative, exc.message)
-                return
-            except OSError as exc:
-                log.warning("inbox: %s could not be read: %s", relative, exc)
-                return
-            if not accepted.duplicate:
-                log.info("inbox: %s queued as %s", relative, accepted.document.id)
-                self.on_queued()
-        elif not path.exists():
-            doc = self.store.find_document(tenant, external_id=external_id)
-            if doc is not None:
-                try:
-                    self.ingest.delete(tenant, doc.id)
-                    log.info("inbox: %s removed; deleted %s", relative, doc.id)
-                except NotFound:
-                    pass
+        try:
+            queued = self.drop_folder.apply(relative, lambda: path.read_bytes() if path.is_file() else None)
+        except DependencyUnavailable as exc:
+            log.warning("inbox: %s not applied: %s", relative, exc.message)
+            return
+        except OSError as exc:
+            log.warning("inbox: %s could not be read: %s", relative, exc)
+            return
+        if queued:
+            self.on_queued()
 
     def reconcile(self) -> None:
         self.inbox.mkdir(parents=True, exist_ok=True)
@@ -81,12 +70,28 @@ class InboxSync:
                     self.sync(path)
 
 
+# What changes a file's bytes, presence or readability. Not "opened" or "closed without write":
+# reading a file (as sync does) makes those, and taking them for changes re-read every file forever.
+CHANGE_EVENTS = frozenset(
+    {
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_CLOSED,  # closed after writing
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_ATTRIB,  # e.g. made readable
+    }
+)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: InboxWatcher) -> None:
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory and event.event_type != "deleted":
+        if event.event_type not in CHANGE_EVENTS:
+            return
+        if event.is_directory and event.event_type != EVENT_TYPE_DELETED:
             return
         paths = [event.src_path]
         dest = getattr(event, "dest_path", "")

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from ragline.errors import RaglineError
-from ragline.ingest.service import IngestService
+from ragline.ingest.service import INTERNAL_ERROR, IngestService
 from ragline.models import DocumentStatus
 from ragline.ports import JobQueue, MetadataStore
 
@@ -29,16 +29,7 @@ class IngestWorker:
     def recover(self) -> None:
         """Finish what a crash interrupted: re-queue processing jobs, fail the ones out of attempts."""
         for job in self.queue.recover_interrupted(self.max_attempts):
-            doc = self.store.get_document(job.tenant_id, job.document_id)
-            if doc is not None and doc.status != DocumentStatus.DELETING:
-                self.ingest.index.delete_document(doc.tenant_id, doc.id)
-                self.store.update_document(
-                    doc.tenant_id,
-                    doc.id,
-                    status=DocumentStatus.FAILED,
-                    error=f"ingestion was interrupted {job.attempts} times; giving up",
-                    chunk_count=0,
-                )
+            self.ingest.fail_job(job, f"ingestion was interrupted {job.attempts} times; giving up")
         for doc in self.store.documents_with_status(DocumentStatus.PROCESSING):
             # Its job is queued again (above); until it runs, the document says so.
             self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.QUEUED)
@@ -70,13 +61,10 @@ class IngestWorker:
         except RaglineError as exc:
             log.error("ingest job %s failed: %s", job.id, exc.message)
             self.ingest.fail_job(job, exc.message)  # the document says failed too, not processing forever
-        except Exception as exc:
+        except Exception:
             # A bug, not bad input: keep the stack trace, fail this job, keep the worker alive.
             log.exception("ingest job %s crashed", job.id)
-            self.queue.finish(job.id, error=f"internal error: {type(exc).__name__}")
-            self.store.update_document(
-                job.tenant_id, job.document_id, status=DocumentStatus.FAILED, error="internal error while indexing"
-            )
+            self.ingest.fail_job(job, INTERNAL_ERROR)
         return True
 
     def drain(self) -> None:

@@ -12,6 +12,7 @@ from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
 from ragline.models import IndexedChunk
 from ragline.retrieval.analysis import analyze
 from ragline.retrieval.filters import MatchAll, Term, matches, parse_filter, scope_to_tenant
+from tests.unit.test_chunks import AGREEMENT
 
 DIM = 8
 
@@ -281,3 +282,16 @@ def test_dotted_metadata_keys_are_not_paths(make_index):
     for spec, expected in [({"metadata.a.b": "x"}, False), ({"metadata.c.d": "y"}, True)]:
         assert matches(parse_filter(spec), payload) is expected
         assert (index.count(scope_to_tenant(spec, "t1")) == 1) is expected
+
+
+@pytest.mark.parametrize(("payloads", "spec", "expected"), AGREEMENT)
+def test_filters_on_the_agreement_table(make_index, payloads, spec, expected):
+    index = make_index()
+    documents = [payload.get("document_id", f"d{i}") for i, payload in enumerate(payloads)]
+    for document, payload in zip(documents, payloads):
+        stored = IndexedChunk(
+            id=f"{document}-v1-00000", tenant_id="t1", document_id=document, text="x", payload=payload
+        )
+        index.replace_document("t1", document, [stored], unit(1).reshape(1, -1))
+    found = index.document_ids(scope_to_tenant(spec, "t1"))
+    assert [document in found for document in documents] == expected

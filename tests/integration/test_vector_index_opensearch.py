@@ -168,8 +168,9 @@ def test_server_side_hybrid_agrees_with_client_side_fusion(make_index):
 
 
 def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_index):
+    from ragline.chunks import chunk_version
     from ragline.models import IndexedChunk
-    from ragline.retrieval.service import chunk_version, newest_versions
+    from ragline.retrieval.service import newest_versions
 
     index = make_index()
 

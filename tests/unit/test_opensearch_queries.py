@@ -18,6 +18,7 @@ import pytest
 
 from ragline.adapters.aws import opensearch_queries as q
 from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.chunks import number_value
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import (
     And,
@@ -32,6 +33,7 @@ from ragline.retrieval.filters import (
     parse_filter,
     scope_to_tenant,
 )
+from tests.unit.test_chunks import AGREEMENT
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "opensearch"
@@ -478,7 +480,7 @@ def test_sortable_numbers_sort_like_numbers():
     values = [0.0, -0.0, 1, -1, 2**53, -(2**60), math.inf, -math.inf, 1e-300, -1e-300, 10**400, -(10**400)]
     values += [rng.uniform(-1e6, 1e6) for _ in range(300)] + [rng.randint(-(10**9), 10**9) for _ in range(300)]
     encoded = sorted(values, key=q.sortable_number)
-    assert [q._as_float(v) for v in encoded] == sorted(q._as_float(v) for v in values)
+    assert [number_value(v) for v in encoded] == sorted(number_value(v) for v in values)
     assert q.sortable_number(-0.0) == q.sortable_number(0.0)
     assert q.sortable_number(2020) == q.sortable_number(2020.0)
 
@@ -597,6 +599,24 @@ def test_translation_agrees_with_the_reference_semantics():
         want = [matches(parse_filter(spec), p) for p in payloads]
         got = [emulate(dsl, s) for s in sources]
         assert got == want, spec
+
+
+@pytest.mark.parametrize(("payloads", "spec", "expected"), AGREEMENT)
+def test_translation_on_the_agreement_table(payloads, spec, expected):
+    sources = []
+    for i, payload in enumerate(payloads):
+        document = payload.get("document_id", f"d{i}")
+        stored = IndexedChunk(
+            id=f"{document}-v1-00000", tenant_id="t1", document_id=document, text="x", payload=payload
+        )
+        sources.append(q.chunk_source(stored, [1.0]))
+    dsl = q.to_dsl(scope_to_tenant(spec, "t1"))
+    assert [emulate(dsl, source) for source in sources] == expected
+
+
+def test_a_separator_in_a_path_is_doubled_in_its_tokens():
+    assert q.filter_token("metadata.a\x1fb", "v") == "metadata.a\x1f\x1fb\x1fs:v"
+    assert q.filter_tokens({"metadata": {"a\x1fb": "v"}}) == (["metadata.a\x1f\x1fb\x1fs:v"], ["metadata.a\x1fb"])
 
 
 def test_long_string_values_are_not_filterable():

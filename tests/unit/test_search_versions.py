@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ragline.chunks import chunk_version, payload_version
 from ragline.models import SearchRequest
 from ragline.retrieval.filters import FilterNode
-from ragline.retrieval.service import SearchService, chunk_version, newest_versions, payload_version
+from ragline.retrieval.service import SearchService, newest_versions
 
 
 @pytest.mark.parametrize(

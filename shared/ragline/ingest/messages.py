@@ -2,9 +2,10 @@
 
 Messages on the ingest queue are of three kinds:
 - a job message, sent by ``enqueue`` after an API/CLI upload was accepted;
-- an S3 event notification for ``inbox/<tenant>/<path>`` (the S3 drop folder: created → ingest,
-  overwritten → new version, removed → delete) or ``uploads/<tenant>/<document>/<file>`` (the
-  bytes of a presigned upload arrived);
+- an S3 event notification for ``inbox/<tenant>/<path>`` (the S3 drop folder, applied by the
+  drop-folder rule it shares with the local inbox, ``DropFolder``: created → ingest, overwritten →
+  new version, removed → delete) or ``uploads/<tenant>/<document>/<file>`` (the bytes of a
+  presigned upload arrived);
 - S3's ``s3:TestEvent``, sent once when the notification is configured (ignored).
 
 Every action is idempotent, because SQS delivers at least once and not in order: a job is
@@ -28,14 +29,13 @@ from urllib.parse import unquote_plus
 
 from ragline.config import Settings
 from ragline.errors import DependencyUnavailable, NotFound, RaglineError
-from ragline.ingest.dropfolder import INBOX_SOURCE, drop_target, external_id_for
-from ragline.ingest.service import IngestService
+from ragline.ingest.dropfolder import INBOX_PREFIX, DropFolder
+from ragline.ingest.service import INTERNAL_ERROR, IngestService
 from ragline.models import Job, JobStatus
-from ragline.ports import BlobStore, EventBus, JobQueue, MetadataStore
+from ragline.ports import BlobStore, JobQueue, MetadataStore
 
 log = logging.getLogger(__name__)
 
-INBOX_PREFIX = "inbox/"
 UPLOADS_PREFIX = "uploads/"
 JOB_MESSAGE_KIND = "ragline.ingest-job"
 
@@ -115,7 +115,6 @@ class IngestMessageHandler:
         ingest: IngestService,
         queue: JobQueue,
         store: MetadataStore,
-        events: EventBus,
         *,
         inbox: BlobStore | None,
         upload_drop: BlobStore | None,
@@ -125,7 +124,7 @@ class IngestMessageHandler:
         self.ingest = ingest
         self.queue = queue
         self.store = store
-        self.events = events
+        self.drop_folder = DropFolder(ingest)
         self.inbox = inbox
         self.upload_drop = upload_drop
         self.upload_claims = upload_claims
@@ -168,7 +167,7 @@ class IngestMessageHandler:
             # message goes to the dead-letter queue with its stack trace in the logs.
             log.exception("ingest job %s crashed (delivery %s)", job.id, "last" if last_delivery else "not last")
             if last_delivery:
-                self.ingest.fail_job(job, "internal error while indexing")
+                self.ingest.fail_job(job, INTERNAL_ERROR)
             raise
         self._retry_if_released(job, last_delivery)
 
@@ -195,36 +194,14 @@ class IngestMessageHandler:
 
     def _apply_inbox_event(self, relative: str, created: bool) -> None:
         inbox = _configured(self.inbox, "the S3 inbox")
-        tenant = drop_target(relative)
-        if tenant is None:
-            return
-        external_id = external_id_for(relative)
-        if created:
+
+        def current() -> bytes | None:
             try:
-                data = inbox.get(relative)
+                return inbox.get(relative)
             except NotFound:
-                log.info("inbox: %s is gone already; its removal event deletes it", relative)
-                return
-            self._accept_or_report(
-                tenant,
-                {"key": INBOX_PREFIX + relative},
-                data,
-                filename=relative.rsplit("/", 1)[-1],
-                external_id=external_id,
-                source=INBOX_SOURCE,
-            )
-            return
-        if inbox.exists(relative):
-            log.info("inbox: %s was put back since it was removed; keeping it", relative)
-            return
-        document = self.store.find_document(tenant, external_id=external_id)
-        if document is None:
-            return
-        try:
-            self.ingest.delete(tenant, document.id)
-        except NotFound:
-            return  # deleted meanwhile by someone else
-        log.info("inbox: %s removed; deleted %s", relative, document.id)
+                return None
+
+        self.drop_folder.apply(relative, current, expected=created)
 
     def _receive_upload(self, relative: str) -> None:
         drop = _configured(self.upload_drop, "the presigned upload area")
@@ -247,7 +224,7 @@ class IngestMessageHandler:
             data = drop.get(relative)
         except NotFound:
             return  # a redelivery after the bytes were taken in
-        self._accept_or_report(
+        accepted = self.ingest.accept_or_report(
             tenant,
             {"document_id": document_id},
             data,
@@ -258,22 +235,11 @@ class IngestMessageHandler:
             document_id=document_id,
             source="api",
         )
+        if accepted is not None and not accepted.duplicate:
+            log.info("uploads: %s queued as %s (job %s)", relative, accepted.document.id, accepted.job_id)
         # The original is kept under originals/ now; the staging copies would only cost money.
         drop.delete(relative)
         claims_store.delete(claims_key)
-
-    def _accept_or_report(self, tenant: str, subject: dict[str, str], data: bytes, **options: Any) -> None:
-        try:
-            accepted = self.ingest.accept(tenant, data, **options)
-        except DependencyUnavailable:
-            raise  # transient: the message comes back
-        except RaglineError as exc:
-            # Wrong type, too large, bad chunking: no retry helps. Tell the tenant instead.
-            log.warning("not ingested (%s): %s", subject, exc.message)
-            self.events.publish("error.ingestion", tenant, {**subject, "error": exc.message, "code": exc.status})
-            return
-        if not accepted.duplicate:
-            log.info("queued %s as %s (job %s)", subject, accepted.document.id, accepted.job_id)
 
 
 def _configured(store: BlobStore | None, what: str) -> BlobStore:

@@ -6,21 +6,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ragline.chunks import chunk_id, chunk_payload, document_payload
 from ragline.config import MAX_CHUNK_TOKENS, Settings
 from ragline.errors import (
     BadRequest,
     Conflict,
     DependencyUnavailable,
     DocumentParseError,
+    JobUndeliverable,
     NotFound,
     PayloadTooLarge,
+    RaglineError,
     Unprocessable,
 )
 from ragline.ingest.chunking import Passage, chunk_blocks
@@ -35,9 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Keys of an upload's metadata that are also first-class filter fields of its chunks.
-PROMOTED_METADATA = ("user_id", "tag_ids", "tag_names", "source", "type_name", "category_name")
 EMBED_GROUP = 64  # passages embedded per call while the next ones are parsed
+INGESTION_ERROR = "error.ingestion"
+INTERNAL_ERROR = "internal error while indexing"  # what a bug says on the document (the log has the rest)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -51,25 +53,6 @@ class Accepted:
 def safe_filename(name: str | None) -> str:
     base = PurePosixPath((name or "document").replace("\\", "/")).name
     return _UNSAFE.sub("_", base)[:120] or "document"
-
-
-def document_payload(doc: Document) -> dict[str, Any]:
-    """Fields every chunk of a document carries (and what delete-by-filter matches documents on)."""
-    payload: dict[str, Any] = {
-        "tenant_id": doc.tenant_id,
-        "document_id": doc.id,
-        "kb_id": doc.kb_id,
-        "title": doc.title,
-        "filename": doc.filename,
-        "content_type": doc.content_type,
-        "external_id": doc.external_id,
-        "source": doc.source,
-        "metadata": doc.metadata,
-    }
-    for key in PROMOTED_METADATA:
-        if key in doc.metadata:
-            payload[key] = doc.metadata[key]
-    return payload
 
 
 def extract_passages(
@@ -93,22 +76,17 @@ def extract_passages(
 
 
 def document_chunks(doc: Document, passages: list[Passage], parsed_title: str | None) -> list[IndexedChunk]:
-    """The indexed chunks of one version of a document. Ids carry the version, so a new version
-    never overwrites the old one's chunks in place (OpenSearch swaps them only after a refresh)."""
+    """The indexed chunks of one version of a document."""
     base = document_payload(doc.model_copy(update={"title": doc.title or parsed_title}))
     return [
         IndexedChunk(
-            id=f"{doc.id}-v{doc.version}-{position:05d}",
+            id=chunk_id(doc.id, doc.version, position),
             tenant_id=doc.tenant_id,
             document_id=doc.id,
             text=passage.text,
-            payload={
-                **base,
-                "page": passage.page,
-                "section": passage.section,
-                "chunk_index": position,
-                "version": doc.version,
-            },
+            payload=chunk_payload(
+                base, version=doc.version, position=position, page=passage.page, section=passage.section
+            ),
         )
         for position, passage in enumerate(passages)
     ]
@@ -239,7 +217,13 @@ class IngestService:
             indexed_at=previous.indexed_at if previous else None,
         )
         job = Job(id=new_id("job"), tenant_id=tenant_id, document_id=document_id)
-        self.queue.enqueue(job, document)
+        try:
+            self.queue.enqueue(job, document)
+        except JobUndeliverable as exc:
+            # Stored, but no worker will ever see it: the document says so (uploading the same
+            # bytes again retries a failed document). The caller still gets the 503.
+            self.fail_job(job, exc.message)
+            raise
         self.events.publish(
             "document.uploaded",
             tenant_id,
@@ -263,10 +247,10 @@ class IngestService:
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
-            return self._fail(doc, job, str(exc))
-        except (OSError, sqlite3.OperationalError, DependencyUnavailable) as exc:
+            return self.fail_job(job, str(exc))
+        except (OSError, DependencyUnavailable) as exc:
             if job.attempts >= self.settings.max_ingest_attempts:
-                return self._fail(doc, job, f"gave up after {job.attempts} attempts: {exc}")
+                return self.fail_job(job, f"gave up after {job.attempts} attempts: {exc}")
             log.warning("ingest of %s hit %s; re-queued", doc.id, exc)
             self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.QUEUED)
             self.queue.release(job.id, error=str(exc))
@@ -294,25 +278,37 @@ class IngestService:
             self.events.publish("document.updated", doc.tenant_id, data)
         return indexed
 
-    def _fail(self, doc: Document, job: Job, reason: str) -> Document:
+    def fail_job(self, job: Job, reason: str) -> Document | None:
+        """The one way a document ends `failed`, whatever failed it (a bad file, out of attempts or
+        deliveries, a bug, a job nothing will run): no chunk of it stays searchable, its record
+        says `failed` with the reason, its job is finished with it, and `error.ingestion` says so.
+        A document deleted meanwhile only has its job finished."""
+        doc = self.store.get_document(job.tenant_id, job.document_id)
+        if doc is None or doc.status == DocumentStatus.DELETING:
+            self.queue.finish(job.id, error=reason)
+            return None
         # Only indexed documents have searchable chunks: a failed new version takes the old one's away.
         self.index.delete_document(doc.tenant_id, doc.id)
         failed = self.store.update_document(
             doc.tenant_id, doc.id, status=DocumentStatus.FAILED, error=reason, chunk_count=0
         )
         self.queue.finish(job.id, error=reason)
-        self.events.publish(
-            "error.ingestion", doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason}
-        )
+        self.events.publish(INGESTION_ERROR, doc.tenant_id, {"document_id": doc.id, "job_id": job.id, "error": reason})
         return failed
 
-    def fail_job(self, job: Job, reason: str) -> Document | None:
-        """End a job that can never succeed (out of deliveries, or a bug): failed, and said so by event."""
-        doc = self.store.get_document(job.tenant_id, job.document_id)
-        if doc is None or doc.status == DocumentStatus.DELETING:
-            self.queue.finish(job.id, error=reason)
+    def accept_or_report(self, tenant_id: str, subject: dict[str, str], data: bytes, **options: Any) -> Accepted | None:
+        """``accept`` for a file that arrived without an API call (drop folder, presigned upload), so
+        no caller hears a 4xx: a file no retry helps (wrong type, too large, bad chunking) is
+        reported by `error.ingestion`, naming it by ``subject``, and None is returned.
+        DependencyUnavailable still raises: the file's event must come back later."""
+        try:
+            return self.accept(tenant_id, data, **options)
+        except DependencyUnavailable:
+            raise
+        except RaglineError as exc:
+            log.warning("not ingested (%s): %s", subject, exc.message)
+            self.events.publish(INGESTION_ERROR, tenant_id, {**subject, "error": exc.message, "code": exc.status})
             return None
-        return self._fail(doc, job, reason)
 
     def _drop_older_originals(self, doc: Document) -> None:
         for version in range(1, doc.version):

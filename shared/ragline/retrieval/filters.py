@@ -11,32 +11,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from ragline.chunks import (
+    KEYWORD_FIELDS,
+    METADATA_PREFIX,
+    NUMERIC_FIELDS,
+    Scalar,
+    filterable_values,
+    is_addressable_key,
+    number_value,
+)
 from ragline.errors import BadRequest, Forbidden
 
-# Payload fields a filter may name, beside any "metadata.<key>" path.
-KEYWORD_FIELDS = frozenset(
-    {
-        "tenant_id",
-        "kb_id",
-        "document_id",
-        "user_id",
-        "tag_ids",
-        "tag_names",
-        "source",
-        "type_name",
-        "category_name",
-        "content_type",
-        "filename",
-        "title",
-        "external_id",
-    }
-)
-NUMERIC_FIELDS = frozenset({"page"})
-METADATA_PREFIX = "metadata."
 RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 FIELD_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", *RANGE_OPERATORS})
 
-Scalar = str | int | float | bool
 RangeOp = Literal["$gt", "$gte", "$lt", "$lte"]
 
 
@@ -87,8 +75,7 @@ def _check_field(name: str) -> str:
     if name in KEYWORD_FIELDS or name in NUMERIC_FIELDS:
         return name
     if name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX):
-        parts = name[len(METADATA_PREFIX) :].split(".")
-        if all(parts) and all(not p.startswith("$") for p in parts):
+        if all(is_addressable_key(part) for part in name[len(METADATA_PREFIX) :].split(".")):
             return name
     raise BadRequest(
         f"unknown filter field {name!r}: use one of {', '.join(sorted(KEYWORD_FIELDS | NUMERIC_FIELDS))} "
@@ -209,13 +196,14 @@ def tenant_of(node: FilterNode) -> str | None:
     return None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def compare(op: RangeOp, left: Any, right: Any) -> bool:
     """Range comparison between a stored value and the filter's; values of different kinds never match."""
-    numeric = (int, float)
-    if isinstance(left, bool) or isinstance(right, bool):
-        return False
-    if isinstance(left, numeric) and isinstance(right, numeric):
-        pass
+    if _is_number(left) and _is_number(right):
+        left, right = number_value(left), number_value(right)
     elif not (isinstance(left, str) and isinstance(right, str)):
         return False
     if op == "$gt":
@@ -227,40 +215,30 @@ def compare(op: RangeOp, left: Any, right: Any) -> bool:
     return left <= right
 
 
-def _payload_values(payload: dict[str, Any], field: str) -> list[Any]:
-    if field.startswith(METADATA_PREFIX):
-        value: Any = payload.get("metadata") or {}
-        for part in field[len(METADATA_PREFIX) :].split("."):
-            if not isinstance(value, dict) or part not in value:
-                return []
-            value = value[part]
-    else:
-        value = payload.get(field)
-    if value is None or isinstance(value, dict):
-        return []
-    items = value if isinstance(value, list) else [value]
-    return [v for v in items if isinstance(v, (str, int, float, bool))]
-
-
 def _same(left: Any, right: Any) -> bool:
+    if _is_number(left) and _is_number(right):
+        return number_value(left) == number_value(right)
     return isinstance(left, bool) == isinstance(right, bool) and left == right
 
 
 def matches(node: FilterNode, payload: dict[str, Any]) -> bool:
     """Whether one payload satisfies a filter: the reference semantics every engine must agree with."""
+    return _holds(node, filterable_values(payload))
+
+
+def _holds(node: FilterNode, values: dict[str, list[Scalar]]) -> bool:
     if isinstance(node, MatchAll):
         return True
     if isinstance(node, Term):
-        values = _payload_values(payload, node.field)
-        return any(_same(have, want) for have in values for want in node.values)
+        return any(_same(have, want) for have in values.get(node.field, ()) for want in node.values)
     if isinstance(node, Range):
-        return any(compare(node.op, have, node.value) for have in _payload_values(payload, node.field))
+        return any(compare(node.op, have, node.value) for have in values.get(node.field, ()))
     if isinstance(node, Exists):
-        return bool(_payload_values(payload, node.field))
+        return node.field in values
     if isinstance(node, Not):
-        return not matches(node.child, payload)
+        return not _holds(node.child, values)
     if isinstance(node, And):
-        return all(matches(child, payload) for child in node.children)
+        return all(_holds(child, values) for child in node.children)
     if isinstance(node, Or):
-        return any(matches(child, payload) for child in node.children)
+        return any(_holds(child, values) for child in node.children)
     raise TypeError(f"unknown filter node {node!r}")

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
 from ragline.ports import Embedder, VectorIndex
 from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
 PAYLOAD_ATTEMPTS = 3
-# Chunk ids are <document id>-v<version>-<position> (IngestService.process); anchored at the end,
-# so whatever a document id contains, the suffix reads back unambiguously.
-_VERSIONED_CHUNK_ID = re.compile(r"^(?P<document>.+)-v(?P<version>[0-9]+)-[0-9]{5,}$")
-DocumentVersion = tuple[str, int]
-
-
-def chunk_version(chunk_id: str) -> DocumentVersion | None:
-    """(document id, version) of a chunk id written by ingestion; None for any other id."""
-    found = _VERSIONED_CHUNK_ID.match(chunk_id)
-    return (found["document"], int(found["version"])) if found else None
-
-
-def payload_version(payload: Mapping[str, Any]) -> DocumentVersion | None:
-    """(document id, version) from a stored payload (chunks carry both)."""
-    document, version = payload.get("document_id"), payload.get("version")
-    if isinstance(document, str) and isinstance(version, int) and not isinstance(version, bool):
-        return document, version
-    return None
 
 
 def newest_versions(

@@ -12,15 +12,16 @@ Chunk documents look like this (index definition: ``index_definition``)::
     filter_fields                      keyword[]: the filterable paths that hold a value
     payload                            object, not indexed: what get_payloads returns
 
-Filters never touch user-shaped mappings. Every filterable value (the payload fields of
-``KEYWORD_FIELDS``/``NUMERIC_FIELDS`` and every ``metadata.*`` leaf) becomes one keyword token
-``<path>\\x1f<kind>:<value>`` where kind is ``s`` (string), ``n`` (number, written as 16 hex
-digits that sort like the numbers do) or ``b`` (boolean). So one tenant sending
-``{"year": 2020}`` and another ``{"year": "2020"}`` can never make a mapping conflict, the index
-has a fixed number of fields whatever tenants send, and filters keep the reference semantics of
-``ragline.retrieval.filters.matches`` exactly: numbers equal numbers (2020 == 2020.0), strings
-equal strings, booleans only booleans, and ranges compare numbers with numbers and strings with
-strings (as UTF-8 byte order, which is code point order, as Python compares them).
+Filters never touch user-shaped mappings. Every filterable value of a payload (the paths and
+scalars of ``ragline.chunks.filterable_values``) becomes one keyword token
+``<path>\\x1f<kind>:<value>`` (a ``\\x1f`` inside the path doubled, so a token reads back one
+way) where kind is ``s`` (string), ``n`` (number, written as 16 hex digits that sort like the
+numbers do) or ``b`` (boolean). So one tenant sending ``{"year": 2020}`` and another
+``{"year": "2020"}`` can never make a mapping conflict, the index has a fixed number of fields
+whatever tenants send, and filters keep the reference semantics of
+``ragline.retrieval.filters.matches`` exactly: numbers equal numbers (2020 == 2020.0, compared as
+doubles), strings equal strings, booleans only booleans, and ranges compare numbers with numbers
+and strings with strings (as UTF-8 byte order, which is code point order, as Python compares them).
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from ragline.chunks import filterable_values, number_value
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import (
-    KEYWORD_FIELDS,
-    METADATA_PREFIX,
-    NUMERIC_FIELDS,
     And,
     Exists,
     FilterNode,
@@ -218,16 +217,9 @@ def hybrid_pipeline(pipeline_id: str, semantic_weight: float) -> dict[str, Any]:
 
 
 # ---- filter tokens (index side) -----------------------------------------------------------------
-def _as_float(value: int | float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond float range sorts with the infinities
-        return math.inf if value > 0 else -math.inf
-
-
 def sortable_number(value: int | float) -> str:
     """16 hex digits whose string order is the numeric order (IEEE 754 bits, sign flipped)."""
-    bits = struct.unpack(">Q", struct.pack(">d", _as_float(value) + 0.0))[0]  # + 0.0: -0.0 becomes 0.0
+    bits = struct.unpack(">Q", struct.pack(">d", number_value(value) + 0.0))[0]  # + 0.0: -0.0 becomes 0.0
     bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
     return f"{bits:016x}"
 
@@ -241,7 +233,10 @@ def _kind_and_text(value: Scalar) -> tuple[str, str]:
 
 
 def token_prefix(field: str, kind: str) -> str:
-    return f"{field}{TOKEN_SEPARATOR}{kind}:"
+    # A separator inside the path is doubled: the first single one ends the path, so no two
+    # (path, value) pairs share a token and a path's tokens share a prefix no other path has.
+    escaped = field.replace(TOKEN_SEPARATOR, TOKEN_SEPARATOR * 2)
+    return f"{escaped}{TOKEN_SEPARATOR}{kind}:"
 
 
 def filter_token(field: str, value: Scalar) -> str:
@@ -250,46 +245,15 @@ def filter_token(field: str, value: Scalar) -> str:
     return token_prefix(field, kind) + text
 
 
-def _scalars(value: Any) -> list[Scalar]:
-    items = value if isinstance(value, list) else [value]
-    return [item for item in items if isinstance(item, (str, int, float, bool))]
-
-
-def _addressable(key: Any) -> bool:
-    """Keys a filter path can name: parse_filter splits paths on dots and refuses '$' parts."""
-    if not isinstance(key, str) or not key or key.startswith("$"):
-        return False
-    return "." not in key and TOKEN_SEPARATOR not in key
-
-
-def _metadata_leaves(prefix: str, obj: Mapping[str, Any]) -> Iterator[tuple[str, list[Scalar]]]:
-    for key, value in obj.items():
-        if not _addressable(key):
-            continue
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _metadata_leaves(path + ".", value)
-        elif value is not None:
-            yield path, _scalars(value)
-
-
-def filterable_values(payload: Mapping[str, Any]) -> Iterator[tuple[str, list[Scalar]]]:
-    """(path, scalars) for every filterable path of a payload, as `matches` reads them."""
-    for name in sorted((KEYWORD_FIELDS | NUMERIC_FIELDS) - SYSTEM_FIELDS):
-        value = payload.get(name)
-        if value is not None and not isinstance(value, dict):
-            yield name, _scalars(value)
-    metadata = payload.get("metadata")
-    if isinstance(metadata, dict):
-        yield from _metadata_leaves(METADATA_PREFIX, metadata)
-
-
 def filter_tokens(payload: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(filter_terms, filter_fields) of a chunk. NaN exists but equals and compares to nothing."""
+    """(filter_terms, filter_fields) of a chunk. NaN exists but equals and compares to nothing.
+
+    tenant_id and document_id have keyword fields of their own (written from replace_document's
+    arguments), so they get no tokens."""
     terms: list[str] = []
     fields: list[str] = []
-    for path, scalars in filterable_values(payload):
-        if not scalars:
+    for path, scalars in filterable_values(payload).items():
+        if path in SYSTEM_FIELDS:
             continue
         fields.append(path)
         for value in scalars:

@@ -14,9 +14,9 @@ from typing import Any
 
 from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
-from ragline.errors import DependencyUnavailable
+from ragline.errors import DependencyUnavailable, JobUndeliverable
 from ragline.ingest.messages import JOB_MESSAGE_KIND, job_message
-from ragline.models import Document, DocumentStatus, Job
+from ragline.models import Document, Job
 
 
 class SqsJobQueue:
@@ -42,12 +42,8 @@ class SqsJobQueue:
         try:
             self.send(job)
         except DependencyUnavailable as exc:
-            # Stored but undeliverable: nothing would ever run it. Say so on the document (the
-            # client gets a 503 and may upload again: a failed document's bytes are retried).
-            reason = f"could not queue the ingestion job: {exc.message}"
-            self.store.finish(job.id, error=reason)
-            self.store.update_document(job.tenant_id, job.document_id, status=DocumentStatus.FAILED, error=reason)
-            raise
+            # Stored but undeliverable: nothing would ever run it. IngestService fails the document.
+            raise JobUndeliverable(f"could not queue the ingestion job: {exc.message}", error=exc.error) from exc
 
     def send(self, job: Job) -> None:
         with clients.unavailable_when_down("the ingest queue (SQS)"):

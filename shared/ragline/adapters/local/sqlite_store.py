@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ragline.adapters.local.sqlite_errors import unavailable_when_locked
 from ragline.errors import Conflict, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, utcnow
 
@@ -87,8 +88,9 @@ def _doc_to_row(doc: Document) -> dict[str, Any]:
 class SqliteMetadataStore:
     """MetadataStore and JobQueue over one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout  # seconds a write waits for another connection's lock
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._connection() as db:
@@ -96,18 +98,21 @@ class SqliteMetadataStore:
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         return db
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
-        yield db
+        """This thread's connection; every statement runs inside it, so a locked or unreachable
+        database reaches callers as DependencyUnavailable."""
+        with unavailable_when_locked("the metadata database"):
+            db = getattr(self._local, "db", None)
+            if db is None:
+                db = self._local.db = self._connect()
+            yield db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

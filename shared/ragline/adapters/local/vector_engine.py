@@ -25,7 +25,7 @@ import sqlite3
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,11 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ragline.adapters.local.sqlite_errors import unavailable_when_locked
+from ragline.chunks import filterable_values, number_value
 from ragline.models import IndexedChunk
 from ragline.retrieval.analysis import analyze
 from ragline.retrieval.filters import (
-    KEYWORD_FIELDS,
-    METADATA_PREFIX,
-    NUMERIC_FIELDS,
     And,
     Exists,
     FilterNode,
@@ -86,38 +85,8 @@ def field_key(value: Any) -> FieldKey:
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, (int, float)):
-        return ("n", float(value))
+        return ("n", number_value(value))
     return ("s", str(value))
-
-
-def filterable_values(payload: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-    """(field, scalar) pairs a chunk can be filtered on; lists give one pair per element."""
-
-    def scalars(value: Any) -> Iterable[Any]:
-        if isinstance(value, list):
-            yield from (v for v in value if isinstance(v, (str, int, float, bool)))
-        elif isinstance(value, (str, int, float, bool)):
-            yield value
-
-    for name in KEYWORD_FIELDS | NUMERIC_FIELDS:
-        if name in payload and payload[name] is not None:
-            for value in scalars(payload[name]):
-                yield name, value
-
-    def walk(prefix: str, obj: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-        for key, value in obj.items():
-            if "." in key:
-                continue  # "metadata.a.b" names a path of nested keys; a dotted key cannot be filtered on
-            path = f"{prefix}{key}"
-            if isinstance(value, dict):
-                yield from walk(path + ".", value)
-            else:
-                for scalar in scalars(value):
-                    yield path, scalar
-
-    metadata = payload.get("metadata")
-    if isinstance(metadata, dict):
-        yield from walk(METADATA_PREFIX, metadata)
 
 
 @dataclass
@@ -159,8 +128,9 @@ class _Memory:
             self.alive.append(1)
             self.pos_of_row[rowid] = pos
             self.positions_of_doc.setdefault(document_id, []).append(pos)
-            for name, value in filterable_values(payload):
-                self.postings.setdefault(name, {}).setdefault(field_key(value), array("i")).append(pos)
+            for name, values in filterable_values(payload).items():
+                for value in values:
+                    self.postings.setdefault(name, {}).setdefault(field_key(value), array("i")).append(pos)
             tokens = analyze(str(payload.get("text", "")))
             self.doc_len.append(float(len(tokens)))
             for term, count in Counter(tokens).items():
@@ -436,6 +406,8 @@ class EmbeddedVectorIndex:
             self._closed = True
 
     # ---- writes -------------------------------------------------------------------------
+    # Readers never wait in WAL mode; a writer can find the lock held (another process) past the timeout.
+    @unavailable_when_locked("the chunk store")
     def replace_document(
         self, tenant_id: str, document_id: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray
     ) -> None:
@@ -468,6 +440,7 @@ class EmbeddedVectorIndex:
             self._db.executemany("INSERT INTO changes (op, row) VALUES ('del', ?)", [(r,) for r in rows])
         return len(rows)
 
+    @unavailable_when_locked("the chunk store")
     def delete_document(self, tenant_id: str, document_id: str) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
