@@ -230,7 +230,7 @@ def _values(source: dict[str, Any], name: str) -> list[Any]:
 
 def query_matches(query: dict[str, Any], source: dict[str, Any]) -> bool:
     """Whether a stored chunk matches a query, for the query shapes the adapter builds for its reads,
-    counts and deletes (opensearch_queries): bool, term(s) on keyword fields, match, knn (its filter)."""
+    counts and deletes (opensearch/queries.py): bool, term(s) on keyword fields, match, knn (its filter)."""
     ((kind, body),) = query.items()
     if kind == "match_all":
         return True
@@ -280,7 +280,7 @@ def query_score(query: dict[str, Any], source: dict[str, Any]) -> float:
 class StubOpenSearch(ThreadingHTTPServer):
     """An OpenSearch on 127.0.0.1 that keeps in memory what it is sent: index definitions (with their
     alias), search pipelines and bulk-indexed chunks, and answers the adapter's set-up, writes, searches,
-    counts and deletes from them (opensearch_index.py / opensearch_queries.py). Empty, it is a first
+    counts and deletes from them (adapters/aws/opensearch/). Empty, it is a first
     start (HEAD 404: the adapter creates index, alias and pipeline); once set up, the steady state of a
     deployed stack (alias, index and pipeline exist; searches find what was indexed). Anything else is
     answered 400 (StubUnsupported). Signatures are recorded, not checked."""

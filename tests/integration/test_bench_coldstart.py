@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from opensearchpy.exceptions import RequestError
 
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.bench import coldstart
 from ragline.models import IndexedChunk, SearchRequest
 from ragline.retrieval.filters import scope_to_tenant

@@ -18,15 +18,15 @@ from opensearchpy import OpenSearch
 from opensearchpy.connection import Connection
 from opensearchpy.exceptions import RequestError
 
-from ragline.adapters.aws import opensearch_index as adapter
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import (
+from ragline.adapters.aws.opensearch import client as opensearch_client
+from ragline.adapters.aws.opensearch import index as adapter
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import (
     OpenSearchBulkError,
-    OpenSearchConfigError,
     OpenSearchConsistencyError,
-    OpenSearchSettings,
     OpenSearchVectorIndex,
 )
+from ragline.adapters.aws.opensearch.settings import OpenSearchConfigError, OpenSearchSettings
 from ragline.config import Settings
 from ragline.errors import DependencyUnavailable
 from ragline.models import IndexedChunk
@@ -656,14 +656,14 @@ def test_settings_view_fails_fast_and_clearly(monkeypatch):
 
 
 def test_client_factory_builds_one_basic_auth_client_per_configuration():
-    adapter.opensearch_client.cache_clear()
-    first = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
-    again = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    opensearch_client.opensearch_client.cache_clear()
+    first = opensearch_client.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    again = opensearch_client.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
     assert first is again
     (connection,) = first.transport.connection_pool.connections
     assert connection.headers["authorization"].startswith("Basic ")
     assert first.transport.max_retries == 0
-    adapter.opensearch_client.cache_clear()
+    opensearch_client.opensearch_client.cache_clear()
 
 
 @pytest.mark.parametrize("mode, service", [("sigv4-es", "es"), ("sigv4-aoss", "aoss")])
@@ -672,12 +672,12 @@ def test_client_factory_signs_with_sigv4(mode, service, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    adapter.opensearch_client.cache_clear()
-    client = adapter.opensearch_client("https://search.example", mode, "eu-west-1", True, 5.0)
+    opensearch_client.opensearch_client.cache_clear()
+    client = opensearch_client.opensearch_client("https://search.example", mode, "eu-west-1", True, 5.0)
     (connection,) = client.transport.connection_pool.connections
     signed = connection.http_auth("GET", "https://search.example/_search", None)
     assert f"/eu-west-1/{service}/aws4_request" in signed["Authorization"]
-    adapter.opensearch_client.cache_clear()
+    opensearch_client.opensearch_client.cache_clear()
 
 
 def test_ensure_index_refuses_an_alias_that_is_not_a_chunk_index(h):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
+from ragline.adapters.aws.opensearch import queries as q
 from ragline.adapters.local.events import InProcessEventBus
 from ragline.adapters.local.filesystem import FilesystemBlobStore
 from ragline.adapters.local.sqlite_store import SqliteMetadataStore

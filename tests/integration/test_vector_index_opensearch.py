@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.config import Settings
 from ragline.retrieval.filters import Term, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion

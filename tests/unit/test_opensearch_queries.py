@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import (
     And,
