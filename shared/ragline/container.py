@@ -237,7 +237,7 @@ def build_answerer(settings: Settings) -> AnswerModel:
 
 
 def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_seconds: float = 30.0) -> VectorIndex:
-    """OpenSearch when OPENSEARCH_URL is set (its index and pipeline made if missing), else the embedded engine."""
+    """OpenSearch when OPENSEARCH_URL is set (its index made if missing), else the embedded engine."""
     if settings.opensearch_url:
         from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
         from ragline.adapters.aws.opensearch.settings import OpenSearchSettings

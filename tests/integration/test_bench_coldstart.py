@@ -249,8 +249,6 @@ def test_stub_is_a_first_start_then_a_set_up_cluster(stub: Any) -> None:
         "HEAD /_alias/ragline-chunks",
         "HEAD /ragline-chunks",
         "PUT /ragline-chunks-v1",
-        "GET /_search/pipeline/ragline-hybrid",
-        "PUT /_search/pipeline/ragline-hybrid",
     ]
     first.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
 
@@ -259,7 +257,6 @@ def test_stub_is_a_first_start_then_a_set_up_cluster(stub: Any) -> None:
     assert stub.requests == [
         "HEAD /_alias/ragline-chunks",
         "GET /ragline-chunks/_mapping",
-        "GET /_search/pipeline/ragline-hybrid",
     ]
     with pytest.raises(ValueError, match="holds 4-dimensional"):
         _adapter(stub.url, dimension=8).ensure_index()

@@ -189,37 +189,23 @@ def expected_count(document_id: str) -> Sent:
 # ---- ensure_index --------------------------------------------------------------------------------
 def test_ensure_index_on_a_fresh_cluster(h):
     h.cluster.answer(404).answer(404).answer(200, {"acknowledged": True, "index": "ragline-chunks-v1"})
-    h.cluster.answer(404, {}).answer(200, {"acknowledged": True})
     h.index.ensure_index()
     assert h.cluster.sent == [
         Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
         Sent("HEAD", f"/{ALIAS}", {}, None),  # no concrete index holds the alias's name
         Sent("PUT", "/ragline-chunks-v1", {}, q.index_definition(DIM, alias=ALIAS)),
-        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
-        Sent("PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)),
     ]
 
 
 def test_ensure_index_on_an_existing_cluster_creates_nothing(h):
-    pipeline = q.hybrid_pipeline("ragline-hybrid", 0.5)
-    h.cluster.answer(200).answer(200, MAPPING_8).answer(200, {"ragline-hybrid": pipeline})
+    """A cold start on a set-up cluster: two round trips, and no search pipeline (hybrid search
+    is fused by SearchService, so none is needed)."""
+    h.cluster.answer(200).answer(200, MAPPING_8)
     h.index.ensure_index()
     assert h.cluster.sent == [
         Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
         Sent("GET", f"/{ALIAS}/_mapping", {}, None),
-        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
     ]
-
-
-def test_ensure_index_updates_a_pipeline_with_other_weights(h):
-    h.cluster.answer(200).answer(200, MAPPING_8)
-    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.9)}).answer(
-        200, {"acknowledged": True}
-    )
-    h.index.ensure_index()
-    assert h.cluster.sent[-1] == Sent(
-        "PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)
-    )
 
 
 def test_ensure_index_refuses_another_dimension(h):
@@ -232,7 +218,6 @@ def test_ensure_index_refuses_another_dimension(h):
 def test_ensure_index_when_another_process_creates_it_first(h):
     exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
     h.cluster.answer(404).answer(404).answer(400, exists).answer(200).answer(200, MAPPING_8)
-    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.5)})
     h.index.ensure_index()
     assert [(s.method, s.path) for s in h.cluster.sent] == [
         ("HEAD", f"/_alias/{ALIAS}"),
@@ -240,7 +225,6 @@ def test_ensure_index_when_another_process_creates_it_first(h):
         ("PUT", "/ragline-chunks-v1"),
         ("HEAD", f"/_alias/{ALIAS}"),
         ("GET", f"/{ALIAS}/_mapping"),
-        ("GET", "/_search/pipeline/ragline-hybrid"),
     ]
 
 
@@ -620,7 +604,6 @@ def test_settings_read_the_environment_through_the_global_settings(monkeypatch):
     monkeypatch.setenv("RAGLINE_OPENSEARCH_INDEX_ALIAS", "kb-chunks")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_BULK_MAX_ACTIONS", "50")
     monkeypatch.setenv("RAGLINE_HNSW_M", "32")  # engine-wide: drives both engines
-    monkeypatch.setenv("RAGLINE_HYBRID_SEMANTIC_WEIGHT", "0.7")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_HNSW_EF_SEARCH", "128")  # OpenSearch only
     settings = OpenSearchSettings.from_settings(Settings())
     assert (settings.url, settings.resolved_auth_mode, settings.region, settings.index_name) == (
@@ -629,11 +612,10 @@ def test_settings_read_the_environment_through_the_global_settings(monkeypatch):
         "us-east-2",
         "kb-chunks-v1",
     )
-    assert (settings.bulk_max_actions, settings.hnsw_m, settings.hnsw_ef_search, settings.semantic_weight) == (
+    assert (settings.bulk_max_actions, settings.hnsw_m, settings.hnsw_ef_search) == (
         50,
         32,
         128,
-        0.7,
     )
     monkeypatch.setenv("RAGLINE_OPENSEARCH_REGION", "eu-central-1")
     assert OpenSearchSettings.from_settings(Settings()).region == "eu-central-1"

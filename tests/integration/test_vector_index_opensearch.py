@@ -24,7 +24,6 @@ from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
 from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.config import Settings
 from ragline.retrieval.filters import Term, scope_to_tenant
-from ragline.retrieval.fusion import weighted_fusion
 from tests.integration.test_vector_index import (  # noqa: F401  (collected here, against OpenSearch)
     DIM,
     chunk,
@@ -54,8 +53,6 @@ def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
         "url": url,
         "index_alias": name,
         "replicas": 0,  # green on a single-node cluster
-        "create_hybrid_pipeline": False,
-        "hybrid_pipeline_id": name,
         **overrides,
     }
     return OpenSearchSettings.from_settings(Settings(), **options)
@@ -65,8 +62,6 @@ def _drop(index: OpenSearchVectorIndex) -> None:
     client = index.client
     versions = [index.settings.index_name, q.versioned_index_name(index.alias, index.settings.index_version + 1)]
     client.indices.delete(index=",".join(versions), params={"ignore_unavailable": "true"})
-    if index.settings.create_hybrid_pipeline:
-        client.search_pipeline.delete(id=index.settings.hybrid_pipeline_id, params={"ignore": 404})
 
 
 @pytest.fixture
@@ -111,7 +106,7 @@ def test_dimension_is_checked(make_index):
 
 
 def test_ensure_index_twice_changes_nothing(make_index):
-    index = make_index(settings={"create_hybrid_pipeline": True})
+    index = make_index()
     index.replace_document("t1", "a", [chunk("a", 0, "kept")], unit(1).reshape(1, -1))
     index.ensure_index()
     assert index.count(tenant()) == 1
@@ -148,24 +143,6 @@ def test_replace_can_shrink_and_grow_a_document(make_index):
         index.replace_document("t1", "d", chunks, np.stack([unit(1)] * size))
         assert index.count(tenant()) == size
         assert set(index.get_payloads([c.id for c in chunks])) == {c.id for c in chunks}
-
-
-def test_server_side_hybrid_agrees_with_client_side_fusion(make_index):
-    index = make_index(settings={"create_hybrid_pipeline": True, "semantic_weight": 0.5})
-    texts = ["return policy for shoes", "shipping times", "returns and refunds policy", "gift cards"]
-    vectors = [unit(1, 0), unit(0, 1), unit(1, 0.3), unit(-1, 0.2)]
-    for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-        index.replace_document("t1", f"d{i}", [chunk(f"d{i}", 0, text)], vector.reshape(1, -1))
-    flt, query, words = tenant(), unit(1, 0.1), "return policy"
-    fused = weighted_fusion([(index.search_vector(query, flt, 10), 0.5), (index.search_keyword(words, flt, 10), 0.5)])
-    answer = index.client.search(
-        index=index.alias,
-        body=q.hybrid_query(query, words, flt, 10, index.settings.hnsw_ef_search),
-        params={"search_pipeline": index.settings.hybrid_pipeline_id, "routing": "t1"},
-    )
-    server = [hit["_source"]["chunk_id"] for hit in answer["hits"]["hits"]]
-    assert set(server) == {cid for cid, _ in fused}
-    assert server[0] == fused[0][0]
 
 
 def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_index):

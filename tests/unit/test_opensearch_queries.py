@@ -230,7 +230,6 @@ UNSCOPED = [
 FILTER_BUILDERS = {
     "knn_query": lambda flt: q.knn_query([1.0, 0.0], flt, 5, 100),
     "keyword_query": lambda flt: q.keyword_query("words", flt, 5),
-    "hybrid_query": lambda flt: q.hybrid_query([1.0, 0.0], "words", flt, 5, 100),
     "count_query": q.count_query,
     "document_ids_query": lambda flt: q.document_ids_query(flt, 100),
     "delete_by_filter_query": q.delete_by_filter_query,
@@ -275,20 +274,6 @@ def test_infra_index_definition_is_what_the_adapter_creates():
     assert_golden("index-v1.json", adapter.index_definition(), folder=REPO / "infra" / "opensearch")
 
 
-def test_hybrid_pipeline_golden():
-    assert_golden("hybrid_pipeline.json", q.hybrid_pipeline("ragline-hybrid", 0.7))
-
-
-def test_hybrid_pipeline_weights_add_up_to_one():
-    for weight in (0.0, 0.1, 0.3, 0.5, 0.7, 1.0):
-        weights = q.hybrid_pipeline("p", weight)["phase_results_processors"][0]["normalization-processor"][
-            "combination"
-        ]["parameters"]["weights"]
-        assert math.isclose(sum(weights), 1.0, abs_tol=1e-9)
-    with pytest.raises(ValueError):
-        q.hybrid_pipeline("p", 1.5)
-
-
 def test_knn_query_golden():
     assert_golden("knn_query.json", q.knn_query(np.array(QUERY_VECTOR, dtype=np.float32), FLT, 10, 256))
 
@@ -301,10 +286,6 @@ def test_knn_query_raises_ef_search_to_k():
 
 def test_keyword_query_golden():
     assert_golden("keyword_query.json", q.keyword_query("return policies", FLT, 10))
-
-
-def test_hybrid_query_golden():
-    assert_golden("hybrid_query.json", q.hybrid_query(QUERY_VECTOR, "return policies", FLT, 10, 256))
 
 
 def test_count_and_document_ids_golden():

@@ -136,7 +136,7 @@ class OpenSearchVectorIndex:
         )
 
     def ensure_index(self) -> None:
-        """Make sure the alias points at a chunk index of our dimension, and the hybrid pipeline exists.
+        """Make sure the alias points at a chunk index of our dimension.
 
         First start: ``PUT /<alias>-v<index_version>`` with the alias as its write index. Later
         starts only check: a different vector dimension is an error (reindex into a new version),
@@ -146,8 +146,6 @@ class OpenSearchVectorIndex:
         self._require_managed("ensure_index")
         if self._alias_exists() or not self._create_index():
             self._check_dimension()
-        if self.settings.create_hybrid_pipeline:
-            self._ensure_pipeline()
 
     def _alias_exists(self) -> bool:
         return bool(self._retry.call("alias check", lambda: self.client.indices.exists_alias(name=self.alias)))
@@ -188,16 +186,6 @@ class OpenSearchVectorIndex:
                 f"{self.alias} holds {found}-dimensional vectors but the embedder makes {self.dimension}: "
                 "reindex into a new index version"
             )
-
-    def _ensure_pipeline(self) -> None:
-        pipeline_id = self.settings.hybrid_pipeline_id
-        wanted = q.hybrid_pipeline(pipeline_id, self.settings.semantic_weight)
-        try:
-            existing = self._retry.call("pipeline read", lambda: self.client.search_pipeline.get(id=pipeline_id))
-        except NotFoundError:
-            existing = {}
-        if existing.get(pipeline_id) != wanted:
-            self._retry.call("pipeline write", lambda: self.client.search_pipeline.put(id=pipeline_id, body=wanted))
 
     # ---- index versions (ragline reindex) --------------------------------------------------
     def current_index(self) -> str:

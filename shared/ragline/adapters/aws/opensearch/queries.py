@@ -74,7 +74,7 @@ def _sort_by_score_then_id() -> list[dict[str, Any]]:
     return [{"_score": {"order": "desc"}}, {CHUNK_ID_FIELD: {"order": "asc"}}]
 
 
-# ---- index, alias, pipeline --------------------------------------------------------------------
+# ---- index and alias ---------------------------------------------------------------------------
 def index_definition(
     dimension: int,
     *,
@@ -190,30 +190,6 @@ def copy_other_tenants(from_index: str, to_index: str, tenant_id: str) -> dict[s
         "source": {"index": from_index, "query": {"bool": {"must_not": [{"term": {TENANT_FIELD: tenant_id}}]}}},
         "dest": {"index": to_index, "op_type": "create"},
         "conflicts": "proceed",
-    }
-
-
-def hybrid_pipeline(pipeline_id: str, semantic_weight: float) -> dict[str, Any]:
-    """PUT /_search/pipeline/<pipeline_id>: min-max, then the weighted arithmetic mean (fusion.py).
-
-    Weights follow the order of the hybrid query's sub-queries: [k-NN, BM25].
-    """
-    if not 0.0 <= semantic_weight <= 1.0:
-        raise ValueError("semantic_weight must be between 0 and 1")
-    semantic = round(semantic_weight, 6)
-    return {
-        "description": f"{pipeline_id}: Ragline hybrid search, min-max normalisation and weighted mean",
-        "phase_results_processors": [
-            {
-                "normalization-processor": {
-                    "normalization": {"technique": "min_max"},
-                    "combination": {
-                        "technique": "arithmetic_mean",
-                        "parameters": {"weights": [semantic, round(1.0 - semantic, 6)]},
-                    },
-                }
-            }
-        ],
     }
 
 
@@ -441,27 +417,6 @@ def keyword_query(text: str, flt: FilterNode, k: int) -> dict[str, Any]:
         "query": {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
         "sort": _sort_by_score_then_id(),
         "track_scores": True,
-        "_source": [CHUNK_ID_FIELD],
-    }
-
-
-def hybrid_query(
-    vector: np.ndarray | Sequence[float], text: str, flt: FilterNode, k: int, ef_search: int
-) -> dict[str, Any]:
-    """Server-side fusion, run with ?search_pipeline=<hybrid_pipeline id>. The filter goes into
-    both sub-queries. SearchService fuses client-side instead (fusion.py); this is the same
-    request for clusters where one round trip matters more."""
-    require_tenant(flt)
-    return {
-        "size": k,
-        "query": {
-            "hybrid": {
-                "queries": [
-                    _knn_clause(vector, flt, k, ef_search),
-                    {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
-                ]
-            }
-        },
         "_source": [CHUNK_ID_FIELD],
     }
 

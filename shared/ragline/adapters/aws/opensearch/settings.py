@@ -57,10 +57,6 @@ class OpenSearchSettings(BaseModel):
     hnsw_ef_construction: int = _global_default("hnsw_ef_construction")
     hnsw_ef_search: int = _global_default("hnsw_ef_search")
 
-    hybrid_pipeline_id: str = _global_default("opensearch_hybrid_pipeline_id")
-    create_hybrid_pipeline: bool = _global_default("opensearch_create_hybrid_pipeline")
-    semantic_weight: float = _global_default("hybrid_semantic_weight")
-
     bulk_max_actions: int = _global_default("opensearch_bulk_max_actions")
     bulk_max_bytes: int = _global_default("opensearch_bulk_max_bytes")
     retry_attempts: int = _global_default("opensearch_retry_attempts")
@@ -70,7 +66,7 @@ class OpenSearchSettings(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> OpenSearchSettings:
-        """The OpenSearch block of the global settings; HNSW and hybrid weight fall back to the
+        """The OpenSearch block of the global settings; HNSW parameters fall back to the
         engine-wide values, so one setting tunes both engines."""
         if not settings.opensearch_url:
             raise OpenSearchConfigError("OPENSEARCH_URL is not set")
@@ -92,9 +88,6 @@ class OpenSearchSettings(BaseModel):
             "hnsw_m": _first(s.opensearch_hnsw_m, s.hnsw_m),
             "hnsw_ef_construction": _first(s.opensearch_hnsw_ef_construction, s.hnsw_ef_construction),
             "hnsw_ef_search": _first(s.opensearch_hnsw_ef_search, s.hnsw_ef_search),
-            "hybrid_pipeline_id": s.opensearch_hybrid_pipeline_id,
-            "create_hybrid_pipeline": s.opensearch_create_hybrid_pipeline,
-            "semantic_weight": _first(s.opensearch_semantic_weight, s.hybrid_semantic_weight),
             "bulk_max_actions": s.opensearch_bulk_max_actions,
             "bulk_max_bytes": s.opensearch_bulk_max_bytes,
             "retry_attempts": s.opensearch_retry_attempts,
