@@ -299,7 +299,7 @@ def test_stub_refuses_what_it_does_not_model(stub: Any) -> None:
     index = _adapter(stub.url)
     index.ensure_index()
     with pytest.raises(RequestError, match="stub_unsupported"):
-        index.document_ids(scope_to_tenant({}, TENANT))  # an aggregation: not modelled, so not faked
+        index.stats()  # index statistics: not modelled, so not faked
 
 
 def test_stub_bulk_requires_the_alias(stub: Any) -> None:

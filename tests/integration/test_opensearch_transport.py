@@ -496,7 +496,6 @@ def test_filters_without_a_tenant_never_leave(h):
         lambda: h.index.search_vector(np.ones(DIM), MatchAll(), 3),
         lambda: h.index.search_keyword("x", Term("source", ("web",)), 3),
         lambda: h.index.count(Term("tag_names", ("blue",))),
-        lambda: h.index.document_ids(MatchAll()),
     ):
         with pytest.raises(ValueError, match="not scoped to a tenant"):
             call()
@@ -524,24 +523,6 @@ def test_get_payloads_searches_by_chunk_id(h):
     assert h.index.get_payloads(["d-00001", "missing", "d-00001"]) == {"d-00001": {"page": 2, "text": "t"}}
     assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_search", {}, q.payloads_query(["d-00001", "missing"]))]
     assert h.index.get_payloads([]) == {}
-
-
-def test_document_ids_pages_through_the_composite_aggregation(h, monkeypatch):
-    monkeypatch.setattr(adapter, "COMPOSITE_PAGE_SIZE", 2)
-    flt = scope_to_tenant({"source": "web"}, "t1")
-
-    def page(*ids: str, after: str | None) -> dict[str, Any]:
-        agg: dict[str, Any] = {"buckets": [{"key": {"document_id": i}, "doc_count": 1} for i in ids]}
-        if after:
-            agg["after_key"] = {"document_id": after}
-        return {"hits": {"hits": []}, "aggregations": {"document_ids": agg}}
-
-    h.cluster.answer(200, page("a", "b", after="b")).answer(200, page("c", after="c"))
-    assert h.index.document_ids(flt) == {"a", "b", "c"}
-    assert [s.body for s in h.cluster.sent] == [
-        q.document_ids_query(flt, 2),
-        q.document_ids_query(flt, 2, {"document_id": "b"}),
-    ]
 
 
 def test_count_and_stats(h):

@@ -27,6 +27,7 @@ from ragline.retrieval.filters import Term, scope_to_tenant
 from tests.integration.test_vector_index import (  # noqa: F401  (collected here, against OpenSearch)
     DIM,
     chunk,
+    documents_matching,
     tenant,
     test_bm25_matches_lucene_formula,
     test_cosine_scores_on_opensearch_scale,
@@ -176,10 +177,10 @@ def test_reindex_primitives_switch_readers_at_once(make_index):
     index.write_chunks(new, [chunk("new", 0, "new version")], unit(1).reshape(1, -1))
     index.refresh(new)
     assert index.count_in(new, "t1") == 1
-    assert index.document_ids(tenant()) == {"old"}  # readers still on the old version
+    assert documents_matching(index, tenant()) == {"old"}  # readers still on the old version
     index.switch_alias(old, new)
     assert index.current_index() == new
-    assert index.document_ids(tenant()) == {"new"}
+    assert documents_matching(index, tenant()) == {"new"}
     assert [c.id for c in index.stored_chunks("t1", "old", old)] == ["old-00000"]
 
 

@@ -231,7 +231,6 @@ FILTER_BUILDERS = {
     "knn_query": lambda flt: q.knn_query([1.0, 0.0], flt, 5, 100),
     "keyword_query": lambda flt: q.keyword_query("words", flt, 5),
     "count_query": q.count_query,
-    "document_ids_query": lambda flt: q.document_ids_query(flt, 100),
     "delete_by_filter_query": q.delete_by_filter_query,
 }
 
@@ -288,9 +287,8 @@ def test_keyword_query_golden():
     assert_golden("keyword_query.json", q.keyword_query("return policies", FLT, 10))
 
 
-def test_count_and_document_ids_golden():
+def test_count_golden():
     assert_golden("count_query.json", q.count_query(FLT))
-    assert_golden("document_ids_query.json", q.document_ids_query(FLT, 1000, {"document_id": "d-041"}))
 
 
 def test_delete_queries_golden():

@@ -563,12 +563,6 @@ class EmbeddedVectorIndex:
             ).fetchall()
         return {chunk_id: json.loads(payload) for chunk_id, payload in rows}
 
-    def document_ids(self, flt: FilterNode) -> set[str]:
-        with self._lock:
-            self._refresh()
-            mask = self._candidates(flt)
-            return {self._mem.document_ids[p] for p in np.flatnonzero(mask)}
-
     def count(self, flt: FilterNode) -> int:
         with self._lock:
             self._refresh()

@@ -32,7 +32,6 @@ from ragline.retrieval.filters import FilterNode, Term
 
 log = logging.getLogger(__name__)
 
-COMPOSITE_PAGE_SIZE = 1000
 PAYLOAD_BATCH = 1000
 
 
@@ -450,18 +449,6 @@ class OpenSearchVectorIndex:
             body = q.payloads_query(unique[start : start + PAYLOAD_BATCH])
             payloads.update(q.payloads_from_hits(self._search("payload read", body)))
         return payloads
-
-    def document_ids(self, flt: FilterNode) -> set[str]:
-        tenant = q.require_tenant(flt)
-        found: set[str] = set()
-        after: dict[str, Any] | None = None
-        while True:
-            body = q.document_ids_query(flt, COMPOSITE_PAGE_SIZE, after)
-            aggregation = self._search("document id listing", body, tenant)["aggregations"]["document_ids"]
-            found.update(str(bucket["key"][q.DOCUMENT_FIELD]) for bucket in aggregation["buckets"])
-            after = aggregation.get("after_key")
-            if after is None or len(aggregation["buckets"]) < COMPOSITE_PAGE_SIZE:
-                return found
 
     def count(self, flt: FilterNode) -> int:
         return self._count(flt)

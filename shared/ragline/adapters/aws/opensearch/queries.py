@@ -426,18 +426,6 @@ def count_query(flt: FilterNode) -> dict[str, Any]:
     return {"query": filter_query(flt)}
 
 
-def document_ids_query(flt: FilterNode, page_size: int, after: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One page of the distinct document ids under a filter (a composite aggregation)."""
-    require_tenant(flt)
-    composite: dict[str, Any] = {
-        "size": page_size,
-        "sources": [{DOCUMENT_FIELD: {"terms": {"field": DOCUMENT_FIELD}}}],
-    }
-    if after is not None:
-        composite["after"] = dict(after)
-    return {"size": 0, "query": filter_query(flt), "aggs": {"document_ids": {"composite": composite}}}
-
-
 def payloads_query(chunk_ids: Sequence[str]) -> dict[str, Any]:
     """Chunks by id, searched rather than fetched: GET by _id would need each chunk's routing."""
     return {
