@@ -23,7 +23,7 @@ from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
 from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.bench import coldstart
 from ragline.models import IndexedChunk, SearchRequest
-from ragline.retrieval.filters import scope_to_tenant
+from ragline.retrieval.filters import MatchAll
 from ragline.retrieval.service import SearchService
 
 SMOKE = coldstart._smoke()
@@ -266,15 +266,15 @@ def test_stub_answers_searches_with_the_seed_chunk(stub: Any) -> None:
     index = _adapter(stub.url)
     index.ensure_index()
     index.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
-    flt = scope_to_tenant({}, TENANT)
+    flt = MatchAll()
 
-    ((chunk_id, score),) = index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
+    ((chunk_id, score),) = index.search_vector(TENANT, np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
     assert chunk_id == SEED.id and score == pytest.approx(1.0)
-    assert index.search_vector(np.array([-0.6, -0.8, 0.0, 0.0]), flt, 5)[0][1] == pytest.approx(0.0)
-    assert [hit for hit, _ in index.search_keyword("how long do refunds take", flt, 5)] == [SEED.id]
-    assert index.search_keyword("zebra", flt, 5) == []
-    assert index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), scope_to_tenant({}, "another"), 5) == []
-    assert index.count(flt) == 1
+    assert index.search_vector(TENANT, np.array([-0.6, -0.8, 0.0, 0.0]), flt, 5)[0][1] == pytest.approx(0.0)
+    assert [hit for hit, _ in index.search_keyword(TENANT, "how long do refunds take", flt, 5)] == [SEED.id]
+    assert index.search_keyword(TENANT, "zebra", flt, 5) == []
+    assert index.search_vector("another", np.array([0.6, 0.8, 0.0, 0.0]), flt, 5) == []
+    assert index.count(TENANT, flt) == 1
     assert index.stored_chunks(TENANT, DOCUMENT) == [
         SEED.model_copy(update={"payload": {**SEED.payload, "tenant_id": TENANT, "document_id": DOCUMENT}})
     ]
@@ -292,7 +292,7 @@ def test_stub_answers_searches_with_the_seed_chunk(stub: Any) -> None:
     assert hit.payload["version"] == 1 and hit.payload["metadata"] == {"lang": "en"}
 
     assert index.delete_document(TENANT, DOCUMENT) == 1
-    assert index.count(flt) == 0
+    assert index.count(TENANT, flt) == 0
 
 
 def test_stub_refuses_what_it_does_not_model(stub: Any) -> None:

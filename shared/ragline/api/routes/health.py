@@ -32,12 +32,12 @@ def _check(name: str, probe: Any, results: dict[str, str]) -> None:
 
 
 @router.get("/health/detailed", summary="Dependencies and system (admin)")
-def health_detailed(request: Request, _: Principal = Depends(require(Scope.ADMIN))) -> JSONResponse:
+def health_detailed(request: Request, principal: Principal = Depends(require(Scope.ADMIN))) -> JSONResponse:
     container: Container = request.app.state.container
     dependencies: dict[str, str] = {}
     _check("metadata_store", container.store.ping, dependencies)
     _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)
-    _check("vector_index", lambda: container.index.count(MatchAll()), dependencies)
+    _check("vector_index", lambda: container.index.count(principal.tenant_id, MatchAll()), dependencies)
     # embed_documents, not embed_query: the query cache would answer without running the model
     _check("embedder", lambda: container.embedder.embed_documents(["health check"]), dependencies)
     dependencies["answer_model"] = f"healthy ({container.answerer.name})"

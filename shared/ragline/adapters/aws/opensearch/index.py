@@ -4,9 +4,9 @@ Request bodies come from ``queries`` (pure, golden-tested), the client and its r
 ``client``; this module sends them and reads the answers. Reads and writes go through an alias
 (``<alias>`` → ``<alias>-v<version>``) so a reindex can swap index versions in one step.
 
-Tenant isolation has two independent layers: every read carries a ``term`` on ``tenant_id``
-(the builders refuse a filter without it), and on managed clusters every chunk is routed by its
-tenant (``_routing`` required by the mapping), so a search with ``?routing=<tenant>`` only visits
+Tenant isolation has two independent layers, both from the tenant every read is given: each
+read carries a ``term`` on ``tenant_id``, and on managed clusters every chunk is routed by its
+tenant (``_routing`` required by the mapping), so a read with ``?routing=<tenant>`` only visits
 the shard holding that tenant's chunks. Serverless (aoss) has no custom routing: there the term
 filter alone isolates tenants.
 """
@@ -28,7 +28,7 @@ from ragline.adapters.aws.opensearch.client import RETRYABLE_STATUSES, Retrying,
 from ragline.adapters.aws.opensearch.settings import OpenSearchConfigError, OpenSearchSettings
 from ragline.errors import DependencyUnavailable, RaglineError
 from ragline.models import IndexedChunk
-from ragline.retrieval.filters import FilterNode, Term
+from ragline.retrieval.filters import FilterNode, MatchAll, Term
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +100,12 @@ class OpenSearchVectorIndex:
                 "document ids and have no _delete_by_query nor refresh (see infra/opensearch/README.md)"
             )
 
-    def _search(
-        self, what: str, body: dict[str, Any], tenant_id: str | None = None, index: str | None = None
-    ) -> dict[str, Any]:
-        params = self._routing(tenant_id) if tenant_id is not None else {}
+    def _search(self, what: str, body: dict[str, Any], tenant_id: str, index: str | None = None) -> dict[str, Any]:
+        params = self._routing(tenant_id)
         target = index or self.alias
         return self._retry.call(what, lambda: self.client.search(index=target, body=body, params=params))
 
-    def _count(self, flt: FilterNode, index: str | None = None) -> int:
-        tenant = q.require_tenant(flt)
-        return self._count_query(tenant, q.count_query(flt), index)
-
-    def _count_query(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
+    def _count(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
         target = index or self.alias
         answer = self._retry.call(
             "count", lambda: self.client.count(index=target, body=body, params=self._routing(tenant_id))
@@ -231,7 +225,7 @@ class OpenSearchVectorIndex:
 
     def count_in(self, index: str, tenant_id: str) -> int:
         """A tenant's chunks in one index version."""
-        return self._count(Term(q.TENANT_FIELD, (tenant_id,)), index)
+        return self._count(tenant_id, q.count_query(tenant_id, MatchAll()), index)
 
     def copy_other_tenants(self, from_index: str, to_index: str, tenant_id: str) -> int:
         """Server-side copy of every other tenant's chunks (POST /_reindex); returns how many."""
@@ -311,7 +305,7 @@ class OpenSearchVectorIndex:
         delete step removes every other version), by ingestion's ``_fail`` or by a delete.
         """
         try:
-            others = self._count_query(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
+            others = self._count(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
             doomed = new_ids if others else created
             if doomed:
                 body = q.delete_chunks_query(tenant_id, document_id, doomed)
@@ -358,7 +352,7 @@ class OpenSearchVectorIndex:
                 "delete by query", lambda: self.client.delete_by_query(index=self.alias, body=body, params=params)
             )
             deleted += int(answer.get("deleted", 0))
-            remaining = self._count(q.document_filter(tenant_id, document_id))
+            remaining = self._count(tenant_id, q.count_query(tenant_id, Term(q.DOCUMENT_FIELD, (document_id,))))
             if remaining == len(keep):
                 return deleted
             log.warning(
@@ -425,33 +419,32 @@ class OpenSearchVectorIndex:
         return self._retry.call("bulk", lambda: self.client.bulk(body=ndjson, params=params))
 
     # ---- reads ----------------------------------------------------------------------------
-    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_vector(self, tenant_id: str, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         """k nearest chunks under the filter, scored (1 + cos) / 2 like the embedded engine."""
-        tenant = q.require_tenant(flt)
         if np.asarray(vector).size != self.dimension:
             raise ValueError(f"the query vector has {np.asarray(vector).size} dimensions, the index {self.dimension}")
         if k < 1:
             return []
-        body = q.knn_query(vector, flt, k, self.settings.hnsw_ef_search)
-        return q.ranked_hits(self._search("k-NN search", body, tenant), self.settings.space_type)[:k]
+        body = q.knn_query(tenant_id, vector, flt, k, self.settings.hnsw_ef_search)
+        return q.ranked_hits(self._search("k-NN search", body, tenant_id), self.settings.space_type)[:k]
 
-    def search_keyword(self, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_keyword(self, tenant_id: str, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         """BM25 (Lucene's, as computed by the shard) under the filter; raw scores."""
-        tenant = q.require_tenant(flt)
         if k < 1:
             return []
-        return q.ranked_hits(self._search("keyword search", q.keyword_query(text, flt, k), tenant))[:k]
+        body = q.keyword_query(tenant_id, text, flt, k)
+        return q.ranked_hits(self._search("keyword search", body, tenant_id))[:k]
 
-    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def get_payloads(self, tenant_id: str, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         payloads: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(chunk_ids))
         for start in range(0, len(unique), PAYLOAD_BATCH):
-            body = q.payloads_query(unique[start : start + PAYLOAD_BATCH])
-            payloads.update(q.payloads_from_hits(self._search("payload read", body)))
+            body = q.payloads_query(tenant_id, unique[start : start + PAYLOAD_BATCH])
+            payloads.update(q.payloads_from_hits(self._search("payload read", body, tenant_id)))
         return payloads
 
-    def count(self, flt: FilterNode) -> int:
-        return self._count(flt)
+    def count(self, tenant_id: str, flt: FilterNode) -> int:
+        return self._count(tenant_id, q.count_query(tenant_id, flt))
 
     def stats(self) -> dict[str, int]:
         answer = self._retry.call("stats", lambda: self.client.indices.stats(index=self.alias, metric="docs,store"))
