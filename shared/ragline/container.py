@@ -46,7 +46,7 @@ class Container:
     @cached_property
     def store(self) -> MetadataStore:
         if self.settings.backend == "aws":
-            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+            from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
 
             return DynamoMetadataStore(self.settings.table_name)
         from ragline.adapters.local.sqlite_store import SqliteMetadataStore
@@ -56,7 +56,7 @@ class Container:
     @cached_property
     def queue(self) -> JobQueue:
         if self.settings.backend == "aws":
-            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+            from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
             from ragline.adapters.aws.sqs_queue import SqsJobQueue
 
             assert isinstance(self.store, DynamoMetadataStore)
@@ -106,7 +106,7 @@ class Container:
     def outbox_events(self) -> OutboxEventBus:
         """AWS backend: SNS, with the events it would not take held in the table for the events
         function to redeliver (the in-process bus of the local backend cannot be down)."""
-        from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+        from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
         from ragline.adapters.aws.sns_events import SnsEventBus
 
         assert isinstance(self.store, DynamoMetadataStore)  # the table holds them beside the documents

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ragline.adapters.aws import dynamodb_store
+from ragline.adapters.aws.dynamodb import documents as dynamodb_documents
 from ragline.errors import Conflict, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, new_id
 
@@ -257,7 +257,7 @@ def test_list_after_a_deleted_cursor_continues(metadata_store) -> None:
 
 def test_filtered_pages_are_full_while_more_matches_exist(metadata_store, monkeypatch: pytest.MonkeyPatch) -> None:
     # DynamoDB filters after it reads a page: small pages make the store read several per listing.
-    monkeypatch.setattr(dynamodb_store, "FILTERED_PAGE_SIZE", 1)
+    monkeypatch.setattr(dynamodb_documents, "FILTERED_PAGE_SIZE", 1)
     wanted = []
     for number in range(30):
         indexed = number % 5 == 4  # 6 matches, spread thinly among 24 others
