@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     embedding_fast_load: bool = False
 
     # Retrieval
-    search_default_limit: int = Field(default=10, ge=1, le=100)
     hnsw_m: int = Field(default=16, ge=4, le=128)
     hnsw_ef_construction: int = Field(default=100, ge=8)
     hnsw_ef_search: int = Field(default=256, ge=8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import cached_property, lru_cache
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
@@ -25,8 +24,6 @@ from ragline.ports import (
     VectorIndex,
 )
 from ragline.retrieval.service import SearchService
-
-log = logging.getLogger(__name__)
 
 
 class Container:

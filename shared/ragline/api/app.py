@@ -4,7 +4,6 @@ body, and (when serving) the background ingest worker and the inbox watcher."""
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -16,8 +15,6 @@ from ragline.api.errors import install_error_handlers
 
 if TYPE_CHECKING:
     from ragline.container import Container
-
-log = logging.getLogger(__name__)
 
 # Capability → router module under ragline.api.routes. Each Lambda function serves one subset,
 # so the search function cannot answer chat and vice versa; `ragline serve` serves them all.
