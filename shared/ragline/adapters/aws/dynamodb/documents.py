@@ -127,13 +127,6 @@ def document_writes(table: Table, document: Document, current: Mapping[str, Any]
 class DynamoDocuments:
     table: Table
 
-    def create_document(self, document: Document) -> None:
-        self.table.transact(
-            document_writes(self.table, document, None),
-            f"document {document.id} conflicts with an existing one (same id, or external id "
-            f"{document.external_id!r} already used)",
-        )
-
     def get_document(self, tenant_id: str, document_id: str) -> Document | None:
         item = self.table.get(document_key(tenant_id, document_id))
         return document_from_item(item) if item else None

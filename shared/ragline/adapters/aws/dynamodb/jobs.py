@@ -55,9 +55,6 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
 class DynamoJobs:
     table: Table
 
-    def create_job(self, job: Job) -> None:
-        self.table.transact([self.table.put_new_action(job_item(job))], f"job {job.id} already exists")
-
     def get_job(self, tenant_id: str, job_id: str) -> Job | None:
         item = self.table.get(job_key(job_id))
         if item is None or item.get("tenant_id") != tenant_id:
