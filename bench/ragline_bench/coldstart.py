@@ -386,7 +386,7 @@ def _stack(data_dir: Path, seed_env: dict[str, str] | None = None) -> Iterator[t
     from moto.server import ThreadedMotoServer
 
     from ragline.adapters.aws import clients
-    from ragline.adapters.aws.dynamodb_store import table_definitions
+    from ragline.adapters.aws.dynamodb.table import table_definitions
     from ragline.config import Settings
     from ragline.container import Container
     from ragline.keys import create_key

@@ -162,13 +162,13 @@ class Retriever:
         )
 
     def documents(self, service: SearchService, query: str, mode: str, chunks: int) -> list[str]:
-        ranked = service.ranked(query, self.filter, chunks, mode)
+        ranked = service.ranked(TENANT, query, self.filter, chunks, mode)
         return self._collapse(chunk_id for chunk_id, _ in ranked)
 
     def _collapse(self, chunk_ids: Iterable[str]) -> list[str]:
         chunk_ids = list(chunk_ids)
         unknown = [c for c in chunk_ids if c not in self._document_of_chunk]
-        for chunk_id, payload in self.container.index.get_payloads(unknown).items():
+        for chunk_id, payload in self.container.index.get_payloads(TENANT, unknown).items():
             self._document_of_chunk[chunk_id] = payload["document_id"]
         seen: set[str] = set()
         ranking: list[str] = []
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, console: Console) -> Report:
                 results.append(
                     evaluate(retriever, "hybrid", best, dataset.queries, qrels, f"hybrid, tuned weight {best}", console)
                 )
-            chunk_count = container.index.count(retriever.filter)
+            chunk_count = container.index.count(TENANT, retriever.filter)
         finally:
             container.close()
 

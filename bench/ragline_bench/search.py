@@ -270,7 +270,7 @@ def measure_latency(
     def search(case: Case, tenant: str, flt: FilterNode, query: str) -> object:
         if case.full_search:
             return stub.search(tenant, SearchRequest(query=query, limit=TOP_K, mode=case.mode))
-        return (real if case.with_embedding else stub).ranked(query, flt, TOP_K, case.mode)
+        return (real if case.with_embedding else stub).ranked(tenant, query, flt, TOP_K, case.mode)
 
     queries = list(query_vectors)
     rows = []
@@ -329,7 +329,7 @@ def measure_recall(
                 try:
                     recalls = []
                     for query, expected in zip(query_vectors, truth, strict=True):
-                        found = {row_of[cid] for cid, _ in index.search_vector(query, flt, TOP_K)}
+                        found = {row_of[cid] for cid, _ in index.search_vector(tenant, query, flt, TOP_K)}
                         recalls.append(len(found & expected) / len(expected))
                         progress.advance(task)
                 finally:

@@ -14,8 +14,8 @@ For every function of the built template (.aws-sam/build/template.yaml), a fresh
   left out on purpose (faiss, yaml, rich, watchdog, sympy, huggingface_hub, grpc, protobuf, anthropic,
   ragline_emulator, ragline_bench).
 
-A stub OpenSearch on 127.0.0.1 (StubOpenSearch, emptied for each function) answers the index and
-pipeline set-up the functions do at init (SigV4-signed for es with dummy credentials, or unsigned
+A stub OpenSearch on 127.0.0.1 (StubOpenSearch, emptied for each function) answers the index
+set-up the functions do at init (SigV4-signed for es with dummy credentials, or unsigned
 with --opensearch-auth-mode none); `ragline bench coldstart` uses the same stub, set up, as the
 cluster of a deployed stack. Nothing else is contacted: AWS clients are created at init but not called.
 
@@ -233,7 +233,7 @@ def _values(source: dict[str, Any], name: str) -> list[Any]:
 
 def query_matches(query: dict[str, Any], source: dict[str, Any]) -> bool:
     """Whether a stored chunk matches a query, for the query shapes the adapter builds for its reads,
-    counts and deletes (opensearch_queries): bool, term(s) on keyword fields, match, knn (its filter)."""
+    counts and deletes (opensearch/queries.py): bool, term(s) on keyword fields, match, knn (its filter)."""
     ((kind, body),) = query.items()
     if kind == "match_all":
         return True
@@ -282,10 +282,10 @@ def query_score(query: dict[str, Any], source: dict[str, Any]) -> float:
 
 class StubOpenSearch(ThreadingHTTPServer):
     """An OpenSearch on 127.0.0.1 that keeps in memory what it is sent: index definitions (with their
-    alias), search pipelines and bulk-indexed chunks, and answers the adapter's set-up, writes, searches,
-    counts and deletes from them (opensearch_index.py / opensearch_queries.py). Empty, it is a first
-    start (HEAD 404: the adapter creates index, alias and pipeline); once set up, the steady state of a
-    deployed stack (alias, index and pipeline exist; searches find what was indexed). Anything else is
+    alias) and bulk-indexed chunks, and answers the adapter's set-up, writes, searches,
+    counts and deletes from them (adapters/aws/opensearch/). Empty, it is a first
+    start (HEAD 404: the adapter creates index and alias); once set up, the steady state of a
+    deployed stack (alias and index exist; searches find what was indexed). Anything else is
     answered 400 (StubUnsupported). Signatures are recorded, not checked."""
 
     daemon_threads = True
@@ -298,7 +298,6 @@ class StubOpenSearch(ThreadingHTTPServer):
     def reset(self) -> None:
         self.requests: list[str] = []  # "METHOD /path (SigV4)", in arrival order
         self.indices: dict[str, dict[str, Any]] = {}  # index name -> its PUT body (settings, mappings, aliases)
-        self.pipelines: dict[str, dict[str, Any]] = {}
         self.chunks: dict[str, dict[str, dict[str, Any]]] = {}  # index name -> _id -> _source
 
     @property
@@ -343,13 +342,6 @@ class StubOpenSearch(ThreadingHTTPServer):
                     if name in self.indices[index].get("aliases", {})
                 }
                 return (200, found) if found else missing
-            case ("GET", ["_search", "pipeline", pipeline_id]):
-                if pipeline_id not in self.pipelines:
-                    return 404, {}
-                return 200, {pipeline_id: self.pipelines[pipeline_id]}
-            case ("PUT", ["_search", "pipeline", pipeline_id]):
-                self.pipelines[pipeline_id] = body
-                return 200, {"acknowledged": True}
             case ("PUT", [name]) if not name.startswith("_"):
                 if self.resolve(name):
                     return 400, {
@@ -709,7 +701,7 @@ def check_imports(template: dict[str, Any], build_dir: Path, python312: str, aut
                     "pdf": str(SAMPLE_PDF) if SAMPLE_PDF.exists() else None,
                     "left_out": LEFT_OUT,
                 }
-                server.reset()  # each function meets a first start: it creates the index and the pipeline
+                server.reset()  # each function meets a first start: it creates the index and its alias
                 started = time.perf_counter()
                 done = subprocess.run(
                     [python312, "-S", "-c", CHILD, json.dumps(cfg)],

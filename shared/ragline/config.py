@@ -49,7 +49,6 @@ class Settings(BaseSettings):
     embedding_fast_load: bool = False
 
     # Retrieval
-    search_default_limit: int = Field(default=10, ge=1, le=100)
     hnsw_m: int = Field(default=16, ge=4, le=128)
     hnsw_ef_construction: int = Field(default=100, ge=8)
     hnsw_ef_search: int = Field(default=256, ge=8)
@@ -80,13 +79,10 @@ class Settings(BaseSettings):
     opensearch_shards: int = Field(default=1, ge=1)
     opensearch_replicas: int = Field(default=1, ge=0)
     opensearch_space_type: Literal["cosinesimil", "innerproduct"] = "cosinesimil"
-    # None: the engine-wide hnsw_* and hybrid_semantic_weight above, so both engines are tuned alike.
+    # None: the engine-wide hnsw_* above, so both engines are tuned alike.
     opensearch_hnsw_m: int | None = Field(default=None, ge=4, le=128)
     opensearch_hnsw_ef_construction: int | None = Field(default=None, ge=8)
     opensearch_hnsw_ef_search: int | None = Field(default=None, ge=8)
-    opensearch_semantic_weight: float | None = Field(default=None, ge=0.0, le=1.0)
-    opensearch_hybrid_pipeline_id: str = Field(default="ragline-hybrid", pattern=r"^[A-Za-z0-9_-]+$")
-    opensearch_create_hybrid_pipeline: bool = True
     opensearch_bulk_max_actions: int = Field(default=500, ge=1)
     opensearch_bulk_max_bytes: int = Field(default=5_000_000, ge=1024)
     opensearch_retry_attempts: int = Field(default=5, ge=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import cached_property, lru_cache
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
@@ -28,8 +27,6 @@ from ragline.ports import (
 )
 from ragline.retrieval.service import SearchService
 
-log = logging.getLogger(__name__)
-
 
 class Container:
     """Every adapter and service of one process, each built on first use and then kept.
@@ -48,7 +45,7 @@ class Container:
     @cached_property
     def store(self) -> MetadataStore:
         if self.settings.backend == "aws":
-            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+            from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
 
             return DynamoMetadataStore(self.settings.table_name)
         from ragline.adapters.local.sqlite_store import SqliteMetadataStore
@@ -58,7 +55,7 @@ class Container:
     @cached_property
     def queue(self) -> JobQueue:
         if self.settings.backend == "aws":
-            from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+            from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
             from ragline.adapters.aws.sqs_queue import SqsJobQueue
 
             assert isinstance(self.store, DynamoMetadataStore)
@@ -108,7 +105,7 @@ class Container:
     def outbox_events(self) -> OutboxEventBus:
         """AWS backend: SNS, with the events it would not take held in the table for the events
         function to redeliver (the in-process bus of the local backend cannot be down)."""
-        from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+        from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
         from ragline.adapters.aws.sns_events import SnsEventBus
 
         assert isinstance(self.store, DynamoMetadataStore)  # the table holds them beside the documents
@@ -247,9 +244,10 @@ def build_answerer(settings: Settings) -> AnswerModel:
 
 
 def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_seconds: float = 30.0) -> VectorIndex:
-    """OpenSearch when OPENSEARCH_URL is set (its index and pipeline made if missing), else the embedded engine."""
+    """OpenSearch when OPENSEARCH_URL is set (its index made if missing), else the embedded engine."""
     if settings.opensearch_url:
-        from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+        from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+        from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 
         remote = OpenSearchVectorIndex(OpenSearchSettings.from_settings(settings), dimension)
         remote.ensure_index()

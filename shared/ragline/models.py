@@ -124,23 +124,6 @@ class Principal(BaseModel):
         return scope in self.scopes or Scope.ADMIN in self.scopes
 
 
-class Page(BaseModel):
-    number: int
-    text: str
-    section: str | None = None
-
-
-class Chunk(BaseModel):
-    """One indexed passage: its id is derived from the document and its position."""
-
-    id: str
-    text: str
-    position: int
-    page: int | None = None
-    section: str | None = None
-    token_count: int = 0
-
-
 class IndexedChunk(BaseModel):
     """A chunk with everything the vector index stores beside its embedding."""
 

@@ -41,7 +41,7 @@ from ragline.models import Document, DocumentStatus, IndexedChunk, utcnow
 from ragline.ports import BlobStore, Embedder, MetadataStore
 
 if TYPE_CHECKING:  # the adapter (and opensearch-py) load only when a reindex really runs
-    from ragline.adapters.aws.opensearch_index import OpenSearchVectorIndex
+    from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Reindexer:
 
     # ---- plan ------------------------------------------------------------------------------------
     def _next_version(self, tenant: str | None, discard_unfinished: bool) -> tuple[str, str]:
-        from ragline.adapters.aws import opensearch_queries as q
+        from ragline.adapters.aws.opensearch import queries as q
 
         alias = self.index.alias
         old = self.index.current_index()
@@ -287,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
             f"The embedded engine ({settings.vector_dir}) has no index versions to switch between: for "
             "another embedding model, ingest the documents again into a new --data-dir"
         )
-    from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+    from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+    from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
     from ragline.container import Container
 
     # The container's store, blobs and embedder, but not its index: ensure_index would refuse the

@@ -72,6 +72,8 @@ def test_health_is_public_and_detailed_is_admin(api, client):
     assert body["status"] == "healthy"
     assert set(body["dependencies"]) >= {"metadata_store", "vector_index", "embedder", "blob_store", "answer_model"}
     assert {"memory_usage", "cpu_usage"} <= set(body["system"])
+    # The caller's own chunk count only: no server-wide chunk or term counts for any tenant's admin.
+    assert set(body["index"]) == {"tenant_chunks"}
 
 
 def test_openapi_and_unknown_routes(api, client):

@@ -17,7 +17,8 @@ import pytest
 from moto import mock_aws
 
 from ragline.adapters.aws.clients import client, reset_clients
-from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore, table_definitions
+from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
+from ragline.adapters.aws.dynamodb.table import table_definitions
 from ragline.adapters.aws.s3_blobs import S3BlobStore
 from ragline.adapters.aws.sns_events import SnsEventBus
 from ragline.adapters.local.events import InProcessEventBus

@@ -7,7 +7,8 @@ import pytest
 from botocore.stub import Stubber
 
 from ragline.adapters.aws.clients import client
-from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore, table_definitions
+from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
+from ragline.adapters.aws.dynamodb.table import table_definitions
 from ragline.errors import DependencyUnavailable
 from ragline.events import event_envelope
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ragline.adapters.aws import dynamodb_store
+from ragline.adapters.aws.dynamodb import documents as dynamodb_documents
 from ragline.errors import Conflict, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, new_id
 
@@ -35,6 +35,13 @@ def make_job(document: Document, **fields: Any) -> Job:
     return Job(
         id=fields.pop("id", None) or ordered_id("job"), tenant_id=document.tenant_id, document_id=document.id, **fields
     )
+
+
+def add(store: Any, document: Document) -> Job:
+    """Store a document as the service does: with its job, in one write (enqueue)."""
+    job = make_job(document)
+    store.enqueue(job, document)
+    return job
 
 
 METADATA = {
@@ -71,7 +78,7 @@ def test_create_then_get_round_trips_every_field(metadata_store) -> None:
         indexed_at="2026-01-02T03:04:05.678Z",
         error="old error",
     )
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     stored = metadata_store.get_document("t1", document.id)
     assert stored == document
     assert type(stored.metadata["whole_float"]) is float and type(stored.metadata["int"]) is int
@@ -81,7 +88,7 @@ def test_create_then_get_round_trips_every_field(metadata_store) -> None:
 
 def test_optional_fields_round_trip_as_none(metadata_store) -> None:
     document = make_document()
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     stored = metadata_store.get_document("t1", document.id)
     assert stored == document
     assert (stored.title, stored.filename, stored.external_id, stored.error, stored.indexed_at) == (None,) * 5
@@ -90,17 +97,9 @@ def test_optional_fields_round_trip_as_none(metadata_store) -> None:
 
 def test_get_is_scoped_to_the_tenant(metadata_store) -> None:
     document = make_document("t1")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     assert metadata_store.get_document("t2", document.id) is None
     assert metadata_store.get_document("t1", "doc_missing") is None
-
-
-def test_create_with_an_existing_id_is_a_conflict_and_keeps_the_first(metadata_store) -> None:
-    document = make_document(title="first")
-    metadata_store.create_document(document)
-    with pytest.raises(Conflict):
-        metadata_store.create_document(document.model_copy(update={"title": "second"}))
-    assert metadata_store.get_document("t1", document.id).title == "first"
 
 
 def test_find_by_content_sha256_returns_the_oldest_match_in_the_tenant(metadata_store) -> None:
@@ -108,7 +107,7 @@ def test_find_by_content_sha256_returns_the_oldest_match_in_the_tenant(metadata_
     second = make_document(content_sha256="same")
     other_tenant = make_document("t2", content_sha256="same")
     for document in (first, second, other_tenant):
-        metadata_store.create_document(document)
+        add(metadata_store, document)
     assert metadata_store.find_document("t1", content_sha256="same") == first
     assert metadata_store.find_document("t2", content_sha256="same") == other_tenant
     assert metadata_store.find_document("t3", content_sha256="same") is None
@@ -117,8 +116,8 @@ def test_find_by_content_sha256_returns_the_oldest_match_in_the_tenant(metadata_
 
 def test_find_by_external_id(metadata_store) -> None:
     document = make_document(external_id="crm-42")
-    metadata_store.create_document(document)
-    metadata_store.create_document(make_document(external_id="crm-43"))
+    add(metadata_store, document)
+    add(metadata_store, make_document(external_id="crm-43"))
     assert metadata_store.find_document("t1", external_id="crm-42") == document
     assert metadata_store.find_document("t2", external_id="crm-42") is None
     assert metadata_store.find_document("t1", external_id="crm-44") is None
@@ -133,27 +132,27 @@ def test_find_needs_exactly_one_key(metadata_store) -> None:
 
 def test_external_id_is_unique_within_a_tenant(metadata_store) -> None:
     first = make_document(external_id="crm-42")
-    metadata_store.create_document(first)
+    add(metadata_store, first)
     second = make_document(external_id="crm-42")
     with pytest.raises(Conflict):
-        metadata_store.create_document(second)
+        add(metadata_store, second)
     assert metadata_store.get_document("t1", second.id) is None  # nothing half-written
     assert metadata_store.find_document("t1", external_id="crm-42") == first
-    metadata_store.create_document(make_document("t2", external_id="crm-42"))  # other tenant: fine
+    add(metadata_store, make_document("t2", external_id="crm-42"))  # other tenant: fine
 
 
 def test_a_deleted_documents_external_id_can_be_used_again(metadata_store) -> None:
     first = make_document(external_id="crm-42")
-    metadata_store.create_document(first)
+    add(metadata_store, first)
     metadata_store.delete_document("t1", first.id)
     second = make_document(external_id="crm-42")
-    metadata_store.create_document(second)
+    add(metadata_store, second)
     assert metadata_store.find_document("t1", external_id="crm-42") == second
 
 
 def test_update_changes_fields_and_stamps_updated_at(metadata_store) -> None:
     document = make_document(updated_at="2000-01-01T00:00:00.000Z", title="old")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     updated = metadata_store.update_document(
         "t1",
         document.id,
@@ -178,30 +177,30 @@ def test_update_of_a_missing_document_is_not_found_and_creates_nothing(metadata_
         metadata_store.update_document("t1", "doc_missing", status=DocumentStatus.FAILED)
     assert metadata_store.get_document("t1", "doc_missing") is None
     document = make_document("t1")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     with pytest.raises(NotFound):
         metadata_store.update_document("t2", document.id, status=DocumentStatus.FAILED)  # another tenant's
 
 
 def test_update_rejects_unknown_fields(metadata_store) -> None:
     document = make_document()
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     with pytest.raises(ValueError):
         metadata_store.update_document("t1", document.id, colour="red")
 
 
 def test_update_moves_the_external_id(metadata_store) -> None:
     document = make_document(external_id="old")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     metadata_store.update_document("t1", document.id, external_id="new")
     assert metadata_store.find_document("t1", external_id="old") is None
     assert metadata_store.find_document("t1", external_id="new").id == document.id
-    metadata_store.create_document(make_document(external_id="old"))  # the old one is free again
+    add(metadata_store, make_document(external_id="old"))  # the old one is free again
 
 
 def test_updated_status_and_sha_are_what_lookups_see(metadata_store) -> None:
     document = make_document(content_sha256="before")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     metadata_store.update_document("t1", document.id, status=DocumentStatus.DELETING, content_sha256="after")
     assert [d.id for d in metadata_store.documents_with_status(DocumentStatus.DELETING)] == [document.id]
     assert metadata_store.documents_with_status(DocumentStatus.QUEUED) == []
@@ -227,9 +226,9 @@ def list_all(metadata_store, tenant_id: str, limit: int, **filters: Any) -> tupl
 def test_list_pages_through_a_tenants_documents_in_id_order(metadata_store) -> None:
     documents = [make_document("t1") for _ in range(7)]
     for document in reversed(documents):  # creation order must not matter, ids do
-        metadata_store.create_document(document)
-    metadata_store.create_document(make_document("t2"))
-    metadata_store.create_document(make_document("t10"))
+        add(metadata_store, document)
+    add(metadata_store, make_document("t2"))
+    add(metadata_store, make_document("t10"))
     page, cursor = metadata_store.list_documents("t1", limit=3)
     assert [d.id for d in page] == [d.id for d in documents[:3]] and cursor == documents[2].id
     assert page[0] == documents[0]
@@ -239,7 +238,7 @@ def test_list_pages_through_a_tenants_documents_in_id_order(metadata_store) -> N
 
 def test_list_of_exactly_limit_documents_has_no_next_cursor(metadata_store) -> None:
     for _ in range(3):
-        metadata_store.create_document(make_document())
+        add(metadata_store, make_document())
     page, cursor = metadata_store.list_documents("t1", limit=3)
     assert len(page) == 3 and cursor is None
     assert metadata_store.list_documents("t9", limit=3) == ([], None)
@@ -248,7 +247,7 @@ def test_list_of_exactly_limit_documents_has_no_next_cursor(metadata_store) -> N
 def test_list_after_a_deleted_cursor_continues(metadata_store) -> None:
     documents = [make_document() for _ in range(4)]
     for document in documents:
-        metadata_store.create_document(document)
+        add(metadata_store, document)
     _, cursor = metadata_store.list_documents("t1", limit=2)
     metadata_store.delete_document("t1", cursor)
     rest, next_cursor = metadata_store.list_documents("t1", limit=2, cursor=cursor)
@@ -257,14 +256,14 @@ def test_list_after_a_deleted_cursor_continues(metadata_store) -> None:
 
 def test_filtered_pages_are_full_while_more_matches_exist(metadata_store, monkeypatch: pytest.MonkeyPatch) -> None:
     # DynamoDB filters after it reads a page: small pages make the store read several per listing.
-    monkeypatch.setattr(dynamodb_store, "FILTERED_PAGE_SIZE", 1)
+    monkeypatch.setattr(dynamodb_documents, "FILTERED_PAGE_SIZE", 1)
     wanted = []
     for number in range(30):
         indexed = number % 5 == 4  # 6 matches, spread thinly among 24 others
         document = make_document(
             status=DocumentStatus.INDEXED if indexed else DocumentStatus.QUEUED, kb_id="kb-a" if number % 2 else "kb-b"
         )
-        metadata_store.create_document(document)
+        add(metadata_store, document)
         if indexed:
             wanted.append(document)
     page, cursor = metadata_store.list_documents("t1", status=DocumentStatus.INDEXED, limit=4)
@@ -278,7 +277,7 @@ def test_filtered_pages_are_full_while_more_matches_exist(metadata_store, monkey
 
 def test_list_with_a_filter_nothing_matches(metadata_store) -> None:
     for _ in range(5):
-        metadata_store.create_document(make_document())
+        add(metadata_store, make_document())
     assert metadata_store.list_documents("t1", status=DocumentStatus.FAILED, limit=2) == ([], None)
     assert metadata_store.list_documents("t1", kb_id="nope", limit=2) == ([], None)
 
@@ -287,8 +286,8 @@ def test_list_with_a_filter_nothing_matches(metadata_store) -> None:
 def test_documents_with_status_spans_tenants_in_id_order(metadata_store) -> None:
     deleting = [make_document(tenant, status=DocumentStatus.DELETING) for tenant in ("t2", "t1", "t3")]
     for document in deleting:
-        metadata_store.create_document(document)
-    metadata_store.create_document(make_document("t1", status=DocumentStatus.INDEXED))
+        add(metadata_store, document)
+    add(metadata_store, make_document("t1", status=DocumentStatus.INDEXED))
     found = metadata_store.documents_with_status(DocumentStatus.DELETING)
     assert found == sorted(deleting, key=lambda d: d.id)
     assert metadata_store.documents_with_status(DocumentStatus.FAILED) == []
@@ -297,8 +296,8 @@ def test_documents_with_status_spans_tenants_in_id_order(metadata_store) -> None
 def test_documents_from_source_spans_tenants(metadata_store) -> None:
     inbox = [make_document("t1", source="inbox"), make_document("t2", source="inbox")]
     for document in inbox:
-        metadata_store.create_document(document)
-    metadata_store.create_document(make_document("t1", source="api"))
+        add(metadata_store, document)
+    add(metadata_store, make_document("t1", source="api"))
     assert metadata_store.documents_from_source("inbox") == inbox
     assert metadata_store.documents_from_source("sync") == []
 
@@ -311,7 +310,7 @@ def test_delete_removes_the_document_and_its_jobs_only(metadata_store) -> None:
     kept_job = make_job(kept)
     metadata_store.enqueue(doomed_jobs[0], doomed)
     for job in doomed_jobs[1:]:
-        metadata_store.create_job(job)
+        metadata_store.enqueue(job)
     metadata_store.enqueue(kept_job, kept)
     metadata_store.delete_document("t1", doomed.id)
     assert metadata_store.get_document("t1", doomed.id) is None
@@ -328,7 +327,7 @@ def test_delete_removes_the_document_and_its_jobs_only(metadata_store) -> None:
 
 def test_delete_is_scoped_to_the_tenant(metadata_store) -> None:
     document = make_document("t1")
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     metadata_store.delete_document("t2", document.id)
     assert metadata_store.get_document("t1", document.id) == document
 
@@ -361,7 +360,7 @@ def test_ping_answers(metadata_store) -> None:
 def test_create_and_get_job_scoped_to_the_tenant(metadata_store) -> None:
     document = make_document()
     job = make_job(document, error="earlier")
-    metadata_store.create_job(job)
+    metadata_store.enqueue(job)
     assert metadata_store.get_job("t1", job.id) == job
     assert metadata_store.get_job("t2", job.id) is None
     assert metadata_store.get_job("t1", "job_missing") is None
@@ -378,7 +377,7 @@ def test_enqueue_writes_document_and_job_together(metadata_store) -> None:
 
 
 def test_enqueue_that_conflicts_writes_neither(metadata_store) -> None:
-    metadata_store.create_document(make_document(external_id="ext"))
+    add(metadata_store, make_document(external_id="ext"))
     document = make_document(external_id="ext")
     job = make_job(document)
     with pytest.raises(Conflict):
@@ -420,7 +419,7 @@ def test_enqueue_of_a_new_version_can_change_the_external_id(metadata_store) -> 
 
 def test_enqueue_without_a_document_queues_a_job_for_an_existing_one(metadata_store) -> None:
     document = make_document()
-    metadata_store.create_document(document)
+    add(metadata_store, document)
     job = make_job(document)
     metadata_store.enqueue(job)
     assert metadata_store.get_job("t1", job.id) == job
@@ -511,12 +510,12 @@ def test_finish_and_release_of_unknown_jobs_change_nothing(metadata_store) -> No
 
 def test_latest_job_id_is_the_newest_job_of_that_document(metadata_store) -> None:
     document, other = make_document(), make_document()
-    metadata_store.create_document(document)
-    metadata_store.create_document(other)
+    add(metadata_store, document)
+    add(metadata_store, other)
     jobs = [make_job(document) for _ in range(3)]
     for job in jobs:
-        metadata_store.create_job(job)
-    metadata_store.create_job(make_job(other))
+        metadata_store.enqueue(job)
+    metadata_store.enqueue(make_job(other))
     assert metadata_store.latest_job_id("t1", document.id) == jobs[-1].id
     assert metadata_store.latest_job_id("t2", document.id) is None
     assert metadata_store.latest_job_id("t1", "doc_missing") is None
@@ -526,8 +525,8 @@ def test_recover_interrupted_requeues_or_fails_jobs_left_processing(metadata_sto
     document = make_document()
     fresh, worn, finished = (make_job(document) for _ in range(3))
     metadata_store.enqueue(fresh, document)
-    metadata_store.create_job(worn)
-    metadata_store.create_job(finished)
+    metadata_store.enqueue(worn)
+    metadata_store.enqueue(finished)
     for job in (fresh, worn, finished):
         metadata_store.claim(job.id)
     metadata_store.release(worn.id, error="transient")

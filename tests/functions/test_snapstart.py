@@ -14,7 +14,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex, opensearch_client
+from ragline.adapters.aws.opensearch.client import opensearch_client
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.container import get_container
 from ragline_emulator.event_sources import EmulatedLambdaContext
 from tests.functions.conftest import Stack, load_function, response_json, rest_event

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ragline.adapters.aws.opensearch_index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
 from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
 from ragline.config import Settings
 from ragline.container import build_vector_index

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from opensearchpy.exceptions import RequestError
 
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.models import IndexedChunk, SearchRequest
-from ragline.retrieval.filters import scope_to_tenant
+from ragline.retrieval.filters import MatchAll
 from ragline.retrieval.service import SearchService
 from ragline_bench import coldstart
 
@@ -248,8 +249,6 @@ def test_stub_is_a_first_start_then_a_set_up_cluster(stub: Any) -> None:
         "HEAD /_alias/ragline-chunks",
         "HEAD /ragline-chunks",
         "PUT /ragline-chunks-v1",
-        "GET /_search/pipeline/ragline-hybrid",
-        "PUT /_search/pipeline/ragline-hybrid",
     ]
     first.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
 
@@ -258,7 +257,6 @@ def test_stub_is_a_first_start_then_a_set_up_cluster(stub: Any) -> None:
     assert stub.requests == [
         "HEAD /_alias/ragline-chunks",
         "GET /ragline-chunks/_mapping",
-        "GET /_search/pipeline/ragline-hybrid",
     ]
     with pytest.raises(ValueError, match="holds 4-dimensional"):
         _adapter(stub.url, dimension=8).ensure_index()
@@ -268,15 +266,15 @@ def test_stub_answers_searches_with_the_seed_chunk(stub: Any) -> None:
     index = _adapter(stub.url)
     index.ensure_index()
     index.replace_document(TENANT, DOCUMENT, [SEED], SEED_VECTOR)
-    flt = scope_to_tenant({}, TENANT)
+    flt = MatchAll()
 
-    ((chunk_id, score),) = index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
+    ((chunk_id, score),) = index.search_vector(TENANT, np.array([0.6, 0.8, 0.0, 0.0]), flt, 5)
     assert chunk_id == SEED.id and score == pytest.approx(1.0)
-    assert index.search_vector(np.array([-0.6, -0.8, 0.0, 0.0]), flt, 5)[0][1] == pytest.approx(0.0)
-    assert [hit for hit, _ in index.search_keyword("how long do refunds take", flt, 5)] == [SEED.id]
-    assert index.search_keyword("zebra", flt, 5) == []
-    assert index.search_vector(np.array([0.6, 0.8, 0.0, 0.0]), scope_to_tenant({}, "another"), 5) == []
-    assert index.count(flt) == 1
+    assert index.search_vector(TENANT, np.array([-0.6, -0.8, 0.0, 0.0]), flt, 5)[0][1] == pytest.approx(0.0)
+    assert [hit for hit, _ in index.search_keyword(TENANT, "how long do refunds take", flt, 5)] == [SEED.id]
+    assert index.search_keyword(TENANT, "zebra", flt, 5) == []
+    assert index.search_vector("another", np.array([0.6, 0.8, 0.0, 0.0]), flt, 5) == []
+    assert index.count(TENANT, flt) == 1
     assert index.stored_chunks(TENANT, DOCUMENT) == [
         SEED.model_copy(update={"payload": {**SEED.payload, "tenant_id": TENANT, "document_id": DOCUMENT}})
     ]
@@ -294,14 +292,14 @@ def test_stub_answers_searches_with_the_seed_chunk(stub: Any) -> None:
     assert hit.payload["version"] == 1 and hit.payload["metadata"] == {"lang": "en"}
 
     assert index.delete_document(TENANT, DOCUMENT) == 1
-    assert index.count(flt) == 0
+    assert index.count(TENANT, flt) == 0
 
 
 def test_stub_refuses_what_it_does_not_model(stub: Any) -> None:
     index = _adapter(stub.url)
     index.ensure_index()
     with pytest.raises(RequestError, match="stub_unsupported"):
-        index.document_ids(scope_to_tenant({}, TENANT))  # an aggregation: not modelled, so not faked
+        index.stats()  # index statistics: not modelled, so not faked
 
 
 def test_stub_bulk_requires_the_alias(stub: Any) -> None:

@@ -14,23 +14,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 from opensearchpy.connection import Connection
 from opensearchpy.exceptions import RequestError
 
-from ragline.adapters.aws import opensearch_index as adapter
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import (
+from ragline.adapters.aws.opensearch import client as opensearch_client
+from ragline.adapters.aws.opensearch import index as adapter
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import (
     OpenSearchBulkError,
-    OpenSearchConfigError,
     OpenSearchConsistencyError,
-    OpenSearchSettings,
     OpenSearchVectorIndex,
 )
+from ragline.adapters.aws.opensearch.settings import OpenSearchConfigError, OpenSearchSettings
+from ragline.api.app import create_app
 from ragline.config import Settings
+from ragline.container import Container
 from ragline.errors import DependencyUnavailable
 from ragline.models import IndexedChunk
-from ragline.retrieval.filters import MatchAll, Term, scope_to_tenant
+from ragline.retrieval.filters import MatchAll, Term, parse_filter
 
 DIM = 4
 ALIAS = "ragline-chunks"
@@ -183,43 +186,29 @@ def expected_discard(document_id: str, ids: list[str]) -> Sent:
 
 
 def expected_count(document_id: str) -> Sent:
-    return Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query(q.document_filter("t1", document_id)))
+    return Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query("t1", Term("document_id", (document_id,))))
 
 
 # ---- ensure_index --------------------------------------------------------------------------------
 def test_ensure_index_on_a_fresh_cluster(h):
     h.cluster.answer(404).answer(404).answer(200, {"acknowledged": True, "index": "ragline-chunks-v1"})
-    h.cluster.answer(404, {}).answer(200, {"acknowledged": True})
     h.index.ensure_index()
     assert h.cluster.sent == [
         Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
         Sent("HEAD", f"/{ALIAS}", {}, None),  # no concrete index holds the alias's name
         Sent("PUT", "/ragline-chunks-v1", {}, q.index_definition(DIM, alias=ALIAS)),
-        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
-        Sent("PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)),
     ]
 
 
 def test_ensure_index_on_an_existing_cluster_creates_nothing(h):
-    pipeline = q.hybrid_pipeline("ragline-hybrid", 0.5)
-    h.cluster.answer(200).answer(200, MAPPING_8).answer(200, {"ragline-hybrid": pipeline})
+    """A cold start on a set-up cluster: two round trips, and no search pipeline (hybrid search
+    is fused by SearchService, so none is needed)."""
+    h.cluster.answer(200).answer(200, MAPPING_8)
     h.index.ensure_index()
     assert h.cluster.sent == [
         Sent("HEAD", f"/_alias/{ALIAS}", {}, None),
         Sent("GET", f"/{ALIAS}/_mapping", {}, None),
-        Sent("GET", "/_search/pipeline/ragline-hybrid", {}, None),
     ]
-
-
-def test_ensure_index_updates_a_pipeline_with_other_weights(h):
-    h.cluster.answer(200).answer(200, MAPPING_8)
-    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.9)}).answer(
-        200, {"acknowledged": True}
-    )
-    h.index.ensure_index()
-    assert h.cluster.sent[-1] == Sent(
-        "PUT", "/_search/pipeline/ragline-hybrid", {}, q.hybrid_pipeline("ragline-hybrid", 0.5)
-    )
 
 
 def test_ensure_index_refuses_another_dimension(h):
@@ -232,7 +221,6 @@ def test_ensure_index_refuses_another_dimension(h):
 def test_ensure_index_when_another_process_creates_it_first(h):
     exists = {"error": {"type": "resource_already_exists_exception", "reason": "index exists"}, "status": 400}
     h.cluster.answer(404).answer(404).answer(400, exists).answer(200).answer(200, MAPPING_8)
-    h.cluster.answer(200, {"ragline-hybrid": q.hybrid_pipeline("ragline-hybrid", 0.5)})
     h.index.ensure_index()
     assert [(s.method, s.path) for s in h.cluster.sent] == [
         ("HEAD", f"/_alias/{ALIAS}"),
@@ -240,7 +228,6 @@ def test_ensure_index_when_another_process_creates_it_first(h):
         ("PUT", "/ragline-chunks-v1"),
         ("HEAD", f"/_alias/{ALIAS}"),
         ("GET", f"/{ALIAS}/_mapping"),
-        ("GET", "/_search/pipeline/ragline-hybrid"),
     ]
 
 
@@ -479,50 +466,61 @@ def test_delete_document_verifies_that_none_remain(h):
 
 
 # ---- reads ----------------------------------------------------------------------------------------
+STATS = {"_all": {"primaries": {"docs": {"count": 9, "deleted": 2}, "store": {"size_in_bytes": 512}}}}
+
+
 def search_answer(*pairs: tuple[str, float]) -> dict[str, Any]:
     return {"hits": {"hits": [{"_id": i, "_score": s, "_source": {"chunk_id": i}} for i, s in pairs]}}
 
 
 def test_search_vector_sends_the_knn_query_routed_by_tenant(h):
-    flt = scope_to_tenant({"source": "web"}, "t1")
+    flt = parse_filter({"source": "web"})
     h.cluster.answer(200, search_answer(("b", 0.5), ("a", 1.0), ("c", 0.5)))
     query = np.array([1, 0, 0, 0], dtype=np.float32)
-    assert h.index.search_vector(query, flt, 3) == [("a", 1.0), ("b", 0.5), ("c", 0.5)]
-    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.knn_query(query, flt, 3, 256))]
+    assert h.index.search_vector("t1", query, flt, 3) == [("a", 1.0), ("b", 0.5), ("c", 0.5)]
+    assert h.cluster.sent == [
+        Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.knn_query("t1", query, flt, 3, 256))
+    ]
 
 
 def test_search_vector_on_innerproduct_converts_scores():
     h = make_harness(space_type="innerproduct")
     h.cluster.answer(200, search_answer(("a", 2.0), ("b", 1.5), ("c", 1.0), ("d", 0.5)))
-    hits = h.index.search_vector(np.ones(DIM, dtype=np.float32), scope_to_tenant({}, "t1"), 4)
+    hits = h.index.search_vector("t1", np.ones(DIM, dtype=np.float32), MatchAll(), 4)
     assert hits == [("a", 1.0), ("b", 0.75), ("c", 0.5), ("d", 0.0)]
 
 
 def test_search_keyword_returns_raw_bm25(h):
-    flt = scope_to_tenant({}, "t1")
     h.cluster.answer(200, search_answer(("x", 2.75), ("y", 0.31)))
-    assert h.index.search_keyword("quick fox", flt, 5) == [("x", 2.75), ("y", 0.31)]
+    assert h.index.search_keyword("t1", "quick fox", MatchAll(), 5) == [("x", 2.75), ("y", 0.31)]
     assert h.cluster.sent == [
-        Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.keyword_query("quick fox", flt, 5))
+        Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.keyword_query("t1", "quick fox", MatchAll(), 5))
     ]
 
 
-def test_filters_without_a_tenant_never_leave(h):
-    for call in (
-        lambda: h.index.search_vector(np.ones(DIM), MatchAll(), 3),
-        lambda: h.index.search_keyword("x", Term("source", ("web",)), 3),
-        lambda: h.index.count(Term("tag_names", ("blue",))),
-        lambda: h.index.document_ids(MatchAll()),
-    ):
-        with pytest.raises(ValueError, match="not scoped to a tenant"):
-            call()
-    assert h.cluster.sent == []
+def test_every_read_is_routed_and_filtered_by_the_tenant_it_is_given(h):
+    """The tenant comes with each call, not out of the filter: a filter naming another tenant only
+    narrows within the given one (both terms must hold), and the read goes to the given one's shard."""
+    elsewhere = Term("tenant_id", ("t2",))
+    h.cluster.answer(200, search_answer()).answer(200, search_answer()).answer(200, {"count": 0})
+    h.cluster.answer(200, search_answer())
+    h.index.search_vector("t1", np.ones(DIM, dtype=np.float32), elsewhere, 3)
+    h.index.search_keyword("t1", "x", MatchAll(), 3)
+    h.index.count("t1", elsewhere)
+    h.index.get_payloads("t1", ["b-00000"])
+    assert [s.params for s in h.cluster.sent] == [{"routing": "t1"}] * 4
+    knn, keyword, count, payloads = (s.body["query"] for s in h.cluster.sent)
+    both = [{"term": {"tenant_id": "t1"}}, {"term": {"tenant_id": "t2"}}]
+    assert knn["knn"]["embedding"]["filter"]["bool"]["filter"] == both
+    assert keyword["bool"]["filter"] == [{"term": {"tenant_id": "t1"}}]
+    assert count["bool"]["filter"] == both
+    assert payloads["bool"]["filter"][0] == {"term": {"tenant_id": "t1"}}
 
 
 def test_search_errors_that_retrying_cannot_fix_surface_at_once(h):
     h.cluster.answer(400, {"error": {"type": "search_phase_execution_exception", "reason": "bad"}, "status": 400})
     with pytest.raises(RequestError):
-        h.index.search_keyword("x", scope_to_tenant({}, "t1"), 3)
+        h.index.search_keyword("t1", "x", MatchAll(), 3)
     assert h.sleeps == []
 
 
@@ -530,58 +528,56 @@ def test_an_unavailable_cluster_is_a_dependency_error_after_the_attempts(h):
     for _ in range(3):
         h.cluster.answer(503, {"error": "unavailable"})
     with pytest.raises(DependencyUnavailable, match="failed 3 times"):
-        h.index.count(scope_to_tenant({}, "t1"))
+        h.index.count("t1", MatchAll())
     assert h.sleeps == [1.0, 2.0]
 
 
-def test_get_payloads_searches_by_chunk_id(h):
+def test_get_payloads_searches_the_tenants_shard_by_chunk_id(h):
     answer = {"hits": {"hits": [{"_source": {"chunk_id": "d-00001", "text": "t", "payload": {"page": 2}}}]}}
     h.cluster.answer(200, answer)
-    assert h.index.get_payloads(["d-00001", "missing", "d-00001"]) == {"d-00001": {"page": 2, "text": "t"}}
-    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_search", {}, q.payloads_query(["d-00001", "missing"]))]
-    assert h.index.get_payloads([]) == {}
-
-
-def test_document_ids_pages_through_the_composite_aggregation(h, monkeypatch):
-    monkeypatch.setattr(adapter, "COMPOSITE_PAGE_SIZE", 2)
-    flt = scope_to_tenant({"source": "web"}, "t1")
-
-    def page(*ids: str, after: str | None) -> dict[str, Any]:
-        agg: dict[str, Any] = {"buckets": [{"key": {"document_id": i}, "doc_count": 1} for i in ids]}
-        if after:
-            agg["after_key"] = {"document_id": after}
-        return {"hits": {"hits": []}, "aggregations": {"document_ids": agg}}
-
-    h.cluster.answer(200, page("a", "b", after="b")).answer(200, page("c", after="c"))
-    assert h.index.document_ids(flt) == {"a", "b", "c"}
-    assert [s.body for s in h.cluster.sent] == [
-        q.document_ids_query(flt, 2),
-        q.document_ids_query(flt, 2, {"document_id": "b"}),
+    assert h.index.get_payloads("t1", ["d-00001", "missing", "d-00001"]) == {"d-00001": {"page": 2, "text": "t"}}
+    assert h.cluster.sent == [
+        Sent("POST", f"/{ALIAS}/_search", {"routing": "t1"}, q.payloads_query("t1", ["d-00001", "missing"]))
     ]
+    assert h.index.get_payloads("t1", []) == {}
 
 
 def test_count_and_stats(h):
-    flt = scope_to_tenant({"page": {"$gte": 2}}, "t1")
+    flt = parse_filter({"page": {"$gte": 2}})
     h.cluster.answer(200, {"count": 7})
-    h.cluster.answer(
-        200, {"_all": {"primaries": {"docs": {"count": 9, "deleted": 2}, "store": {"size_in_bytes": 512}}}}
-    )
-    assert h.index.count(flt) == 7
+    h.cluster.answer(200, STATS)
+    assert h.index.count("t1", flt) == 7
     assert h.index.stats() == {"chunks": 9, "deleted_chunks": 2, "store_bytes": 512}
     assert h.cluster.sent == [
-        Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query(flt)),
+        Sent("POST", f"/{ALIAS}/_count", {"routing": "t1"}, q.count_query("t1", flt)),
         Sent("GET", f"/{ALIAS}/_stats/docs,store", {}, None),
     ]
+
+
+def test_detailed_health_counts_within_the_admins_tenant(h, tmp_path):
+    """/health/detailed probes the index like any read: a count in the caller's tenant, routed."""
+
+    class Embedder:
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            return vectors(len(texts))
+
+    container = Container(Settings(data_dir=tmp_path, auth_mode="authorizer"))
+    container.__dict__.update(index=h.index, embedder=Embedder())  # as if built (cached properties)
+    h.cluster.answer(200, {"count": 3}).answer(200, STATS)
+    context = {"authorizer": {"tenant_id": "acme", "key_id": "key_1", "scopes": "admin"}}
+    with TestClient(create_app(container, background=False, routers=["health"])) as client:
+        answer = client.get("/health/detailed", headers={"x-amzn-request-context": json.dumps(context)})
+    assert answer.json()["dependencies"]["vector_index"] == "healthy"
+    assert h.cluster.sent[0] == Sent("POST", f"/{ALIAS}/_count", {"routing": "acme"}, q.count_query("acme", MatchAll()))
 
 
 # ---- serverless -----------------------------------------------------------------------------------
 def test_serverless_reads_without_routing_and_refuses_writes(monkeypatch):
     monkeypatch.setattr(adapter, "client_for", lambda settings: pytest.fail("the injected client must be used"))
     h = make_harness(auth_mode="sigv4-aoss", region="eu-west-1")
-    flt = scope_to_tenant({}, "t1")
     h.cluster.answer(200, {"count": 1})
-    assert h.index.count(flt) == 1
-    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_count", {}, q.count_query(flt))]
+    assert h.index.count("t1", MatchAll()) == 1
+    assert h.cluster.sent == [Sent("POST", f"/{ALIAS}/_count", {}, q.count_query("t1", MatchAll()))]
     for write in (
         h.index.ensure_index,
         lambda: h.index.replace_document("t1", "d", [], np.zeros((0, DIM))),
@@ -620,7 +616,6 @@ def test_settings_read_the_environment_through_the_global_settings(monkeypatch):
     monkeypatch.setenv("RAGLINE_OPENSEARCH_INDEX_ALIAS", "kb-chunks")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_BULK_MAX_ACTIONS", "50")
     monkeypatch.setenv("RAGLINE_HNSW_M", "32")  # engine-wide: drives both engines
-    monkeypatch.setenv("RAGLINE_HYBRID_SEMANTIC_WEIGHT", "0.7")
     monkeypatch.setenv("RAGLINE_OPENSEARCH_HNSW_EF_SEARCH", "128")  # OpenSearch only
     settings = OpenSearchSettings.from_settings(Settings())
     assert (settings.url, settings.resolved_auth_mode, settings.region, settings.index_name) == (
@@ -629,11 +624,10 @@ def test_settings_read_the_environment_through_the_global_settings(monkeypatch):
         "us-east-2",
         "kb-chunks-v1",
     )
-    assert (settings.bulk_max_actions, settings.hnsw_m, settings.hnsw_ef_search, settings.semantic_weight) == (
+    assert (settings.bulk_max_actions, settings.hnsw_m, settings.hnsw_ef_search) == (
         50,
         32,
         128,
-        0.7,
     )
     monkeypatch.setenv("RAGLINE_OPENSEARCH_REGION", "eu-central-1")
     assert OpenSearchSettings.from_settings(Settings()).region == "eu-central-1"
@@ -656,14 +650,14 @@ def test_settings_view_fails_fast_and_clearly(monkeypatch):
 
 
 def test_client_factory_builds_one_basic_auth_client_per_configuration():
-    adapter.opensearch_client.cache_clear()
-    first = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
-    again = adapter.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    opensearch_client.opensearch_client.cache_clear()
+    first = opensearch_client.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
+    again = opensearch_client.opensearch_client("https://user:pw@search.example:9200", "basic", None, True, 5.0)
     assert first is again
     (connection,) = first.transport.connection_pool.connections
     assert connection.headers["authorization"].startswith("Basic ")
     assert first.transport.max_retries == 0
-    adapter.opensearch_client.cache_clear()
+    opensearch_client.opensearch_client.cache_clear()
 
 
 @pytest.mark.parametrize("mode, service", [("sigv4-es", "es"), ("sigv4-aoss", "aoss")])
@@ -672,12 +666,12 @@ def test_client_factory_signs_with_sigv4(mode, service, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    adapter.opensearch_client.cache_clear()
-    client = adapter.opensearch_client("https://search.example", mode, "eu-west-1", True, 5.0)
+    opensearch_client.opensearch_client.cache_clear()
+    client = opensearch_client.opensearch_client("https://search.example", mode, "eu-west-1", True, 5.0)
     (connection,) = client.transport.connection_pool.connections
     signed = connection.http_auth("GET", "https://search.example/_search", None)
     assert f"/eu-west-1/{service}/aws4_request" in signed["Authorization"]
-    adapter.opensearch_client.cache_clear()
+    opensearch_client.opensearch_client.cache_clear()
 
 
 def test_ensure_index_refuses_an_alias_that_is_not_a_chunk_index(h):

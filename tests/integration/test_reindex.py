@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
+from ragline.adapters.aws.opensearch import queries as q
 from ragline.adapters.local.events import InProcessEventBus
 from ragline.adapters.local.filesystem import FilesystemBlobStore
 from ragline.adapters.local.sqlite_store import SqliteMetadataStore
@@ -26,6 +26,7 @@ from ragline.config import Settings
 from ragline.ingest.service import IngestService
 from ragline.models import Document, DocumentStatus, IndexedChunk
 from ragline.reindex import Reindexer, ReindexError, add_parser, chunks_from_original, run
+from ragline.retrieval.filters import MatchAll
 from tests.integration.test_opensearch_transport import (
     ALIAS,
     DIM,
@@ -103,7 +104,7 @@ LONG = " ".join(f"word{i}" for i in range(70))  # three chunks of 32 words with 
 
 def stored(index: EmbeddedVectorIndex, doc: Document) -> list[IndexedChunk]:
     ids = [f"{doc.id}-v{doc.version}-{i:05d}" for i in range(doc.chunk_count)]
-    payloads = index.get_payloads(ids)
+    payloads = index.get_payloads(doc.tenant_id, ids)
     return [
         IndexedChunk(id=i, tenant_id=doc.tenant_id, document_id=doc.id, text=payloads[i]["text"], payload=payloads[i])
         for i in ids
@@ -134,7 +135,7 @@ def bulk_into(index: str, chunks: list[IndexedChunk], vectors: np.ndarray) -> Se
 
 
 def count_in(index: str, tenant: str) -> Sent:
-    return Sent("POST", f"/{index}/_count", {"routing": tenant}, q.count_query(q.Term(q.TENANT_FIELD, (tenant,))))
+    return Sent("POST", f"/{index}/_count", {"routing": tenant}, q.count_query(tenant, MatchAll()))
 
 
 def start_answers(h: Harness) -> None:

@@ -17,7 +17,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.dynamodb_store import table_definitions
+from ragline.adapters.aws.dynamodb.table import table_definitions
 from ragline_emulator.provision import (
     ProvisionedResources,
     Resolver,

@@ -11,7 +11,7 @@ import pytest
 from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
 from ragline.models import IndexedChunk
 from ragline.retrieval.analysis import analyze
-from ragline.retrieval.filters import MatchAll, Term, matches, parse_filter, scope_to_tenant
+from ragline.retrieval.filters import MatchAll, Term, matches, parse_filter
 from tests.unit.test_chunks import AGREEMENT
 
 DIM = 8
@@ -44,8 +44,11 @@ def make_index(tmp_path):
         index.close()
 
 
-def tenant(name: str = "t1"):
-    return scope_to_tenant({}, name)
+def documents_matching(index, tenant_id: str, flt) -> set[str]:
+    """The tenant's documents whose chunks a filter matches, read through the port (every test
+    chunk is few and near unit(1), so a wide vector search returns them all)."""
+    hits = index.search_vector(tenant_id, unit(1), flt, 1000)
+    return {payload["document_id"] for payload in index.get_payloads(tenant_id, [cid for cid, _ in hits]).values()}
 
 
 def test_cosine_scores_on_opensearch_scale(make_index):
@@ -56,7 +59,7 @@ def test_cosine_scores_on_opensearch_scale(make_index):
         [chunk("d1", 0, "x"), chunk("d1", 1, "y"), chunk("d1", 2, "z")],
         np.stack([unit(1, 0), unit(0, 1), unit(-1, 0)]),
     )
-    hits = index.search_vector(unit(1, 0), tenant(), 3)
+    hits = index.search_vector("t1", unit(1, 0), MatchAll(), 3)
     assert [h[0] for h in hits] == ["d1-00000", "d1-00001", "d1-00002"]
     assert [h[1] for h in hits] == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
 
@@ -70,7 +73,7 @@ def test_filters_apply_inside_the_search_not_after(make_index, exact_max):
     for c in near:
         index.replace_document("t1", c.document_id, [c], (unit(1, 0) + rng.normal(0, 0.01, DIM)).reshape(1, -1))
     index.replace_document("t1", "rare", [chunk("rare", 0, "far", source="rare")], unit(-1, 0.1).reshape(1, -1))
-    hits = index.search_vector(unit(1, 0), scope_to_tenant({"source": "rare"}, "t1"), 5)
+    hits = index.search_vector("t1", unit(1, 0), parse_filter({"source": "rare"}), 5)
     assert [h[0] for h in hits] == ["rare-00000"]
 
 
@@ -81,11 +84,11 @@ def test_hnsw_path_agrees_with_exact_search(make_index):
     hnsw = make_index(exact_search_max_candidates=0, ef_search=200)
     chunks = [chunk("d", i, "t", group=i % 2, metadata={"group": i % 2}) for i in range(2000)]
     hnsw.replace_document("t1", "d", chunks, vectors)
-    flt = scope_to_tenant({"metadata.group": 1}, "t1")
+    flt = parse_filter({"metadata.group": 1})
     recall = []
     for query in rng.normal(size=(20, DIM)).astype(np.float32):
         query /= np.linalg.norm(query)
-        got = {h[0] for h in hnsw.search_vector(query, flt, 10)}
+        got = {h[0] for h in hnsw.search_vector("t1", query, flt, 10)}
         sims = vectors @ query
         sims[0::2] = -9
         want = {f"d-{i:05d}" for i in np.argsort(-sims)[:10]}
@@ -97,22 +100,26 @@ def test_tenants_never_see_each_other(make_index):
     index = make_index()
     index.replace_document("t1", "a", [chunk("a", 0, "shared words here")], unit(1).reshape(1, -1))
     index.replace_document("t2", "b", [chunk("b", 0, "shared words here", tenant="t2")], unit(1).reshape(1, -1))
-    assert [h[0] for h in index.search_vector(unit(1), tenant("t1"), 10)] == ["a-00000"]
-    assert [h[0] for h in index.search_keyword("shared words", tenant("t2"), 10)] == ["b-00000"]
-    assert index.count(tenant("t3")) == 0
+    assert [h[0] for h in index.search_vector("t1", unit(1), MatchAll(), 10)] == ["a-00000"]
+    assert [h[0] for h in index.search_keyword("t2", "shared words", MatchAll(), 10)] == ["b-00000"]
+    assert index.count("t3", MatchAll()) == 0
+    # A filter naming another tenant narrows within the caller's chunks, never beyond them.
+    assert index.search_vector("t1", unit(1), Term("tenant_id", ("t2",)), 10) == []
+    assert index.count("t1", Term("tenant_id", ("t2",))) == 0
+    assert list(index.get_payloads("t2", ["a-00000", "b-00000"])) == ["b-00000"]
 
 
 def test_replace_swaps_all_chunks_and_delete_removes_them(make_index):
     index = make_index()
     index.replace_document("t1", "d", [chunk("d", i, f"old {i}") for i in range(3)], np.stack([unit(1)] * 3))
     index.replace_document("t1", "d", [chunk("d", 0, "new version")], unit(1).reshape(1, -1))
-    assert index.count(tenant()) == 1
-    payloads = index.get_payloads(["d-00000", "d-00001"])
+    assert index.count("t1", MatchAll()) == 1
+    payloads = index.get_payloads("t1", ["d-00000", "d-00001"])
     assert list(payloads) == ["d-00000"] and payloads["d-00000"]["text"] == "new version"
-    assert index.search_keyword("old", tenant(), 10) == []
+    assert index.search_keyword("t1", "old", MatchAll(), 10) == []
     assert index.delete_document("t1", "d") == 1
-    assert index.count(tenant()) == 0
-    assert index.search_vector(unit(1), tenant(), 10) == []
+    assert index.count("t1", MatchAll()) == 0
+    assert index.search_vector("t1", unit(1), MatchAll(), 10) == []
 
 
 def test_bm25_matches_lucene_formula(make_index):
@@ -120,7 +127,7 @@ def test_bm25_matches_lucene_formula(make_index):
     texts = ["the quick brown fox", "quick quick thinking", "a slow brown dog sleeps"]
     for i, text in enumerate(texts):
         index.replace_document("t1", f"d{i}", [chunk(f"d{i}", 0, text)], unit(1).reshape(1, -1))
-    hits = dict(index.search_keyword("quick", tenant(), 10))
+    hits = dict(index.search_keyword("t1", "quick", MatchAll(), 10))
     docs = [analyze(t) for t in texts]
     n, df = len(docs), 2
     avgdl = sum(map(len, docs)) / n
@@ -139,8 +146,8 @@ def test_bm25_matches_lucene_formula(make_index):
 def test_keyword_uses_the_english_analyzer(make_index):
     index = make_index()
     index.replace_document("t1", "d", [chunk("d", 0, "Running dogs' owners were jumping")], unit(1).reshape(1, -1))
-    assert index.search_keyword("run dog jumps", tenant(), 5)
-    assert index.search_keyword("the and of", tenant(), 5) == []
+    assert index.search_keyword("t1", "run dog jumps", MatchAll(), 5)
+    assert index.search_keyword("t1", "the and of", MatchAll(), 5) == []
 
 
 def test_filters_agree_with_the_reference_semantics(make_index):
@@ -185,7 +192,7 @@ def test_filters_agree_with_the_reference_semantics(make_index):
             spec = {rng.choice(["$and", "$or"]): rng.sample(atoms, rng.randint(1, 3))}
         flt = parse_filter(spec)
         expected = {doc for doc, payload in payloads.items() if matches(flt, payload)}
-        assert index.document_ids(scope_to_tenant(spec, "t1")) == expected, spec
+        assert documents_matching(index, "t1", parse_filter(spec)) == expected, spec
 
 
 def test_restart_keeps_everything(tmp_path):
@@ -200,13 +207,13 @@ def test_restart_keeps_everything(tmp_path):
     second.delete_document("t1", "a")
     # no close: a crash after the writes; the change log carries them past the snapshot
     third = open_index()
-    assert third.document_ids(MatchAll()) == {"b"}
-    assert third.search_keyword("beta", tenant(), 5)[0][0] == "b-00000"
+    assert documents_matching(third, "t1", MatchAll()) == {"b"}
+    assert third.search_keyword("t1", "beta", MatchAll(), 5)[0][0] == "b-00000"
     third.close()
     for name in ("snapshot.pkl", "snapshot.faiss"):
         (tmp_path / "v" / name).unlink()
     rebuilt = open_index()
-    assert rebuilt.document_ids(MatchAll()) == {"b"}
+    assert documents_matching(rebuilt, "t1", MatchAll()) == {"b"}
     rebuilt.close()
 
 
@@ -214,9 +221,9 @@ def test_a_second_process_sees_writes(tmp_path):
     writer = EmbeddedVectorIndex(tmp_path / "v", DIM, snapshot_interval_seconds=0)
     reader = EmbeddedVectorIndex(tmp_path / "v", DIM, snapshot_interval_seconds=0)
     writer.replace_document("t1", "a", [chunk("a", 0, "gamma")], unit(1).reshape(1, -1))
-    assert reader.search_keyword("gamma", tenant(), 5)[0][0] == "a-00000"
+    assert reader.search_keyword("t1", "gamma", MatchAll(), 5)[0][0] == "a-00000"
     writer.delete_document("t1", "a")
-    assert reader.search_vector(unit(1), tenant(), 5) == []
+    assert reader.search_vector("t1", unit(1), MatchAll(), 5) == []
     writer.close()
     reader.close()
 
@@ -230,8 +237,8 @@ def test_dimension_is_checked(tmp_path):
 def test_term_filter_on_lists(make_index):
     index = make_index()
     index.replace_document("t1", "a", [chunk("a", 0, "x", tag_names=["red", "blue"])], unit(1).reshape(1, -1))
-    assert index.count(Term("tag_names", ("blue",))) == 1
-    assert index.count(Term("tag_names", ("green",))) == 0
+    assert index.count("t1", Term("tag_names", ("blue",))) == 1
+    assert index.count("t1", Term("tag_names", ("green",))) == 0
 
 
 def test_readers_see_one_whole_version_during_replacement(make_index):
@@ -281,7 +288,7 @@ def test_dotted_metadata_keys_are_not_paths(make_index):
     payload = {"tenant_id": "t1", "metadata": {"a.b": "x", "c": {"d": "y"}}}
     for spec, expected in [({"metadata.a.b": "x"}, False), ({"metadata.c.d": "y"}, True)]:
         assert matches(parse_filter(spec), payload) is expected
-        assert (index.count(scope_to_tenant(spec, "t1")) == 1) is expected
+        assert (index.count("t1", parse_filter(spec)) == 1) is expected
 
 
 @pytest.mark.parametrize(("payloads", "spec", "expected"), AGREEMENT)
@@ -293,5 +300,5 @@ def test_filters_on_the_agreement_table(make_index, payloads, spec, expected):
             id=f"{document}-v1-00000", tenant_id="t1", document_id=document, text="x", payload=payload
         )
         index.replace_document("t1", document, [stored], unit(1).reshape(1, -1))
-    found = index.document_ids(scope_to_tenant(spec, "t1"))
+    found = documents_matching(index, "t1", parse_filter(spec))
     assert [document in found for document in documents] == expected

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.config import Settings
-from ragline.retrieval.filters import Term, scope_to_tenant
-from ragline.retrieval.fusion import weighted_fusion
+from ragline.retrieval.filters import MatchAll, parse_filter
 from tests.integration.test_vector_index import (  # noqa: F401  (collected here, against OpenSearch)
     DIM,
     chunk,
-    tenant,
+    documents_matching,
     test_bm25_matches_lucene_formula,
     test_cosine_scores_on_opensearch_scale,
     test_filters_agree_with_the_reference_semantics,
@@ -36,6 +36,7 @@ from tests.integration.test_vector_index import (  # noqa: F401  (collected here
     test_keyword_uses_the_english_analyzer,
     test_replace_swaps_all_chunks_and_delete_removes_them,
     test_tenants_never_see_each_other,
+    test_term_filter_on_lists,
     unit,
 )
 
@@ -53,8 +54,6 @@ def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
         "url": url,
         "index_alias": name,
         "replicas": 0,  # green on a single-node cluster
-        "create_hybrid_pipeline": False,
-        "hybrid_pipeline_id": name,
         **overrides,
     }
     return OpenSearchSettings.from_settings(Settings(), **options)
@@ -64,8 +63,6 @@ def _drop(index: OpenSearchVectorIndex) -> None:
     client = index.client
     versions = [index.settings.index_name, q.versioned_index_name(index.alias, index.settings.index_version + 1)]
     client.indices.delete(index=",".join(versions), params={"ignore_unavailable": "true"})
-    if index.settings.create_hybrid_pipeline:
-        client.search_pipeline.delete(id=index.settings.hybrid_pipeline_id, params={"ignore": 404})
 
 
 @pytest.fixture
@@ -92,16 +89,6 @@ def make_index() -> Iterator[IndexFactory]:
 
 
 # ---- OpenSearch-only behaviour --------------------------------------------------------------------
-def test_term_filter_on_lists_within_a_tenant(make_index):
-    """The suite's test_term_filter_on_lists, scoped: this adapter refuses unscoped filters."""
-    index = make_index()
-    index.replace_document("t1", "a", [chunk("a", 0, "x", tag_names=["red", "blue"])], unit(1).reshape(1, -1))
-    assert index.count(scope_to_tenant({"tag_names": "blue"}, "t1")) == 1
-    assert index.count(scope_to_tenant({"tag_names": "green"}, "t1")) == 0
-    with pytest.raises(ValueError, match="not scoped to a tenant"):
-        index.count(Term("tag_names", ("blue",)))
-
-
 def test_dimension_is_checked(make_index):
     index = make_index()
     other = OpenSearchVectorIndex(index.settings, DIM * 2)
@@ -110,10 +97,10 @@ def test_dimension_is_checked(make_index):
 
 
 def test_ensure_index_twice_changes_nothing(make_index):
-    index = make_index(settings={"create_hybrid_pipeline": True})
+    index = make_index()
     index.replace_document("t1", "a", [chunk("a", 0, "kept")], unit(1).reshape(1, -1))
     index.ensure_index()
-    assert index.count(tenant()) == 1
+    assert index.count("t1", MatchAll()) == 1
 
 
 def test_payloads_come_back_as_written_whatever_their_shape(make_index):
@@ -121,7 +108,7 @@ def test_payloads_come_back_as_written_whatever_their_shape(make_index):
     index = make_index()
     payload = {"page": 3, "tag_ids": ["a"], "metadata": {"n": {"deep": [1, "two", True, None]}, "ü": "ß", "x": 1.5}}
     index.replace_document("t1", "p", [chunk("p", 0, "text", **payload)], unit(1).reshape(1, -1))
-    assert index.get_payloads(["p-00000"]) == {
+    assert index.get_payloads("t1", ["p-00000"]) == {
         "p-00000": {**payload, "tenant_id": "t1", "document_id": "p", "text": "text"}
     }
 
@@ -133,11 +120,11 @@ def test_tenants_may_send_any_kind_for_the_same_metadata_key(make_index):
         index.replace_document(
             name, "d", [chunk("d", 0, "x", tenant=name, metadata={"year": year})], unit(1).reshape(1, -1)
         )
-    assert index.count(scope_to_tenant({"metadata.year": 2020}, "t1")) == 1
-    assert index.count(scope_to_tenant({"metadata.year": 2020}, "t2")) == 0
-    assert index.count(scope_to_tenant({"metadata.year": "2020"}, "t2")) == 1
-    assert index.count(scope_to_tenant({"metadata.year.nested": {"$gte": 1}}, "t3")) == 1
-    assert index.count(scope_to_tenant({"metadata.year": {"$gt": 5}}, "t4")) == 1
+    assert index.count("t1", parse_filter({"metadata.year": 2020})) == 1
+    assert index.count("t2", parse_filter({"metadata.year": 2020})) == 0
+    assert index.count("t2", parse_filter({"metadata.year": "2020"})) == 1
+    assert index.count("t3", parse_filter({"metadata.year.nested": {"$gte": 1}})) == 1
+    assert index.count("t4", parse_filter({"metadata.year": {"$gt": 5}})) == 1
 
 
 def test_replace_can_shrink_and_grow_a_document(make_index):
@@ -145,26 +132,8 @@ def test_replace_can_shrink_and_grow_a_document(make_index):
     for size in (5, 2, 7):
         chunks = [chunk("d", i, f"version {size} part {i}") for i in range(size)]
         index.replace_document("t1", "d", chunks, np.stack([unit(1)] * size))
-        assert index.count(tenant()) == size
-        assert set(index.get_payloads([c.id for c in chunks])) == {c.id for c in chunks}
-
-
-def test_server_side_hybrid_agrees_with_client_side_fusion(make_index):
-    index = make_index(settings={"create_hybrid_pipeline": True, "semantic_weight": 0.5})
-    texts = ["return policy for shoes", "shipping times", "returns and refunds policy", "gift cards"]
-    vectors = [unit(1, 0), unit(0, 1), unit(1, 0.3), unit(-1, 0.2)]
-    for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-        index.replace_document("t1", f"d{i}", [chunk(f"d{i}", 0, text)], vector.reshape(1, -1))
-    flt, query, words = tenant(), unit(1, 0.1), "return policy"
-    fused = weighted_fusion([(index.search_vector(query, flt, 10), 0.5), (index.search_keyword(words, flt, 10), 0.5)])
-    answer = index.client.search(
-        index=index.alias,
-        body=q.hybrid_query(query, words, flt, 10, index.settings.hnsw_ef_search),
-        params={"search_pipeline": index.settings.hybrid_pipeline_id, "routing": "t1"},
-    )
-    server = [hit["_source"]["chunk_id"] for hit in answer["hits"]["hits"]]
-    assert set(server) == {cid for cid, _ in fused}
-    assert server[0] == fused[0][0]
+        assert index.count("t1", MatchAll()) == size
+        assert set(index.get_payloads("t1", [c.id for c in chunks])) == {c.id for c in chunks}
 
 
 def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_index):
@@ -184,7 +153,7 @@ def test_a_new_version_replaces_the_old_one_and_search_sees_one_version(make_ind
 
     index.replace_document("t1", "d", version(1, 3), np.stack([unit(1)] * 3))
     index.replace_document("t1", "d", version(2, 2), np.stack([unit(1)] * 2))
-    hits = index.search_vector(unit(1), tenant(), 10)
+    hits = index.search_vector("t1", unit(1), MatchAll(), 10)
     assert sorted(cid for cid, _ in hits) == ["d-v2-00000", "d-v2-00001"]
     assert newest_versions(hits, {cid: chunk_version(cid) for cid, _ in hits}) == hits
 
@@ -199,10 +168,10 @@ def test_reindex_primitives_switch_readers_at_once(make_index):
     index.write_chunks(new, [chunk("new", 0, "new version")], unit(1).reshape(1, -1))
     index.refresh(new)
     assert index.count_in(new, "t1") == 1
-    assert index.document_ids(tenant()) == {"old"}  # readers still on the old version
+    assert documents_matching(index, "t1", MatchAll()) == {"old"}  # readers still on the old version
     index.switch_alias(old, new)
     assert index.current_index() == new
-    assert index.document_ids(tenant()) == {"new"}
+    assert documents_matching(index, "t1", MatchAll()) == {"new"}
     assert [c.id for c in index.stored_chunks("t1", "old", old)] == ["old-00000"]
 
 

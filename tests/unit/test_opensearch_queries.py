@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.adapters.aws.opensearch_index import OpenSearchSettings, OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.chunks import number_value
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import (
@@ -220,39 +221,38 @@ def test_unknown_nodes_raise():
         q.to_dsl(And((Term("source", ("web",)), object())))  # type: ignore[arg-type]
 
 
-UNSCOPED = [
+ANY_FILTERS = [
     MatchAll(),
     Term("source", ("web",)),
-    Term("tenant_id", ("t1", "t2")),
-    And((Term("source", ("web",)), Term("tenant_id", ("t1",)))),  # the tenant must come first
-    Or((Term("tenant_id", ("t1",)),)),
+    Term("tenant_id", ("t2",)),  # another tenant: both terms must hold, so nothing matches
+    And((Term("source", ("web",)), Term("tenant_id", ("t1",)))),
+    Or((Term("tenant_id", ("t2",)), Term("source", ("web",)))),
     Not(Term("tenant_id", ("t1",))),
 ]
-FILTER_BUILDERS = {
-    "knn_query": lambda flt: q.knn_query([1.0, 0.0], flt, 5, 100),
-    "keyword_query": lambda flt: q.keyword_query("words", flt, 5),
-    "hybrid_query": lambda flt: q.hybrid_query([1.0, 0.0], "words", flt, 5, 100),
-    "count_query": q.count_query,
-    "document_ids_query": lambda flt: q.document_ids_query(flt, 100),
-    "delete_by_filter_query": q.delete_by_filter_query,
+TENANT_T1 = {"term": {"tenant_id": "t1"}}
+READ_BUILDERS = {  # the builder, and where its filter-context clauses are
+    "knn_query": (
+        lambda flt: q.knn_query("t1", [1.0, 0.0], flt, 5, 100),
+        lambda body: body["query"]["knn"]["embedding"]["filter"]["bool"]["filter"],
+    ),
+    "keyword_query": (lambda flt: q.keyword_query("t1", "words", flt, 5), lambda body: body["query"]["bool"]["filter"]),
+    "count_query": (lambda flt: q.count_query("t1", flt), lambda body: body["query"]["bool"]["filter"]),
 }
 
 
-@pytest.mark.parametrize("builder", FILTER_BUILDERS.values(), ids=FILTER_BUILDERS.keys())
-@pytest.mark.parametrize("flt", UNSCOPED, ids=repr)
-def test_builders_refuse_filters_without_the_tenant(builder, flt):
-    with pytest.raises(ValueError, match="not scoped to a tenant"):
-        builder(flt)
+@pytest.mark.parametrize("build, clauses", READ_BUILDERS.values(), ids=READ_BUILDERS.keys())
+@pytest.mark.parametrize("flt", ANY_FILTERS, ids=repr)
+def test_reads_always_carry_the_given_tenants_term_then_the_filter(build, clauses, flt):
+    expected = [TENANT_T1] if isinstance(flt, MatchAll) else [TENANT_T1, q.to_dsl(flt)]
+    assert clauses(build(flt)) == expected
 
 
-@pytest.mark.parametrize("builder", FILTER_BUILDERS.values(), ids=FILTER_BUILDERS.keys())
-def test_builders_accept_scoped_filters(builder):
-    assert builder(scope_to_tenant({"source": "web"}, "t1"))
-    assert builder(scope_to_tenant({}, "t1"))
+def test_payload_reads_carry_the_tenants_term():
+    assert q.payloads_query("t1", ["a-v1-00000"])["query"]["bool"]["filter"][0] == TENANT_T1
 
 
 # ---- golden request bodies ------------------------------------------------------------------------
-FLT = scope_to_tenant({"metadata.team": {"$in": ["eng", "ops"]}, "page": {"$gte": 2}}, "t1")
+FLT = parse_filter({"metadata.team": {"$in": ["eng", "ops"]}, "page": {"$gte": 2}})
 QUERY_VECTOR = [0.6, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1]
 
 
@@ -276,48 +276,30 @@ def test_infra_index_definition_is_what_the_adapter_creates():
     assert_golden("index-v1.json", adapter.index_definition(), folder=REPO / "infra" / "opensearch")
 
 
-def test_hybrid_pipeline_golden():
-    assert_golden("hybrid_pipeline.json", q.hybrid_pipeline("ragline-hybrid", 0.7))
-
-
-def test_hybrid_pipeline_weights_add_up_to_one():
-    for weight in (0.0, 0.1, 0.3, 0.5, 0.7, 1.0):
-        weights = q.hybrid_pipeline("p", weight)["phase_results_processors"][0]["normalization-processor"][
-            "combination"
-        ]["parameters"]["weights"]
-        assert math.isclose(sum(weights), 1.0, abs_tol=1e-9)
-    with pytest.raises(ValueError):
-        q.hybrid_pipeline("p", 1.5)
-
-
 def test_knn_query_golden():
-    assert_golden("knn_query.json", q.knn_query(np.array(QUERY_VECTOR, dtype=np.float32), FLT, 10, 256))
+    assert_golden("knn_query.json", q.knn_query("t1", np.array(QUERY_VECTOR, dtype=np.float32), FLT, 10, 256))
 
 
 def test_knn_query_raises_ef_search_to_k():
-    body = q.knn_query(QUERY_VECTOR, FLT, 300, 100)
+    body = q.knn_query("t1", QUERY_VECTOR, FLT, 300, 100)
     assert body["query"]["knn"]["embedding"]["method_parameters"] == {"ef_search": 300}
-    assert body["query"]["knn"]["embedding"]["filter"] == q.to_dsl(FLT)  # efficient filtering: inside knn
+    assert body["query"]["knn"]["embedding"]["filter"] == {
+        "bool": {"filter": q.tenant_filters("t1", FLT)}
+    }  # inside knn
 
 
 def test_keyword_query_golden():
-    assert_golden("keyword_query.json", q.keyword_query("return policies", FLT, 10))
+    assert_golden("keyword_query.json", q.keyword_query("t1", "return policies", FLT, 10))
 
 
-def test_hybrid_query_golden():
-    assert_golden("hybrid_query.json", q.hybrid_query(QUERY_VECTOR, "return policies", FLT, 10, 256))
-
-
-def test_count_and_document_ids_golden():
-    assert_golden("count_query.json", q.count_query(FLT))
-    assert_golden("document_ids_query.json", q.document_ids_query(FLT, 1000, {"document_id": "d-041"}))
+def test_count_golden():
+    assert_golden("count_query.json", q.count_query("t1", FLT))
 
 
 def test_delete_queries_golden():
     keep = ["d1-v2-00000", "d1-v2-00001"]  # the new version: every other version goes
     assert_golden("delete_by_document_query.json", q.delete_by_document_query("t1", "d1", keep))
     assert_golden("delete_by_document_query_all.json", q.delete_by_document_query("t1", "d1"))
-    assert_golden("delete_by_filter_query.json", q.delete_by_filter_query(FLT))
 
 
 def test_replace_window_queries_golden():
@@ -329,7 +311,7 @@ def test_replace_window_queries_golden():
 
 
 def test_payloads_query_and_alias_swap_golden():
-    assert_golden("payloads_query.json", q.payloads_query(["d1-v1-00000", "d2-v1-00003"]))
+    assert_golden("payloads_query.json", q.payloads_query("t1", ["d1-v1-00000", "d2-v1-00003"]))
     # One request, remove + add: OpenSearch applies the actions of one _aliases call atomically.
     assert_golden("alias_swap.json", q.alias_swap("ragline-chunks", "ragline-chunks-v1", "ragline-chunks-v2"))
 

@@ -106,12 +106,12 @@ class _MidReplaceIndex:
             "f-v2-00000": {"document_id": "f", "version": 2, "text": "f new"},
         }
 
-    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_vector(self, tenant_id: str, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         ranked = [("d-v1-00000", 0.9), ("f-00000", 0.85), ("e-v1-00000", 0.8), ("d-v2-00000", 0.7)]
         ranked += [("d-v1-00001", 0.6), ("f-v2-00000", 0.5)]
         return ranked[:k]
 
-    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def get_payloads(self, tenant_id: str, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {cid: self.payloads[cid] for cid in chunk_ids if cid in self.payloads}
 
 

@@ -4,7 +4,6 @@ body, and (when serving) the background services the caller built, started and s
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -18,8 +17,6 @@ from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 if TYPE_CHECKING:
     from ragline.background import Background
     from ragline.container import Container
-
-log = logging.getLogger(__name__)
 
 # Capability → its router modules under ragline.api.routes. Each Lambda function serves one subset,
 # so the search function cannot answer chat and vice versa; `ragline serve` serves them all.

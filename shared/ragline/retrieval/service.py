@@ -47,25 +47,25 @@ class SearchService:
         self.hybrid_candidates = hybrid_candidates
         self.semantic_weight = semantic_weight
 
-    def ranked(self, query: str, flt: FilterNode, limit: int, mode: str) -> list[tuple[str, float]]:
+    def ranked(self, tenant_id: str, query: str, flt: FilterNode, limit: int, mode: str) -> list[tuple[str, float]]:
         if mode == "semantic":
-            return self.index.search_vector(self.embedder.embed_query(query), flt, limit)
+            return self.index.search_vector(tenant_id, self.embedder.embed_query(query), flt, limit)
         if mode == "keyword":
-            return self.index.search_keyword(query, flt, limit)
+            return self.index.search_keyword(tenant_id, query, flt, limit)
         depth = max(limit, self.hybrid_candidates)
-        semantic = self.index.search_vector(self.embedder.embed_query(query), flt, depth)
-        keyword = self.index.search_keyword(query, flt, depth)
+        semantic = self.index.search_vector(tenant_id, self.embedder.embed_query(query), flt, depth)
+        keyword = self.index.search_keyword(tenant_id, query, flt, depth)
         return weighted_fusion([(semantic, self.semantic_weight), (keyword, 1.0 - self.semantic_weight)])
 
     def search(self, tenant_id: str, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         flt = scope_to_tenant(request.filters, tenant_id)
         for _ in range(PAYLOAD_ATTEMPTS):
-            ranked = [(cid, s) for cid, s in self.ranked(request.query, flt, request.limit, request.mode)]
+            ranked = [(cid, s) for cid, s in self.ranked(tenant_id, request.query, flt, request.limit, request.mode)]
             ranked = [(cid, s) for cid, s in ranked if s >= request.score_threshold]
             ranked = newest_versions(ranked, {cid: chunk_version(cid) for cid, _ in ranked})
             top = ranked[: request.limit]
-            payloads = self.index.get_payloads([cid for cid, _ in top])
+            payloads = self.index.get_payloads(tenant_id, [cid for cid, _ in top])
             if len(payloads) == len(top):
                 break
             # A document was replaced or deleted between the search and the fetch: search again.

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.dynamodb_store import DynamoMetadataStore
+from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
 from ragline.errors import DependencyUnavailable, JobUndeliverable
 from ragline.ingest.messages import JOB_MESSAGE_KIND, job_message
 from ragline.models import Document, Job

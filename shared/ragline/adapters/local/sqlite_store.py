@@ -139,10 +139,6 @@ class SqliteMetadataStore:
         marks = ",".join(f":{c}" for c in _DOC_COLUMNS)
         db.execute(f"INSERT INTO documents ({','.join(_DOC_COLUMNS)}) VALUES ({marks})", row)
 
-    def create_document(self, document: Document) -> None:
-        with self._write() as db:
-            self._insert_document(db, document)
-
     def get_document(self, tenant_id: str, document_id: str) -> Document | None:
         with self._connection() as db:
             row = db.execute(
@@ -229,10 +225,6 @@ class SqliteMetadataStore:
     def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
         marks = ",".join(f":{c}" for c in _JOB_COLUMNS)
         db.execute(f"INSERT INTO jobs ({','.join(_JOB_COLUMNS)}) VALUES ({marks})", job.model_dump(mode="json"))
-
-    def create_job(self, job: Job) -> None:
-        with self._write() as db:
-            self._insert_job(db, job)
 
     def get_job(self, tenant_id: str, job_id: str) -> Job | None:
         with self._connection() as db:

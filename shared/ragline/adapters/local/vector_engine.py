@@ -454,23 +454,23 @@ class EmbeddedVectorIndex:
             return removed
 
     # ---- reads --------------------------------------------------------------------------
-    def _candidates(self, flt: FilterNode) -> np.ndarray:
+    def _candidates(self, tenant_id: str, flt: FilterNode) -> np.ndarray:
         mem = self._mem
         if mem.size == 0:
             return np.zeros(0, dtype=bool)
-        return mem.mask(flt) & mem.alive_mask()
+        return mem.mask(Term("tenant_id", (tenant_id,))) & mem.mask(flt) & mem.alive_mask()
 
     def searches_exactly(self, matches: int, k: int) -> bool:
         """Whether a filter matching `matches` chunks is answered by exact search rather than HNSW."""
         narrow = matches < self.hnsw_min_filter_share * self._mem.size
         return matches <= max(k, self.exact_search_max_candidates) or narrow
 
-    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_vector(self, tenant_id: str, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
             self._refresh()
             mem = self._mem
-            mask = self._candidates(flt)
+            mask = self._candidates(tenant_id, flt)
             matches = int(mask.sum())
             if matches == 0:
                 return []
@@ -492,7 +492,7 @@ class EmbeddedVectorIndex:
                 best, sims = ids[0][keep], sims_2d[0][keep]
             return [(mem.chunk_ids[p], float(min(1.0, max(0.0, (1.0 + s) / 2.0)))) for p, s in zip(best, sims)]
 
-    def search_keyword(self, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_keyword(self, tenant_id: str, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         query_terms = Counter(analyze(text))
         if not query_terms:
             return []
@@ -502,7 +502,7 @@ class EmbeddedVectorIndex:
             if mem.live_count == 0:
                 return []
             alive = mem.alive_mask()
-            mask = self._candidates(flt)
+            mask = self._candidates(tenant_id, flt)
             doc_len = np.frombuffer(mem.doc_len, dtype=np.float32)
             avg_len = max(mem.live_length / mem.live_count, 1e-9)
             scores = np.zeros(mem.size, dtype=np.float32)
@@ -526,26 +526,21 @@ class EmbeddedVectorIndex:
             best = _top_k(scores, candidates, min(k, candidates.size))
             return [(mem.chunk_ids[p], float(scores[p])) for p in best]
 
-    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def get_payloads(self, tenant_id: str, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not chunk_ids:
             return {}
         marks = ",".join("?" * len(chunk_ids))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT chunk_id, payload FROM chunks WHERE chunk_id IN ({marks})", list(chunk_ids)
+                f"SELECT chunk_id, payload FROM chunks WHERE tenant_id = ? AND chunk_id IN ({marks})",
+                [tenant_id, *chunk_ids],
             ).fetchall()
         return {chunk_id: json.loads(payload) for chunk_id, payload in rows}
 
-    def document_ids(self, flt: FilterNode) -> set[str]:
+    def count(self, tenant_id: str, flt: FilterNode) -> int:
         with self._lock:
             self._refresh()
-            mask = self._candidates(flt)
-            return {self._mem.document_ids[p] for p in np.flatnonzero(mask)}
-
-    def count(self, flt: FilterNode) -> int:
-        with self._lock:
-            self._refresh()
-            return int(self._candidates(flt).sum())
+            return int(self._candidates(tenant_id, flt).sum())
 
     def stats(self) -> dict[str, int]:
         with self._lock:

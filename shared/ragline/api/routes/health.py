@@ -28,12 +28,12 @@ def _check(name: str, probe: Any, results: dict[str, str]) -> None:
 
 
 @router.get("/health/detailed", summary="Dependencies and system (admin)")
-def health_detailed(_: AdminPrincipal, container: ContainerDep) -> JSONResponse:
+def health_detailed(principal: AdminPrincipal, container: ContainerDep) -> JSONResponse:
     # Probes every adapter, so it takes the whole container rather than one service.
     dependencies: dict[str, str] = {}
     _check("metadata_store", container.store.ping, dependencies)
     _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)
-    _check("vector_index", lambda: container.index.count(MatchAll()), dependencies)
+    _check("vector_index", lambda: container.index.count(principal.tenant_id, MatchAll()), dependencies)
     # embed_documents, not embed_query: the query cache would answer without running the model
     _check("embedder", lambda: container.embedder.embed_documents(["health check"]), dependencies)
     dependencies["answer_model"] = f"healthy ({container.answerer.name})"
@@ -46,6 +46,7 @@ def health_detailed(_: AdminPrincipal, container: ContainerDep) -> JSONResponse:
             "cpu_usage": round(psutil.cpu_percent(interval=None), 1),
             "process_rss_mb": round(process.memory_info().rss / 1e6, 1),
         },
-        "index": container.index.stats(),
+        # The caller's own figures only: server-wide counts would tell one tenant about the others.
+        "index": {"tenant_chunks": container.index.count(principal.tenant_id, MatchAll())},
     }
     return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)

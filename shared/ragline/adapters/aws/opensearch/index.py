@@ -1,12 +1,12 @@
 """The VectorIndex port on OpenSearch k-NN (Amazon OpenSearch Service or any OpenSearch 2.19+).
 
-Request bodies come from ``opensearch_queries`` (pure, golden-tested); this module only sends
-them, retries what is worth retrying and reads the answers. Reads and writes go through an alias
+Request bodies come from ``queries`` (pure, golden-tested), the client and its retries from
+``client``; this module sends them and reads the answers. Reads and writes go through an alias
 (``<alias>`` → ``<alias>-v<version>``) so a reindex can swap index versions in one step.
 
-Tenant isolation has two independent layers: every read carries a ``term`` on ``tenant_id``
-(the builders refuse a filter without it), and on managed clusters every chunk is routed by its
-tenant (``_routing`` required by the mapping), so a search with ``?routing=<tenant>`` only visits
+Tenant isolation has two independent layers, both from the tenant every read is given: each
+read carries a ``term`` on ``tenant_id``, and on managed clusters every chunk is routed by its
+tenant (``_routing`` required by the mapping), so a read with ``?routing=<tenant>`` only visits
 the shard holding that tenant's chunks. Serverless (aoss) has no custom routing: there the term
 filter alone isolates tenants.
 """
@@ -17,214 +17,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import numpy as np
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
-from ragline.adapters.aws import opensearch_queries as q
-from ragline.config import Settings
+from ragline.adapters.aws.opensearch import queries as q
+from ragline.adapters.aws.opensearch.client import RETRYABLE_STATUSES, Retrying, client_for, opensearch_client
+from ragline.adapters.aws.opensearch.settings import OpenSearchConfigError, OpenSearchSettings
 from ragline.errors import DependencyUnavailable, RaglineError
 from ragline.models import IndexedChunk
-from ragline.retrieval.filters import FilterNode, Term
+from ragline.retrieval.filters import FilterNode, MatchAll, Term
 
 log = logging.getLogger(__name__)
 
-AuthMode = Literal["none", "basic", "sigv4-es", "sigv4-aoss"]
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-COMPOSITE_PAGE_SIZE = 1000
 PAYLOAD_BATCH = 1000
-T = TypeVar("T")
-
-
-class OpenSearchConfigError(RaglineError):
-    error = "OpenSearch misconfigured"
-
-
-def _first(override: T | None, default: T) -> T:
-    return default if override is None else override
-
-
-def _global_default(name: str) -> Any:
-    return Settings.model_fields[name].default
-
-
-class OpenSearchSettings(BaseModel):
-    """What the OpenSearch adapter needs: a view of the global ``Settings`` (``from_settings``).
-
-    The environment is read once, by ``ragline.config.Settings`` (``OPENSEARCH_URL`` and
-    ``RAGLINE_OPENSEARCH_*``); this model only checks that the combination is usable. Tests and
-    tools build it directly.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str
-    # None: "basic" when the URL or username carries credentials, else "none".
-    auth_mode: AuthMode | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    region: str | None = None
-    # Defaults and bounds live once, in Settings (which validates what the environment says).
-    verify_certs: bool = _global_default("opensearch_verify_certs")
-    timeout_seconds: float = _global_default("opensearch_timeout_seconds")
-    write_timeout_seconds: float = _global_default("opensearch_write_timeout_seconds")
-
-    index_alias: str = _global_default("opensearch_index_alias")
-    index_version: int = _global_default("opensearch_index_version")
-    shards: int = _global_default("opensearch_shards")
-    replicas: int = _global_default("opensearch_replicas")
-    space_type: q.SpaceType = _global_default("opensearch_space_type")
-    hnsw_m: int = _global_default("hnsw_m")
-    hnsw_ef_construction: int = _global_default("hnsw_ef_construction")
-    hnsw_ef_search: int = _global_default("hnsw_ef_search")
-
-    hybrid_pipeline_id: str = _global_default("opensearch_hybrid_pipeline_id")
-    create_hybrid_pipeline: bool = _global_default("opensearch_create_hybrid_pipeline")
-    semantic_weight: float = _global_default("hybrid_semantic_weight")
-
-    bulk_max_actions: int = _global_default("opensearch_bulk_max_actions")
-    bulk_max_bytes: int = _global_default("opensearch_bulk_max_bytes")
-    retry_attempts: int = _global_default("opensearch_retry_attempts")
-    retry_initial_delay_seconds: float = _global_default("opensearch_retry_initial_delay_seconds")
-    retry_max_delay_seconds: float = _global_default("opensearch_retry_max_delay_seconds")
-    verify_attempts: int = _global_default("opensearch_verify_attempts")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> OpenSearchSettings:
-        """The OpenSearch block of the global settings; HNSW and hybrid weight fall back to the
-        engine-wide values, so one setting tunes both engines."""
-        if not settings.opensearch_url:
-            raise OpenSearchConfigError("OPENSEARCH_URL is not set")
-        s = settings
-        values: dict[str, Any] = {
-            "url": s.opensearch_url,
-            "auth_mode": s.opensearch_auth_mode,
-            "username": s.opensearch_username,
-            "password": s.opensearch_password,
-            "region": s.opensearch_region,
-            "verify_certs": s.opensearch_verify_certs,
-            "timeout_seconds": s.opensearch_timeout_seconds,
-            "write_timeout_seconds": s.opensearch_write_timeout_seconds,
-            "index_alias": s.opensearch_index_alias,
-            "index_version": s.opensearch_index_version,
-            "shards": s.opensearch_shards,
-            "replicas": s.opensearch_replicas,
-            "space_type": s.opensearch_space_type,
-            "hnsw_m": _first(s.opensearch_hnsw_m, s.hnsw_m),
-            "hnsw_ef_construction": _first(s.opensearch_hnsw_ef_construction, s.hnsw_ef_construction),
-            "hnsw_ef_search": _first(s.opensearch_hnsw_ef_search, s.hnsw_ef_search),
-            "hybrid_pipeline_id": s.opensearch_hybrid_pipeline_id,
-            "create_hybrid_pipeline": s.opensearch_create_hybrid_pipeline,
-            "semantic_weight": _first(s.opensearch_semantic_weight, s.hybrid_semantic_weight),
-            "bulk_max_actions": s.opensearch_bulk_max_actions,
-            "bulk_max_bytes": s.opensearch_bulk_max_bytes,
-            "retry_attempts": s.opensearch_retry_attempts,
-            "retry_initial_delay_seconds": s.opensearch_retry_initial_delay_seconds,
-            "retry_max_delay_seconds": s.opensearch_retry_max_delay_seconds,
-            "verify_attempts": s.opensearch_verify_attempts,
-        }
-        try:
-            return cls(**{**values, **overrides})
-        except ValidationError as exc:
-            raise OpenSearchConfigError(f"OpenSearch settings: {exc}") from exc
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("OPENSEARCH_URL must look like https://host:9200")
-        return url
-
-    @model_validator(mode="after")
-    def _auth_is_complete(self) -> OpenSearchSettings:
-        credentials_in_url = bool(urlsplit(self.url).username)
-        mode = self.resolved_auth_mode
-        if mode == "basic" and not (credentials_in_url or (self.username and self.password)):
-            raise ValueError("basic auth needs user:password in OPENSEARCH_URL or RAGLINE_OPENSEARCH_USERNAME/PASSWORD")
-        if mode != "basic" and (credentials_in_url or self.username):
-            raise ValueError(f"credentials are set but RAGLINE_OPENSEARCH_AUTH_MODE is {mode!r}")
-        if mode.startswith("sigv4") and not self.region:
-            raise ValueError("SigV4 needs a region: set RAGLINE_OPENSEARCH_REGION or AWS_REGION")
-        return self
-
-    @property
-    def resolved_auth_mode(self) -> AuthMode:
-        if self.auth_mode is not None:
-            return self.auth_mode
-        return "basic" if urlsplit(self.url).username or self.username else "none"
-
-    @property
-    def serverless(self) -> bool:
-        return self.resolved_auth_mode == "sigv4-aoss"
-
-    @property
-    def index_name(self) -> str:
-        return f"{self.index_alias}-v{self.index_version}"
-
-
-# ---- the client -----------------------------------------------------------------------------------
-
-
-def _sigv4_auth(region: str, service: str) -> Any:
-    import boto3  # only SigV4 deployments need boto3 (and pay for its import)
-    from opensearchpy import Urllib3AWSV4SignerAuth
-
-    credentials = boto3.Session().get_credentials()
-    if credentials is None:
-        raise OpenSearchConfigError("SigV4 auth found no AWS credentials (environment, profile or role)")
-    return Urllib3AWSV4SignerAuth(credentials, region, service)
-
-
-@lru_cache(maxsize=8)
-def opensearch_client(
-    url: str,
-    auth_mode: AuthMode,
-    region: str | None,
-    verify_certs: bool,
-    timeout: float,
-    username: str | None = None,
-    password: str | None = None,
-) -> OpenSearch:
-    """One client per configuration and process (a Lambda container keeps it across invocations).
-
-    The client itself never retries: the adapter does, with backoff, for 429 and 5xx answers.
-    """
-    http_auth: Any = None
-    if auth_mode == "basic" and username is not None:
-        http_auth = (username, password or "")
-    elif auth_mode in ("sigv4-es", "sigv4-aoss"):
-        if region is None:
-            raise OpenSearchConfigError("SigV4 needs a region")
-        http_auth = _sigv4_auth(region, "aoss" if auth_mode == "sigv4-aoss" else "es")
-    return OpenSearch(
-        hosts=[url],  # user:password in the URL become basic auth here
-        http_auth=http_auth,
-        verify_certs=verify_certs,
-        timeout=timeout,
-        max_retries=0,
-        retry_on_status=(),
-        retry_on_timeout=False,
-    )
-
-
-def client_for(settings: OpenSearchSettings) -> OpenSearch:
-    password = settings.password.get_secret_value() if settings.password else None
-    return opensearch_client(
-        settings.url,
-        settings.resolved_auth_mode,
-        settings.region,
-        settings.verify_certs,
-        settings.timeout_seconds,
-        settings.username,
-        password,
-    )
 
 
 # ---- errors -----------------------------------------------------------------------------------------
@@ -261,8 +69,7 @@ class OpenSearchVectorIndex:
         self.dimension = dimension
         self._client = client
         self._owns_client = client is None
-        self._sleep = sleep
-        self._jitter = jitter
+        self._retry = Retrying(settings, sleep=sleep, jitter=jitter)
 
     @property
     def client(self) -> OpenSearch:
@@ -283,30 +90,6 @@ class OpenSearchVectorIndex:
         return self.settings.index_alias
 
     # ---- plumbing -------------------------------------------------------------------------
-    def _backoff(self, attempt: int) -> None:
-        """Exponential backoff with equal jitter: half of the delay is fixed, half random."""
-        base = min(self.settings.retry_max_delay_seconds, self.settings.retry_initial_delay_seconds * 2**attempt)
-        self._sleep(base / 2 + base / 2 * self._jitter())
-
-    def _call(self, what: str, request: Callable[[], T]) -> T:
-        """Send one request; retry 429, 5xx and connection failures with backoff."""
-        attempts = self.settings.retry_attempts
-        for attempt in range(attempts):
-            try:
-                return request()
-            except OpenSearchConnectionError as exc:
-                failure: TransportError = exc
-            except TransportError as exc:
-                if exc.status_code not in RETRYABLE_STATUSES:
-                    raise
-                failure = exc
-            log.warning("OpenSearch %s failed (attempt %d of %d): %s", what, attempt + 1, attempts, failure)
-            if attempt + 1 < attempts:
-                self._backoff(attempt)
-        raise DependencyUnavailable(
-            f"OpenSearch {what} failed {attempts} times: {failure}", error="Search index unavailable"
-        ) from failure
-
     def _routing(self, tenant_id: str) -> dict[str, str]:
         return {} if self.settings.serverless else {"routing": tenant_id}
 
@@ -317,20 +100,14 @@ class OpenSearchVectorIndex:
                 "document ids and have no _delete_by_query nor refresh (see infra/opensearch/README.md)"
             )
 
-    def _search(
-        self, what: str, body: dict[str, Any], tenant_id: str | None = None, index: str | None = None
-    ) -> dict[str, Any]:
-        params = self._routing(tenant_id) if tenant_id is not None else {}
+    def _search(self, what: str, body: dict[str, Any], tenant_id: str, index: str | None = None) -> dict[str, Any]:
+        params = self._routing(tenant_id)
         target = index or self.alias
-        return self._call(what, lambda: self.client.search(index=target, body=body, params=params))
+        return self._retry.call(what, lambda: self.client.search(index=target, body=body, params=params))
 
-    def _count(self, flt: FilterNode, index: str | None = None) -> int:
-        tenant = q.require_tenant(flt)
-        return self._count_query(tenant, q.count_query(flt), index)
-
-    def _count_query(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
+    def _count(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
         target = index or self.alias
-        answer = self._call(
+        answer = self._retry.call(
             "count", lambda: self.client.count(index=target, body=body, params=self._routing(tenant_id))
         )
         return int(answer["count"])
@@ -352,7 +129,7 @@ class OpenSearchVectorIndex:
         )
 
     def ensure_index(self) -> None:
-        """Make sure the alias points at a chunk index of our dimension, and the hybrid pipeline exists.
+        """Make sure the alias points at a chunk index of our dimension.
 
         First start: ``PUT /<alias>-v<index_version>`` with the alias as its write index. Later
         starts only check: a different vector dimension is an error (reindex into a new version),
@@ -362,15 +139,13 @@ class OpenSearchVectorIndex:
         self._require_managed("ensure_index")
         if self._alias_exists() or not self._create_index():
             self._check_dimension()
-        if self.settings.create_hybrid_pipeline:
-            self._ensure_pipeline()
 
     def _alias_exists(self) -> bool:
-        return bool(self._call("alias check", lambda: self.client.indices.exists_alias(name=self.alias)))
+        return bool(self._retry.call("alias check", lambda: self.client.indices.exists_alias(name=self.alias)))
 
     def _create_index(self) -> bool:
         """Create the index version with its alias; False when another process just did."""
-        if self._call("index check", lambda: self.client.indices.exists(index=self.alias)):
+        if self._retry.call("index check", lambda: self.client.indices.exists(index=self.alias)):
             raise OpenSearchConfigError(
                 f"{self.alias} is an index, not an alias: Ragline reads and writes through the alias "
                 f"{self.alias} -> {self.settings.index_name}. Move the data with POST /_reindex into "
@@ -379,7 +154,9 @@ class OpenSearchVectorIndex:
             )
         body = self.index_definition()
         try:
-            self._call("index creation", lambda: self.client.indices.create(index=self.settings.index_name, body=body))
+            self._retry.call(
+                "index creation", lambda: self.client.indices.create(index=self.settings.index_name, body=body)
+            )
             return True
         except RequestError as exc:
             if exc.error != "resource_already_exists_exception":
@@ -393,7 +170,7 @@ class OpenSearchVectorIndex:
             return False
 
     def _check_dimension(self) -> None:
-        mapping = self._call("mapping read", lambda: self.client.indices.get_mapping(index=self.alias))
+        mapping = self._retry.call("mapping read", lambda: self.client.indices.get_mapping(index=self.alias))
         found = q.index_dimension(mapping)
         if found is None:
             raise OpenSearchConfigError(f"{self.alias} has no {q.VECTOR_FIELD} field: it is not a Ragline chunk index")
@@ -403,22 +180,12 @@ class OpenSearchVectorIndex:
                 "reindex into a new index version"
             )
 
-    def _ensure_pipeline(self) -> None:
-        pipeline_id = self.settings.hybrid_pipeline_id
-        wanted = q.hybrid_pipeline(pipeline_id, self.settings.semantic_weight)
-        try:
-            existing = self._call("pipeline read", lambda: self.client.search_pipeline.get(id=pipeline_id))
-        except NotFoundError:
-            existing = {}
-        if existing.get(pipeline_id) != wanted:
-            self._call("pipeline write", lambda: self.client.search_pipeline.put(id=pipeline_id, body=wanted))
-
     # ---- index versions (ragline reindex) --------------------------------------------------
     def current_index(self) -> str:
         """The index version the alias points at now."""
         self._require_managed("reindex")
         try:
-            answer = self._call("alias read", lambda: self.client.indices.get_alias(name=self.alias))
+            answer = self._retry.call("alias read", lambda: self.client.indices.get_alias(name=self.alias))
         except NotFoundError as exc:
             raise OpenSearchConfigError(
                 f"alias {self.alias} does not exist: there is nothing to reindex (the first start creates it)"
@@ -426,10 +193,10 @@ class OpenSearchVectorIndex:
         return q.alias_target(self.alias, answer)
 
     def index_exists(self, index: str) -> bool:
-        return bool(self._call("index check", lambda: self.client.indices.exists(index=index)))
+        return bool(self._retry.call("index check", lambda: self.client.indices.exists(index=index)))
 
     def dimension_of(self, index: str) -> int | None:
-        mapping = self._call("mapping read", lambda: self.client.indices.get_mapping(index=index))
+        mapping = self._retry.call("mapping read", lambda: self.client.indices.get_mapping(index=index))
         return q.index_dimension(mapping)
 
     def create_index_version(self, index: str) -> None:
@@ -437,13 +204,13 @@ class OpenSearchVectorIndex:
         if q.index_version(self.alias, index) is None:
             raise ValueError(f"{index} is not a version of {self.alias} (<alias>-v<N>)")
         body = self.index_definition(with_alias=False)
-        self._call("index creation", lambda: self.client.indices.create(index=index, body=body))
+        self._retry.call("index creation", lambda: self.client.indices.create(index=index, body=body))
 
     def delete_index_version(self, index: str) -> None:
         """DELETE /<alias>-v<N>, never the version the alias points at."""
         if q.index_version(self.alias, index) is None or index == self.current_index():
             raise OpenSearchConfigError(f"{index} is not an unused version of {self.alias}: not deleting it")
-        self._call("index deletion", lambda: self.client.indices.delete(index=index))
+        self._retry.call("index deletion", lambda: self.client.indices.delete(index=index))
 
     def write_chunks(self, index: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray) -> None:
         """Bulk chunks into a named index version (no refresh): the rebuild half of a reindex."""
@@ -458,7 +225,7 @@ class OpenSearchVectorIndex:
 
     def count_in(self, index: str, tenant_id: str) -> int:
         """A tenant's chunks in one index version."""
-        return self._count(Term(q.TENANT_FIELD, (tenant_id,)), index)
+        return self._count(tenant_id, q.count_query(tenant_id, MatchAll()), index)
 
     def copy_other_tenants(self, from_index: str, to_index: str, tenant_id: str) -> int:
         """Server-side copy of every other tenant's chunks (POST /_reindex); returns how many."""
@@ -468,7 +235,7 @@ class OpenSearchVectorIndex:
             "refresh": "true",
             "request_timeout": self.settings.write_timeout_seconds,
         }
-        answer = self._call("copy", lambda: self.client.reindex(body=body, params=params))
+        answer = self._retry.call("copy", lambda: self.client.reindex(body=body, params=params))
         if answer.get("failures"):
             raise OpenSearchConsistencyError(
                 f"copying into {to_index} failed: {answer['failures'][:3]}", error="Reindex failed"
@@ -478,7 +245,7 @@ class OpenSearchVectorIndex:
     def switch_alias(self, from_index: str, to_index: str) -> None:
         """One POST /_aliases: readers and writers move from one index version to the next at once."""
         body = q.alias_swap(self.alias, from_index, to_index)
-        self._call("alias switch", lambda: self.client.indices.update_aliases(body=body))
+        self._retry.call("alias switch", lambda: self.client.indices.update_aliases(body=body))
 
     def stored_chunks(self, tenant_id: str, document_id: str, index: str | None = None) -> list[IndexedChunk]:
         """A document's chunks as stored (text and payload), from the alias or a named version."""
@@ -538,11 +305,11 @@ class OpenSearchVectorIndex:
         delete step removes every other version), by ingestion's ``_fail`` or by a delete.
         """
         try:
-            others = self._count_query(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
+            others = self._count(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
             doomed = new_ids if others else created
             if doomed:
                 body = q.delete_chunks_query(tenant_id, document_id, doomed)
-                self._call(
+                self._retry.call(
                     "discard",
                     lambda: self.client.delete_by_query(
                         index=self.alias, body=body, params=self._delete_params(tenant_id)
@@ -552,7 +319,7 @@ class OpenSearchVectorIndex:
             log.error("could not discard the partial new version of %s/%s: %s", tenant_id, document_id, exc)
 
     def _refresh(self, index: str) -> None:
-        self._call("refresh", lambda: self.client.indices.refresh(index=index))
+        self._retry.call("refresh", lambda: self.client.indices.refresh(index=index))
 
     def delete_document(self, tenant_id: str, document_id: str) -> int:
         """Delete every chunk of a document; returns only once a count sees none left."""
@@ -581,11 +348,11 @@ class OpenSearchVectorIndex:
         deleted = 0
         remaining = -1
         for attempt in range(self.settings.verify_attempts):
-            answer = self._call(
+            answer = self._retry.call(
                 "delete by query", lambda: self.client.delete_by_query(index=self.alias, body=body, params=params)
             )
             deleted += int(answer.get("deleted", 0))
-            remaining = self._count(q.document_filter(tenant_id, document_id))
+            remaining = self._count(tenant_id, q.count_query(tenant_id, Term(q.DOCUMENT_FIELD, (document_id,))))
             if remaining == len(keep):
                 return deleted
             log.warning(
@@ -597,7 +364,7 @@ class OpenSearchVectorIndex:
                 attempt + 1,
             )
             if attempt + 1 < self.settings.verify_attempts:
-                self._backoff(attempt)
+                self._retry.backoff(attempt)
         raise OpenSearchConsistencyError(
             f"document {document_id} still has {remaining} chunks in OpenSearch, expected {len(keep)}",
             error="Search index inconsistent",
@@ -634,7 +401,7 @@ class OpenSearchVectorIndex:
             pending = [line for line in pending if line.chunk_id in retry_ids]
             log.warning("OpenSearch rejected %d chunks for now (attempt %d of %d)", len(pending), attempt + 1, attempts)
             if attempt + 1 < attempts:
-                self._backoff(attempt)
+                self._retry.backoff(attempt)
         ids = ", ".join(line.chunk_id for line in pending[:10])
         raise DependencyUnavailable(
             f"OpenSearch kept rejecting {len(pending)} chunks ({ids}) after {attempts} attempts",
@@ -649,51 +416,38 @@ class OpenSearchVectorIndex:
             "require_alias": "true" if require_alias else "false",
             "request_timeout": self.settings.write_timeout_seconds,
         }
-        return self._call("bulk", lambda: self.client.bulk(body=ndjson, params=params))
+        return self._retry.call("bulk", lambda: self.client.bulk(body=ndjson, params=params))
 
     # ---- reads ----------------------------------------------------------------------------
-    def search_vector(self, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_vector(self, tenant_id: str, vector: np.ndarray, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         """k nearest chunks under the filter, scored (1 + cos) / 2 like the embedded engine."""
-        tenant = q.require_tenant(flt)
         if np.asarray(vector).size != self.dimension:
             raise ValueError(f"the query vector has {np.asarray(vector).size} dimensions, the index {self.dimension}")
         if k < 1:
             return []
-        body = q.knn_query(vector, flt, k, self.settings.hnsw_ef_search)
-        return q.ranked_hits(self._search("k-NN search", body, tenant), self.settings.space_type)[:k]
+        body = q.knn_query(tenant_id, vector, flt, k, self.settings.hnsw_ef_search)
+        return q.ranked_hits(self._search("k-NN search", body, tenant_id), self.settings.space_type)[:k]
 
-    def search_keyword(self, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
+    def search_keyword(self, tenant_id: str, text: str, flt: FilterNode, k: int) -> list[tuple[str, float]]:
         """BM25 (Lucene's, as computed by the shard) under the filter; raw scores."""
-        tenant = q.require_tenant(flt)
         if k < 1:
             return []
-        return q.ranked_hits(self._search("keyword search", q.keyword_query(text, flt, k), tenant))[:k]
+        body = q.keyword_query(tenant_id, text, flt, k)
+        return q.ranked_hits(self._search("keyword search", body, tenant_id))[:k]
 
-    def get_payloads(self, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def get_payloads(self, tenant_id: str, chunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         payloads: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(chunk_ids))
         for start in range(0, len(unique), PAYLOAD_BATCH):
-            body = q.payloads_query(unique[start : start + PAYLOAD_BATCH])
-            payloads.update(q.payloads_from_hits(self._search("payload read", body)))
+            body = q.payloads_query(tenant_id, unique[start : start + PAYLOAD_BATCH])
+            payloads.update(q.payloads_from_hits(self._search("payload read", body, tenant_id)))
         return payloads
 
-    def document_ids(self, flt: FilterNode) -> set[str]:
-        tenant = q.require_tenant(flt)
-        found: set[str] = set()
-        after: dict[str, Any] | None = None
-        while True:
-            body = q.document_ids_query(flt, COMPOSITE_PAGE_SIZE, after)
-            aggregation = self._search("document id listing", body, tenant)["aggregations"]["document_ids"]
-            found.update(str(bucket["key"][q.DOCUMENT_FIELD]) for bucket in aggregation["buckets"])
-            after = aggregation.get("after_key")
-            if after is None or len(aggregation["buckets"]) < COMPOSITE_PAGE_SIZE:
-                return found
-
-    def count(self, flt: FilterNode) -> int:
-        return self._count(flt)
+    def count(self, tenant_id: str, flt: FilterNode) -> int:
+        return self._count(tenant_id, q.count_query(tenant_id, flt))
 
     def stats(self) -> dict[str, int]:
-        answer = self._call("stats", lambda: self.client.indices.stats(index=self.alias, metric="docs,store"))
+        answer = self._retry.call("stats", lambda: self.client.indices.stats(index=self.alias, metric="docs,store"))
         primaries = answer["_all"]["primaries"]
         return {
             "chunks": int(primaries["docs"]["count"]),

@@ -47,7 +47,6 @@ from ragline.retrieval.filters import (
     Range,
     Scalar,
     Term,
-    tenant_of,
 )
 
 SpaceType = Literal["cosinesimil", "innerproduct"]
@@ -68,12 +67,17 @@ TOKEN_SEPARATOR = "\x1f"
 MAX_TOKEN_CHARS = 8191
 
 
+def tenant_term(tenant_id: str) -> dict[str, Any]:
+    """The clause every read, count and delete carries (in filter context)."""
+    return {"term": {TENANT_FIELD: tenant_id}}
+
+
 def _sort_by_score_then_id() -> list[dict[str, Any]]:
     """Best score first; equal scores by chunk id, so rankings are deterministic."""
     return [{"_score": {"order": "desc"}}, {CHUNK_ID_FIELD: {"order": "asc"}}]
 
 
-# ---- index, alias, pipeline --------------------------------------------------------------------
+# ---- index and alias ---------------------------------------------------------------------------
 def index_definition(
     dimension: int,
     *,
@@ -186,33 +190,9 @@ def copy_other_tenants(from_index: str, to_index: str, tenant_id: str) -> dict[s
     is only right when the embedding model (and so the dimension) stays the same.
     """
     return {
-        "source": {"index": from_index, "query": {"bool": {"must_not": [{"term": {TENANT_FIELD: tenant_id}}]}}},
+        "source": {"index": from_index, "query": {"bool": {"must_not": [tenant_term(tenant_id)]}}},
         "dest": {"index": to_index, "op_type": "create"},
         "conflicts": "proceed",
-    }
-
-
-def hybrid_pipeline(pipeline_id: str, semantic_weight: float) -> dict[str, Any]:
-    """PUT /_search/pipeline/<pipeline_id>: min-max, then the weighted arithmetic mean (fusion.py).
-
-    Weights follow the order of the hybrid query's sub-queries: [k-NN, BM25].
-    """
-    if not 0.0 <= semantic_weight <= 1.0:
-        raise ValueError("semantic_weight must be between 0 and 1")
-    semantic = round(semantic_weight, 6)
-    return {
-        "description": f"{pipeline_id}: Ragline hybrid search, min-max normalisation and weighted mean",
-        "phase_results_processors": [
-            {
-                "normalization-processor": {
-                    "normalization": {"technique": "min_max"},
-                    "combination": {
-                        "technique": "arithmetic_mean",
-                        "parameters": {"weights": [semantic, round(1.0 - semantic, 6)]},
-                    },
-                }
-            }
-        ],
     }
 
 
@@ -345,20 +325,9 @@ def to_dsl(node: FilterNode) -> dict[str, Any]:
     return translate(node)
 
 
-def require_tenant(flt: FilterNode) -> str:
-    """The tenant a filter is scoped to; a filter without one never reaches the cluster."""
-    tenant = tenant_of(flt)
-    if tenant is None:
-        raise ValueError("the filter is not scoped to a tenant: build it with scope_to_tenant()")
-    return tenant
-
-
-def filter_query(flt: FilterNode) -> dict[str, Any]:
-    return {"bool": {"filter": [to_dsl(flt)]}}
-
-
-def document_filter(tenant_id: str, document_id: str) -> FilterNode:
-    return And((Term(TENANT_FIELD, (tenant_id,)), Term(DOCUMENT_FIELD, (document_id,))))
+def tenant_filters(tenant_id: str, flt: FilterNode) -> list[dict[str, Any]]:
+    """Filter-context clauses of every read: the tenant's term always, then the caller's filter."""
+    return [tenant_term(tenant_id)] + ([] if isinstance(flt, MatchAll) else [to_dsl(flt)])
 
 
 # ---- searches -----------------------------------------------------------------------------------
@@ -367,106 +336,59 @@ def vector_values(vector: np.ndarray | Sequence[float]) -> list[float]:
     return [float(f"{value:.9g}") for value in np.asarray(vector, dtype=np.float32).ravel().tolist()]
 
 
-def _knn_clause(vector: np.ndarray | Sequence[float], flt: FilterNode, k: int, ef_search: int) -> dict[str, Any]:
-    return {
-        "knn": {
-            VECTOR_FIELD: {
-                "vector": vector_values(vector),
-                "k": k,
-                "filter": to_dsl(flt),
-                "method_parameters": {"ef_search": max(ef_search, k)},
-            }
-        }
-    }
-
-
-def _match_clause(text: str) -> dict[str, Any]:
-    return {"match": {TEXT_FIELD: {"query": text}}}
-
-
-def knn_query(vector: np.ndarray | Sequence[float], flt: FilterNode, k: int, ef_search: int) -> dict[str, Any]:
+def knn_query(
+    tenant_id: str, vector: np.ndarray | Sequence[float], flt: FilterNode, k: int, ef_search: int
+) -> dict[str, Any]:
     """Efficient filtering: the filter sits inside the k-NN clause, so k results come back whenever
     k chunks match (a post-filter would return fewer)."""
-    require_tenant(flt)
+    knn: dict[str, Any] = {
+        "vector": vector_values(vector),
+        "k": k,
+        "filter": {"bool": {"filter": tenant_filters(tenant_id, flt)}},
+        "method_parameters": {"ef_search": max(ef_search, k)},
+    }
     return {
         "size": k,
-        "query": _knn_clause(vector, flt, k, ef_search),
+        "query": {"knn": {VECTOR_FIELD: knn}},
         "sort": _sort_by_score_then_id(),
         "track_scores": True,
         "_source": [CHUNK_ID_FIELD],
     }
 
 
-def keyword_query(text: str, flt: FilterNode, k: int) -> dict[str, Any]:
+def keyword_query(tenant_id: str, text: str, flt: FilterNode, k: int) -> dict[str, Any]:
     """BM25 over `text` (english analyzer), the filter in filter context so it does not score."""
-    require_tenant(flt)
-    return {
-        "size": k,
-        "query": {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
-        "sort": _sort_by_score_then_id(),
-        "track_scores": True,
-        "_source": [CHUNK_ID_FIELD],
-    }
-
-
-def hybrid_query(
-    vector: np.ndarray | Sequence[float], text: str, flt: FilterNode, k: int, ef_search: int
-) -> dict[str, Any]:
-    """Server-side fusion, run with ?search_pipeline=<hybrid_pipeline id>. The filter goes into
-    both sub-queries. SearchService fuses client-side instead (fusion.py); this is the same
-    request for clusters where one round trip matters more."""
-    require_tenant(flt)
     return {
         "size": k,
         "query": {
-            "hybrid": {
-                "queries": [
-                    _knn_clause(vector, flt, k, ef_search),
-                    {"bool": {"must": [_match_clause(text)], "filter": [to_dsl(flt)]}},
-                ]
-            }
+            "bool": {"must": [{"match": {TEXT_FIELD: {"query": text}}}], "filter": tenant_filters(tenant_id, flt)}
         },
+        "sort": _sort_by_score_then_id(),
+        "track_scores": True,
         "_source": [CHUNK_ID_FIELD],
     }
 
 
-def count_query(flt: FilterNode) -> dict[str, Any]:
-    require_tenant(flt)
-    return {"query": filter_query(flt)}
+def count_query(tenant_id: str, flt: FilterNode) -> dict[str, Any]:
+    return {"query": {"bool": {"filter": tenant_filters(tenant_id, flt)}}}
 
 
-def document_ids_query(flt: FilterNode, page_size: int, after: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One page of the distinct document ids under a filter (a composite aggregation)."""
-    require_tenant(flt)
-    composite: dict[str, Any] = {
-        "size": page_size,
-        "sources": [{DOCUMENT_FIELD: {"terms": {"field": DOCUMENT_FIELD}}}],
-    }
-    if after is not None:
-        composite["after"] = dict(after)
-    return {"size": 0, "query": filter_query(flt), "aggs": {"document_ids": {"composite": composite}}}
-
-
-def payloads_query(chunk_ids: Sequence[str]) -> dict[str, Any]:
-    """Chunks by id, searched rather than fetched: GET by _id would need each chunk's routing."""
+def payloads_query(tenant_id: str, chunk_ids: Sequence[str]) -> dict[str, Any]:
+    """A tenant's chunks by id. Searched rather than fetched (mget): a fetch by _id carries no query,
+    so it could not hold the tenant term, and Serverless assigns its own _ids."""
     return {
         "size": len(chunk_ids),
-        "query": {"bool": {"filter": [{"terms": {CHUNK_ID_FIELD: list(chunk_ids)}}]}},
+        "query": {"bool": {"filter": [tenant_term(tenant_id), {"terms": {CHUNK_ID_FIELD: list(chunk_ids)}}]}},
         "_source": [CHUNK_ID_FIELD, TEXT_FIELD, PAYLOAD_FIELD],
     }
 
 
 def delete_by_document_query(tenant_id: str, document_id: str, keep_chunk_ids: Sequence[str] = ()) -> dict[str, Any]:
     """POST /<alias>/_delete_by_query body: a document's chunks, except those being kept."""
-    query: dict[str, Any] = {"filter": [{"term": {TENANT_FIELD: tenant_id}}, {"term": {DOCUMENT_FIELD: document_id}}]}
+    query: dict[str, Any] = {"filter": [tenant_term(tenant_id), {"term": {DOCUMENT_FIELD: document_id}}]}
     if keep_chunk_ids:
         query["must_not"] = [{"terms": {CHUNK_ID_FIELD: list(keep_chunk_ids)}}]
     return {"query": {"bool": query}}
-
-
-def delete_by_filter_query(flt: FilterNode) -> dict[str, Any]:
-    require_tenant(flt)
-    return {"query": filter_query(flt)}
 
 
 def other_chunks_query(tenant_id: str, document_id: str, chunk_ids: Sequence[str]) -> dict[str, Any]:
@@ -482,7 +404,7 @@ def delete_chunks_query(tenant_id: str, document_id: str, chunk_ids: Sequence[st
         "query": {
             "bool": {
                 "filter": [
-                    {"term": {TENANT_FIELD: tenant_id}},
+                    tenant_term(tenant_id),
                     {"term": {DOCUMENT_FIELD: document_id}},
                     {"terms": {CHUNK_ID_FIELD: list(chunk_ids)}},
                 ]
@@ -495,7 +417,7 @@ def stored_chunks_query(tenant_id: str, document_id: str, page_size: int, after:
     """One page of a document's stored chunks (text, payload; no vectors), in chunk id order."""
     body: dict[str, Any] = {
         "size": page_size,
-        "query": {"bool": {"filter": [{"term": {TENANT_FIELD: tenant_id}}, {"term": {DOCUMENT_FIELD: document_id}}]}},
+        "query": {"bool": {"filter": [tenant_term(tenant_id), {"term": {DOCUMENT_FIELD: document_id}}]}},
         "sort": [{CHUNK_ID_FIELD: {"order": "asc"}}],
         "_source": [CHUNK_ID_FIELD, TENANT_FIELD, DOCUMENT_FIELD, TEXT_FIELD, PAYLOAD_FIELD],
     }
