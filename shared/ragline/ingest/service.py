@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ragline.config import MAX_CHUNK_TOKENS, Settings
+from ragline.config import DEFAULT_CHUNK_MAX_CHARS, MAX_CHUNK_TOKENS, Settings
 from ragline.errors import (
     BadRequest,
     Conflict,
@@ -73,16 +73,21 @@ def document_payload(doc: Document) -> dict[str, Any]:
 
 
 def extract_passages(
-    doc: Document, blobs: BlobStore, embedder: Embedder
+    doc: Document,
+    blobs: BlobStore,
+    embedder: Embedder,
+    *,
+    max_chars: int = DEFAULT_CHUNK_MAX_CHARS,
 ) -> tuple[list[Passage], np.ndarray, int, str | None]:
-    """Parse a document's stored original, chunk it and embed the chunks (the next pages are
-    parsed while the current ones are embedded): passages, vectors, page count, parsed title."""
+    """Parse a document's stored original, chunk it (passages of at most max_chars characters) and
+    embed the chunks (the next pages are parsed while the current ones are embedded): passages,
+    vectors, page count, parsed title."""
     import numpy as np  # here, not at import: the API functions and the authorizer never need it
 
     parsed = parse(blobs.get(doc.blob_key), doc.content_type, doc.filename)
     passages: list[Passage] = []
     parts: list[np.ndarray] = []
-    chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap)
+    chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap, max_chars)
     for group in prefetch(grouped(chunks, EMBED_GROUP)):
         parts.append(embedder.embed_documents([p.text for p in group]))
         passages.extend(group)
@@ -259,7 +264,12 @@ class IngestService:
             return None
         doc = self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.PROCESSING, error=None)
         try:
-            passages, vectors, page_count, title = extract_passages(doc, self.blobs, self.embedder)
+            passages, vectors, page_count, title = extract_passages(
+                doc,
+                self.blobs,
+                self.embedder,
+                max_chars=self.settings.chunk_max_chars,
+            )
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
