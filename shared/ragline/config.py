@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
 MAX_CHUNK_TOKENS = MODEL_MAX_TOKENS - 2
+# No chunk is longer than this many characters, whatever its token count (a 50 MB "word" is one token).
+DEFAULT_CHUNK_MAX_CHARS = 8000
+# Parsing one document may take this long before the document fails (ragline.ingest.parse_budget).
+DEFAULT_PARSE_TIMEOUT_SECONDS = 60.0
 # all-MiniLM-L6-v2's vector size, known without loading the model (the index is built from it).
 LOCAL_EMBEDDING_DIMENSION = 384
 
@@ -36,6 +40,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     chunk_size: int = Field(default=200, ge=32, le=MAX_CHUNK_TOKENS)
     chunk_overlap: int = Field(default=40, ge=0)
+    chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=100)
+    parse_timeout_seconds: float = Field(default=DEFAULT_PARSE_TIMEOUT_SECONDS, gt=0)
     ingest_workers: int = Field(default=1, ge=1, le=16)
     max_ingest_attempts: int = Field(default=3, ge=1)
     inbox_settle_seconds: float = Field(default=0.5, ge=0.0)

@@ -103,6 +103,27 @@ def test_markdown_sections():
     ]
 
 
+@pytest.mark.parametrize(
+    ("markdown", "sections"),
+    [
+        ("# Title\nbody", ["Title"]),
+        ("## Install ##\nbody", ["Install"]),
+        ("# C#\nbody", ["C"]),  # a closing "#" is not part of the title
+        ("# Title # x\nbody", ["Title # x"]),
+        ("#\tTabbed\r\nbody", ["Tabbed"]),
+        ("# ###\nbody", ["#"]),
+        ("###### Six\nbody", ["Six"]),
+        ("####### Seven\nbody", [None]),
+        ("#NoSpace\nbody", [None]),
+        (" # Indented\nbody", [None]),
+        ("intro\n#\nNot a title\n# Real\nbody", [None, "Real"]),  # a bare "#" has no title
+        ("# a" + " " * 2000 + "x\nbody", ["a" + " " * 2000 + "x"]),
+    ],
+)
+def test_markdown_heading_lines(markdown, sections):
+    assert [b.section for b in parse(markdown.encode(), MARKDOWN).blocks] == sections
+
+
 def test_html_drops_scripts_and_keeps_headings_as_sections():
     html = b"<html><head><title>Docs</title><script>var x=1;</script></head><body><h1>Setup</h1><p>Do this.</p><style>p{}</style><h2>More</h2><p>Then that.</p></body></html>"
     parsed = parse(html, HTML)

@@ -173,18 +173,40 @@ def _usable_title(raw: object) -> str | None:
     return title
 
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+# Where a heading line may start: a line that begins with one to six "#". The rest of the line is
+# read with str methods: a pattern with overlapping quantifiers there (`\s+(.+?)\s*#*\s*$`)
+# backtracked in cubic time on a long line of spaces and froze the process for seconds.
+_HEADING_START = re.compile(r"^#{1,6}(?!#)", re.MULTILINE)
+
+
+def _heading_title(rest: str) -> str | None:
+    """The title of a heading line, given what follows its opening "#"s; None when it is no heading."""
+    if not rest[:1].isspace():
+        return None
+    content = rest.strip()
+    if not content:
+        return None
+    # A closing run of "#"s is not part of the title ("## Install ##"); a line of only "#"s is titled "#".
+    return content.rstrip("#").rstrip() or content[0]
+
+
+def _headings(text: str) -> Iterator[tuple[int, str]]:
+    """(offset of the line, title) of each Markdown heading, in one pass over the text."""
+    for match in _HEADING_START.finditer(text):
+        line_end = text.find("\n", match.end())
+        title = _heading_title(text[match.end() : line_end if line_end != -1 else len(text)])
+        if title is not None:
+            yield match.start(), title
 
 
 def _first_heading(text: str) -> str | None:
-    match = _HEADING.search(text)
-    return match.group(2).strip() if match else None
+    return next((title for _, title in _headings(text)), None)
 
 
 def _markdown_sections(text: str) -> Iterator[Block]:
-    matches = list(_HEADING.finditer(text))
-    starts = [0] + [m.start() for m in matches]
-    titles: list[str | None] = [None] + [m.group(2).strip() for m in matches]
+    headings = list(_headings(text))
+    starts = [0] + [start for start, _ in headings]
+    titles: list[str | None] = [None] + [title for _, title in headings]
     for index, start in enumerate(starts):
         end = starts[index + 1] if index + 1 < len(starts) else len(text)
         body = clean_text(text[start:end])

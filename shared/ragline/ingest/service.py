@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ragline.chunks import chunk_id, chunk_payload, document_payload
-from ragline.config import MAX_CHUNK_TOKENS, Settings
+from ragline.config import DEFAULT_CHUNK_MAX_CHARS, DEFAULT_PARSE_TIMEOUT_SECONDS, MAX_CHUNK_TOKENS, Settings
 from ragline.errors import (
     BadRequest,
     Conflict,
@@ -26,7 +26,8 @@ from ragline.errors import (
     Unprocessable,
 )
 from ragline.ingest.chunking import Passage, chunk_blocks
-from ragline.ingest.parsers import detect_content_type, parse
+from ragline.ingest.parse_budget import parse_with_budget
+from ragline.ingest.parsers import detect_content_type
 from ragline.ingest.prefetch import grouped, prefetch
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
 from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
@@ -56,16 +57,23 @@ def safe_filename(name: str | None) -> str:
 
 
 def extract_passages(
-    doc: Document, blobs: BlobStore, embedder: Embedder
+    doc: Document,
+    blobs: BlobStore,
+    embedder: Embedder,
+    *,
+    max_chars: int = DEFAULT_CHUNK_MAX_CHARS,
+    parse_timeout_seconds: float = DEFAULT_PARSE_TIMEOUT_SECONDS,
 ) -> tuple[list[Passage], np.ndarray, int, str | None]:
-    """Parse a document's stored original, chunk it and embed the chunks (the next pages are
-    parsed while the current ones are embedded): passages, vectors, page count, parsed title."""
+    """Parse a document's stored original (in a parser process: DocumentParseError once parsing takes
+    longer than parse_timeout_seconds), chunk it (passages of at most max_chars characters) and embed
+    the chunks (the next pages are parsed while the current ones are embedded): passages, vectors,
+    page count, parsed title."""
     import numpy as np  # here, not at import: the API functions and the authorizer never need it
 
-    parsed = parse(blobs.get(doc.blob_key), doc.content_type, doc.filename)
+    parsed = parse_with_budget(blobs.get(doc.blob_key), doc.content_type, doc.filename, parse_timeout_seconds)
     passages: list[Passage] = []
     parts: list[np.ndarray] = []
-    chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap)
+    chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap, max_chars)
     for group in prefetch(grouped(chunks, EMBED_GROUP)):
         parts.append(embedder.embed_documents([p.text for p in group]))
         passages.extend(group)
@@ -243,7 +251,13 @@ class IngestService:
             return None
         doc = self.store.update_document(doc.tenant_id, doc.id, status=DocumentStatus.PROCESSING, error=None)
         try:
-            passages, vectors, page_count, title = extract_passages(doc, self.blobs, self.embedder)
+            passages, vectors, page_count, title = extract_passages(
+                doc,
+                self.blobs,
+                self.embedder,
+                max_chars=self.settings.chunk_max_chars,
+                parse_timeout_seconds=self.settings.parse_timeout_seconds,
+            )
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
         except DocumentParseError as exc:
