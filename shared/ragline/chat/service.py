@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,24 +101,26 @@ class ChatService:
             query_id=prepared.query_id,
         )
 
-    def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Iterator[dict[str, Any]]:
+    def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Generator[dict[str, Any], None, None]:
         """The SSE events after `prepare`: sources, message deltas, done. Errors propagate to the caller."""
         yield {"event": "sources", "data": {"sources": [s.model_dump() for s in prepared.sources]}}
         citations = StreamingCitationFilter(len(prepared.sources))
-        for event in self.answerer.stream(prepared.request):
-            if isinstance(event, AnswerDelta):
-                if text := citations.feed(event.text):
-                    yield {"event": "message", "data": {"content": text}}
-            else:
-                if rest := citations.flush():
-                    yield {"event": "message", "data": {"content": rest}}
-                self._completed(tenant_id, prepared, event.usage, event.model)
-                yield {
-                    "event": "done",
-                    "data": {
-                        "query_id": prepared.query_id,
-                        "usage": event.usage.model_dump(),
-                        "model": event.model,
-                        "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
-                    },
-                }
+        # Closing this generator closes the model's stream now, on this thread (see ragline.api.streaming).
+        with closing(self.answerer.stream(prepared.request)) as answer:
+            for event in answer:
+                if isinstance(event, AnswerDelta):
+                    if text := citations.feed(event.text):
+                        yield {"event": "message", "data": {"content": text}}
+                else:
+                    if rest := citations.flush():
+                        yield {"event": "message", "data": {"content": rest}}
+                    self._completed(tenant_id, prepared, event.usage, event.model)
+                    yield {
+                        "event": "done",
+                        "data": {
+                            "query_id": prepared.query_id,
+                            "usage": event.usage.model_dump(),
+                            "model": event.model,
+                            "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
+                        },
+                    }
