@@ -9,9 +9,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations
+from ragline.errors import Unprocessable
 from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usage, new_id
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
 from ragline.retrieval.service import SearchService
+
+
+@dataclass(frozen=True)
+class ChatBounds:
+    """What a request may ask of the answer model, whose tokens cost money: which models, and how many tokens."""
+
+    models: frozenset[str]
+    max_tokens: int
+
+    def check(self, request: ChatRequest) -> None:
+        """A 422, in the shape of the request validation's, for a model not allowed or too many tokens."""
+        if request.model is not None and request.model not in self.models:
+            allowed = ", ".join(sorted(self.models))
+            _reject("model", f"{request.model!r} is not an allowed model (allowed: {allowed})", "model_not_allowed")
+        if request.max_tokens is not None and request.max_tokens > self.max_tokens:
+            _reject("max_tokens", f"Input should be less than or equal to {self.max_tokens}", "less_than_equal")
+
+
+def _reject(field: str, message: str, kind: str) -> None:
+    raise Unprocessable(f"{field}: {message}", details=[{"loc": ["body", field], "msg": message, "type": kind}])
 
 
 @dataclass
@@ -24,15 +45,23 @@ class PreparedChat:
 
 class ChatService:
     def __init__(
-        self, search: SearchService, answerer: AnswerModel, events: EventBus, *, default_limit: int = 5
+        self,
+        search: SearchService,
+        answerer: AnswerModel,
+        events: EventBus,
+        bounds: ChatBounds,
+        *,
+        default_limit: int = 5,
     ) -> None:
         self.search = search
         self.answerer = answerer
         self.events = events
+        self.bounds = bounds
         self.default_limit = default_limit
 
     def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
-        """Retrieval happens before any byte of a stream is sent, so its errors are plain HTTP errors."""
+        """Checks and retrieval happen before any byte of a stream is sent, so their errors are plain HTTP errors."""
+        self.bounds.check(request)
         started = time.perf_counter()
         found = self.search.search(
             tenant_id,
