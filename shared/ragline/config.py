@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
@@ -104,7 +104,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "RAGLINE_ANTHROPIC_BASE_URL")
     )
     chat_model: str = "claude-sonnet-5-5"
+    # The models a request's `model` may name besides chat_model (comma-separated); any other is a 422.
+    chat_allowed_models: Annotated[tuple[str, ...], NoDecode] = ()
     chat_max_tokens: int = Field(default=1024, ge=1, le=8192)
+    # The most a request's `max_tokens` may ask for (more is a 422); chat_max_tokens may not exceed it either.
+    chat_max_tokens_limit: int = Field(default=4096, ge=1, le=8192)
     chat_default_limit: int = Field(default=5, ge=1, le=50)
     chat_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_max_retries: int = Field(default=2, ge=0, le=5)
@@ -135,11 +139,29 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("chat_allowed_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("RAGLINE_CHUNK_OVERLAP must be smaller than RAGLINE_CHUNK_SIZE")
         return self
+
+    @model_validator(mode="after")
+    def _default_tokens_within_limit(self) -> Settings:
+        if self.chat_max_tokens > self.chat_max_tokens_limit:
+            raise ValueError("RAGLINE_CHAT_MAX_TOKENS must not exceed RAGLINE_CHAT_MAX_TOKENS_LIMIT")
+        return self
+
+    @property
+    def chat_models(self) -> frozenset[str]:
+        """Every model a chat request may name: the configured one and the allowed others."""
+        return frozenset({self.chat_model, *self.chat_allowed_models})
 
     @property
     def embedding_dimension(self) -> int:

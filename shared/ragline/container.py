@@ -7,7 +7,7 @@ from functools import cached_property, lru_cache
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
 # code, and one that does not embed never loads onnxruntime (cold start, package size).
 from ragline.chat.extractive import ExtractiveAnswerer
-from ragline.chat.service import ChatService
+from ragline.chat.service import ChatBounds, ChatService
 from ragline.config import Settings, get_settings
 from ragline.errors import ConfigurationError
 from ragline.events import OutboxEventBus
@@ -146,7 +146,13 @@ class Container:
 
     @cached_property
     def chat(self) -> ChatService:
-        return ChatService(self.search, self.answerer, self.events, default_limit=self.settings.chat_default_limit)
+        return ChatService(
+            self.search,
+            self.answerer,
+            self.events,
+            ChatBounds(self.settings.chat_models, self.settings.chat_max_tokens_limit),
+            default_limit=self.settings.chat_default_limit,
+        )
 
     @cached_property
     def uploads(self) -> UploadService:

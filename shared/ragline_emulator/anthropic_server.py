@@ -10,6 +10,8 @@ Knobs for clients that parse the stream themselves (ragline.adapters.anthropic_c
 `retry_after_ms` headers on the failures, `extra_events` (e.g. an event type the API may add one day),
 `ping_every` delta, `pretty` JSON spread over several `data:` lines with `:` comment lines and a chosen
 line ending, and `drop_after_deltas` to cut the connection mid-stream without a last chunk.
+For clients that leave: `delta_interval` streams slowly, and `streams` records, per streamed answer, how many
+events were sent and when the client closed the connection (noticed at once, not at the next write).
 
 Like the API, it takes the key from x-api-key, else from `Authorization: Bearer` (how anthropic SDK 2.x
 sends it), and from anthropic-version 2026-10-21 on it rejects the sampling parameters (temperature,
@@ -26,7 +28,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import select
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,6 +71,7 @@ class Script:
     ping_every: int | None = None  # a `ping` event before every n-th delta (besides the one after block start)
     pretty: bool = False  # indented JSON: each event's data over several `data:` lines, after a `:` comment
     line_ending: str = "\n"  # of the SSE lines: "\n", "\r\n" or "\r"
+    delta_interval: float = 0.0  # seconds between two text deltas: a slow model
 
     def error_body(self, status: int | None) -> dict[str, Any]:
         kind = self.error_type or ERROR_TYPES.get(status or 529, "api_error")
@@ -84,6 +90,17 @@ class Recorded:
     @property
     def user_text(self) -> str:
         return self.body["messages"][-1]["content"]
+
+
+@dataclass
+class StreamRecord:
+    """One streamed answer: what was sent, and whether and when (time.monotonic()) the client hung up."""
+
+    request: Recorded
+    events_sent: int = 0
+    deltas_sent: int = 0
+    finished: bool = False  # message_stop (or the scripted error) was sent
+    client_closed_at: float | None = None
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -131,8 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         bearer = headers.get("authorization", "")
         key = headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else None)
         fake = self.server.fake
+        recorded = Recorded(headers, body, key)
         with fake.lock:
-            fake.requests.append(Recorded(headers, body, key))
+            fake.requests.append(recorded)
             script = fake.current
             fails = (script.fail_status, script.fail_after_deltas, script.drop_after_deltas) != (None, None, None)
             failing = fails and (script.fail_times is None or fake.failures < script.fail_times)
@@ -150,13 +168,13 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"retry-after": script.retry_after, "retry-after-ms": script.retry_after_ms}
                 return self._json(script.fail_status, script.error_body(script.fail_status), extra)
             if body.get("stream"):
-                return self._stream(script, body, failing=failing)
+                return self._stream(script, recorded, failing=failing)
             message = self._message(script, body, text=script.answer)
             message.update(stop_reason="end_turn")
             message["usage"]["output_tokens"] = script.output_tokens
             return self._json(200, message)
         except (BrokenPipeError, ConnectionResetError):  # the client went away; nothing to tell it
-            self.close_connection = True
+            self._client_left()
 
     def _message(self, script: Script, body: dict[str, Any], *, text: str | None) -> dict[str, Any]:
         return {
@@ -189,7 +207,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, script: Script, body: dict[str, Any], *, failing: bool) -> None:
+    def _client_left(self) -> None:
+        self.close_connection = True
+        record: StreamRecord | None = getattr(self, "_record", None)
+        if record is not None and record.client_closed_at is None:
+            record.client_closed_at = time.monotonic()
+
+    def _wait_unless_client_leaves(self, seconds: float) -> bool:
+        """Sleep, or return True as soon as the client closes its end (the socket reads as EOF)."""
+        readable, _, _ = select.select([self.connection], [], [], seconds)
+        if not readable:
+            return False
+        try:
+            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                self._client_left()
+                return True
+        except ConnectionResetError:
+            self._client_left()
+            return True
+        time.sleep(seconds)  # a client that sent more bytes is still there
+        return False
+
+    def _stream(self, script: Script, recorded: Recorded, *, failing: bool) -> None:
+        body = recorded.body
+        self._record = StreamRecord(recorded)
+        with self.server.fake.lock:
+            self.server.fake.streams.append(self._record)
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -211,12 +254,15 @@ class _Handler(BaseHTTPRequestHandler):
         for n, piece in enumerate(re.findall(r"\s*\S+|\s+$", script.answer)):
             if n in (fail_after, drop_after):
                 break
+            if n and script.delta_interval and self._wait_unless_client_leaves(script.delta_interval):
+                return
             if script.ping_every and n and n % script.ping_every == 0:
                 self._event("ping", {"type": "ping"})
             self._event(
                 "content_block_delta",
                 {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
             )
+            self._record.deltas_sent += 1
         if drop_after is not None:
             self.close_connection = True  # no last chunk: the client sees the body end too early
             return
@@ -233,6 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             self._event("message_stop", {"type": "message_stop"})
+        self._record.finished = True
         self.wfile.write(b"0\r\n\r\n")  # the last chunk; the connection closes after it
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
@@ -246,10 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
         frame = (end.join(lines) + end + end).encode()
         self.wfile.write(b"%X\r\n%s\r\n" % (len(frame), frame))
         self.wfile.flush()
+        if (record := getattr(self, "_record", None)) is not None:
+            record.events_sent += 1
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # so server_close() joins every handler thread: nothing outlives stop()
+    request_queue_size = 128  # tests open dozens of streams at once; the default backlog of 5 drops SYNs
     fake: FakeAnthropic
 
 
@@ -260,6 +310,7 @@ class FakeAnthropic:
         self.api_key = api_key
         self.lock = threading.Lock()
         self.requests: list[Recorded] = []
+        self.streams: list[StreamRecord] = []
         self.current = Script()
         self.failures = 0
         self._server: _Server | None = None
@@ -271,11 +322,12 @@ class FakeAnthropic:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def script(self, **behaviour: Any) -> Script:
-        """Replace the behaviour (see Script) and forget the requests received so far."""
+        """Replace the behaviour (see Script) and forget the requests and streams received so far."""
         with self.lock:
             self.current = Script(**behaviour)
             self.failures = 0
             self.requests.clear()
+            self.streams.clear()
         return self.current
 
     reset = script

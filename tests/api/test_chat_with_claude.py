@@ -84,6 +84,7 @@ def ragline(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> It
     env.update(
         ANTHROPIC_API_KEY=fake.api_key,
         ANTHROPIC_BASE_URL=fake.url,
+        RAGLINE_CHAT_ALLOWED_MODELS="claude-haiku-5-5",  # the override test_chat_sends_history_and_overrides sends
         RAGLINE_LOG_LEVEL="WARNING",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations
+from ragline.errors import Unprocessable
 from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usage, new_id
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
 from ragline.retrieval.service import SearchService
+
+
+@dataclass(frozen=True)
+class ChatBounds:
+    """What a request may ask of the answer model, whose tokens cost money: which models, and how many tokens."""
+
+    models: frozenset[str]
+    max_tokens: int
+
+    def check(self, request: ChatRequest) -> None:
+        """A 422, in the shape of the request validation's, for a model not allowed or too many tokens."""
+        if request.model is not None and request.model not in self.models:
+            allowed = ", ".join(sorted(self.models))
+            _reject("model", f"{request.model!r} is not an allowed model (allowed: {allowed})", "model_not_allowed")
+        if request.max_tokens is not None and request.max_tokens > self.max_tokens:
+            _reject("max_tokens", f"Input should be less than or equal to {self.max_tokens}", "less_than_equal")
+
+
+def _reject(field: str, message: str, kind: str) -> None:
+    raise Unprocessable(f"{field}: {message}", details=[{"loc": ["body", field], "msg": message, "type": kind}])
 
 
 @dataclass
@@ -23,15 +45,23 @@ class PreparedChat:
 
 class ChatService:
     def __init__(
-        self, search: SearchService, answerer: AnswerModel, events: EventBus, *, default_limit: int = 5
+        self,
+        search: SearchService,
+        answerer: AnswerModel,
+        events: EventBus,
+        bounds: ChatBounds,
+        *,
+        default_limit: int = 5,
     ) -> None:
         self.search = search
         self.answerer = answerer
         self.events = events
+        self.bounds = bounds
         self.default_limit = default_limit
 
     def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
-        """Retrieval happens before any byte of a stream is sent, so its errors are plain HTTP errors."""
+        """Checks and retrieval happen before any byte of a stream is sent, so their errors are plain HTTP errors."""
+        self.bounds.check(request)
         started = time.perf_counter()
         found = self.search.search(
             tenant_id,
@@ -100,24 +130,26 @@ class ChatService:
             query_id=prepared.query_id,
         )
 
-    def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Iterator[dict[str, Any]]:
+    def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Generator[dict[str, Any], None, None]:
         """The SSE events after `prepare`: sources, message deltas, done. Errors propagate to the caller."""
         yield {"event": "sources", "data": {"sources": [s.model_dump() for s in prepared.sources]}}
         citations = StreamingCitationFilter(len(prepared.sources))
-        for event in self.answerer.stream(prepared.request):
-            if isinstance(event, AnswerDelta):
-                if text := citations.feed(event.text):
-                    yield {"event": "message", "data": {"content": text}}
-            else:
-                if rest := citations.flush():
-                    yield {"event": "message", "data": {"content": rest}}
-                self._completed(tenant_id, prepared, event.usage, event.model)
-                yield {
-                    "event": "done",
-                    "data": {
-                        "query_id": prepared.query_id,
-                        "usage": event.usage.model_dump(),
-                        "model": event.model,
-                        "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
-                    },
-                }
+        # Closing this generator closes the model's stream now, on this thread (see ragline.api.streaming).
+        with closing(self.answerer.stream(prepared.request)) as answer:
+            for event in answer:
+                if isinstance(event, AnswerDelta):
+                    if text := citations.feed(event.text):
+                        yield {"event": "message", "data": {"content": text}}
+                else:
+                    if rest := citations.flush():
+                        yield {"event": "message", "data": {"content": rest}}
+                    self._completed(tenant_id, prepared, event.usage, event.model)
+                    yield {
+                        "event": "done",
+                        "data": {
+                            "query_id": prepared.query_id,
+                            "usage": event.usage.model_dump(),
+                            "model": event.model,
+                            "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
+                        },
+                    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
+from ragline.api.streaming import ThreadedStreamingResponse
 from ragline.errors import RaglineError
 from ragline.models import ChatRequest
 
@@ -37,10 +39,11 @@ async def chat_stream(body: ChatRequest, principal: ChatPrincipal, chat_service:
     # Retrieval runs before the first byte, so its errors are ordinary HTTP errors.
     prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body)
 
-    def frames() -> Iterator[str]:
+    def frames() -> Generator[str, None, None]:
         try:
-            for event in chat_service.stream_events(principal.tenant_id, prepared):
-                yield sse_frame(event)
+            with closing(chat_service.stream_events(principal.tenant_id, prepared)) as events:
+                for event in events:
+                    yield sse_frame(event)
         except RaglineError as exc:
             yield sse_frame({"event": "error", "data": {"message": exc.message}})
         except Exception:
@@ -49,4 +52,5 @@ async def chat_stream(body: ChatRequest, principal: ChatPrincipal, chat_service:
             yield sse_frame({"event": "error", "data": {"message": "internal error while answering"}})
         yield sse_frame("[DONE]")
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
+    # A client who leaves stops the answer at once: the model's stream is closed, on the thread that reads it.
+    return ThreadedStreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
