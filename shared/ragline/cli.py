@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,18 @@ def _checkout_module(module: str, command: str) -> ModuleType:
         ) from None
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RaglineError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): another program uses it. Choose another "
+                f"port with --port or RAGLINE_PORT (and the address with --host or RAGLINE_HOST)",
+                error="Configuration error",
+            ) from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -66,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ragline.background import background_services as build_background
 
         settings = _settings(args, host=args.host, port=args.port, inbox_dir=args.inbox)
+        _refuse_a_taken_port(settings.host, settings.port)  # before the model loads, not after
         container = build_container(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if container.store.count_keys() == 0:

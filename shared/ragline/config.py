@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_multipart_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A document's metadata (copied into every chunk and every search answer).
+    metadata_max_bytes: int = Field(default=16 * 1024, ge=256)
+    metadata_max_keys: int = Field(default=64, ge=1)
+    metadata_max_depth: int = Field(default=5, ge=1)
 
     # Ingestion
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -159,3 +160,20 @@ def test_cli_ingest_search_ask(tmp_path):
     )
     assert "every month [1]" in answer and "[1] Guide" in answer
     assert json.loads(ragline("search", "espresso", "--tenant", "other", "--data-dir", data, "--json"))["items"] == []
+
+
+def test_serve_on_a_taken_port_says_which_setting_changes_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "ragline.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "RAGLINE_PORT" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -15,7 +15,7 @@ from ragline.chat.service import ChatBounds
 from ragline.config import Settings
 from ragline.errors import Unprocessable
 from ragline.models import ChatRequest
-from tests.fakes.anthropic_server import FakeAnthropic
+from ragline_emulator.anthropic_server import FakeAnthropic
 from tests.support import Server, ragline
 
 CONFIGURED = Settings.model_fields["chat_model"].default

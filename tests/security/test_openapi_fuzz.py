@@ -29,7 +29,7 @@ CASES_SENT: dict[str, int] = {}
 
 def _served_schema() -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        return create_app(Container(Settings(data_dir=Path(data_dir))), background=False).openapi()
+        return create_app(Container(Settings(data_dir=Path(data_dir)))).openapi()
 
 
 schema = schemathesis.openapi.from_dict(_served_schema())

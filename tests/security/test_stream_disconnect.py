@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.fakes.anthropic_server import FakeAnthropic
+from ragline_emulator.anthropic_server import FakeAnthropic
 from tests.support import Server, ragline, wait_for_status
 
 STREAMS = 50  # at once: more than the 40 threads of the server's worker pool

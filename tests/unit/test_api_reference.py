@@ -30,7 +30,7 @@ def _documented() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
-    spec = create_app(Container(settings), background=False).openapi()
+    spec = create_app(Container(settings)).openapi()
     return {(method.upper(), _normalise(path)) for path, ops in spec["paths"].items() for method in ops}
 
 

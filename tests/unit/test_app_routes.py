@@ -34,11 +34,11 @@ SERVED = [
 
 @pytest.mark.parametrize(("routers", "expected"), SERVED)
 def test_each_function_serves_its_paths(tmp_path, routers, expected):
-    app = create_app(Container(Settings(data_dir=tmp_path)), background=False, routers=routers)
+    app = create_app(Container(Settings(data_dir=tmp_path)), routers=routers)
     served = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
     assert served == expected
 
 
 def test_an_unknown_router_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown routers"):
-        create_app(Container(Settings(data_dir=tmp_path)), background=False, routers=("uploads",))
+        create_app(Container(Settings(data_dir=tmp_path)), routers=("uploads",))

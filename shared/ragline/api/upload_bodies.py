@@ -163,7 +163,7 @@ def metadata_field(form: FormData) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
         raise BadRequest("metadata must be a JSON object encoded as a string", error="Invalid metadata") from exc
     if not isinstance(value, dict):
         raise BadRequest("metadata must be a JSON object", error="Invalid metadata")

@@ -26,6 +26,7 @@ from ragline.errors import (
     Unprocessable,
 )
 from ragline.ingest.chunking import Passage, chunk_blocks
+from ragline.ingest.metadata import MetadataLimits, check_metadata
 from ragline.ingest.parse_budget import parse_with_budget
 from ragline.ingest.parsers import detect_content_type
 from ragline.ingest.prefetch import grouped, prefetch
@@ -171,12 +172,7 @@ class IngestService:
             )
         kind = detect_content_type(filename, content_type, data[:8192])
         size, overlap = self._chunking(chunk_size, chunk_overlap)
-        metadata = dict(metadata or {})
-        for key in ("tag_ids", "tag_names"):
-            if key in metadata and not (
-                isinstance(metadata[key], list) and all(isinstance(v, str) for v in metadata[key])
-            ):
-                raise BadRequest(f"metadata.{key} must be a list of strings", error="Invalid metadata")
+        metadata = check_metadata(metadata or {}, MetadataLimits.from_settings(self.settings))
         sha = hashlib.sha256(data).hexdigest()
 
         previous = self.store.find_document(tenant_id, external_id=external_id) if external_id else None

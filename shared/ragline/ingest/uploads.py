@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragline.errors import Forbidden, NotFound, RaglineError
+from ragline.ingest.metadata import MetadataLimits, check_metadata
 from ragline.ingest.parsers import detect_content_type
 from ragline.ingest.service import Accepted, IngestService, safe_filename
 from ragline.models import UploadRequest, new_id, utcnow
@@ -93,7 +94,8 @@ class UploadService:
             "tenant_id": tenant_id,
             "filename": request.filename,
             "content_type": request.content_type,
-            "metadata": request.metadata,
+            # Checked now, not when the bytes arrive: the caller learns of bad metadata before uploading.
+            "metadata": check_metadata(request.metadata, MetadataLimits.from_settings(self.ingest.settings)),
             "kb_id": request.kb_id,
         }
         return UploadTicket(
@@ -192,7 +194,8 @@ def verify_upload(secret: bytes, token: str, document_id: str) -> Claims:
     try:
         body, signature = token.split(".", 1)
         expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(expected, signature):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, once a 500).
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
             raise ValueError("bad signature")
         claims = json.loads(_unb64(body))
     except (ValueError, json.JSONDecodeError) as exc:
