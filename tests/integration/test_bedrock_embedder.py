@@ -27,6 +27,7 @@ from moto import mock_aws
 from ragline.adapters.aws.bedrock_embedder import BedrockEmbedder
 from ragline.adapters.local.onnx_embedder import WordPieceTokenizer, load_tokenizer
 from ragline.errors import ConfigurationError, DependencyUnavailable, RaglineError, Unprocessable
+from ragline.retrieval.service import SearchService
 from tests.support import free_port
 
 MODEL = "amazon.titan-embed-text-v2:0"
@@ -280,24 +281,29 @@ def test_configuration_errors_pass_through(client, stub, tokenizer):
         embedder(client, tokenizer).embed_query("anything")
 
 
-# ---- query cache -------------------------------------------------------------------------------------
+# ---- query cache (in SearchService, per tenant; the adapter keeps none) ----------------------------
+
+
+def cached(bedrock: BedrockEmbedder):
+    service = SearchService(None, bedrock)  # type: ignore[arg-type]  # the cache needs no index
+    return lambda text: service.query_vector("t1", text)
 
 
 def test_queries_are_cached(client, stub, tokenizer):
     stub.add_response("invoke_model", titan_answer(unit(256, 7, 5.0)), titan_request("late fees"))
     stub.add_response("invoke_model", titan_answer(unit(256, 8)), titan_request("due dates"))
-    bedrock = embedder(client, tokenizer)
-    first = bedrock.embed_query("late fees")
-    again = bedrock.embed_query("late fees")  # no second call: the stubber would have answered "due dates"
+    embed_query = cached(embedder(client, tokenizer))
+    first = embed_query("late fees")
+    again = embed_query("late fees")  # no second call: the stubber would have answered "due dates"
     assert again is first and first[7] == 1.0 and first.dtype == np.float32
     assert not first.flags.writeable
-    assert bedrock.embed_query("due dates")[8] == 1.0
+    assert embed_query("due dates")[8] == 1.0
 
 
 def test_a_failed_query_is_not_cached(client, stub, tokenizer):
     stub.add_client_error("invoke_model", "ThrottlingException", "slow down", 429)
     stub.add_response("invoke_model", titan_answer(unit(256, 1)), titan_request("late fees"))
-    bedrock = embedder(client, tokenizer)
+    embed_query = cached(embedder(client, tokenizer))
     with pytest.raises(DependencyUnavailable):
-        bedrock.embed_query("late fees")
-    assert bedrock.embed_query("late fees")[1] == 1.0
+        embed_query("late fees")
+    assert embed_query("late fees")[1] == 1.0

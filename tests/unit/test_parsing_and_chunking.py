@@ -184,10 +184,12 @@ def test_real_pdfs_parse_with_pages():
 
 def test_query_embeddings_are_cached_and_read_only():
     from ragline.adapters.local.onnx_embedder import OnnxEmbedder
+    from ragline.retrieval.service import SearchService
 
     embedder = OnnxEmbedder()
-    first = embedder.embed_query("what is the refund policy?")
-    assert embedder.embed_query("what is the refund policy?") is first
+    service = SearchService(None, embedder)  # type: ignore[arg-type]  # the cache lives in the service, per tenant
+    first = service.query_vector("t1", "what is the refund policy?")
+    assert service.query_vector("t1", "what is the refund policy?") is first
     assert not first.flags.writeable
     fresh = embedder.embed_documents(["what is the refund policy?"])[0]
     assert float(fresh @ first) > 0.9999

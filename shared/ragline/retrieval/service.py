@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
@@ -13,6 +16,7 @@ from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
 PAYLOAD_ATTEMPTS = 3
+QUERY_CACHE_SIZE = 2048  # query vectors kept per service (one per process); repeated queries are common
 
 
 def newest_versions(
@@ -46,14 +50,22 @@ class SearchService:
         self.embedder = embedder
         self.hybrid_candidates = hybrid_candidates
         self.semantic_weight = semantic_weight
+        # Keyed by tenant as well as text: a cache shared by tenants would let one time whether
+        # another had just run a query. A failed embedding is not kept.
+        self.query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._embed_query)
+
+    def _embed_query(self, tenant_id: str, query: str) -> np.ndarray:
+        vector = np.array(self.embedder.embed_query(query), dtype=np.float32)  # a copy the embedder cannot change
+        vector.flags.writeable = False  # shared between this tenant's searches through the cache
+        return vector
 
     def ranked(self, tenant_id: str, query: str, flt: FilterNode, limit: int, mode: str) -> list[tuple[str, float]]:
         if mode == "semantic":
-            return self.index.search_vector(tenant_id, self.embedder.embed_query(query), flt, limit)
+            return self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, limit)
         if mode == "keyword":
             return self.index.search_keyword(tenant_id, query, flt, limit)
         depth = max(limit, self.hybrid_candidates)
-        semantic = self.index.search_vector(tenant_id, self.embedder.embed_query(query), flt, depth)
+        semantic = self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, depth)
         keyword = self.index.search_keyword(tenant_id, query, flt, depth)
         return weighted_fusion([(semantic, self.semantic_weight), (keyword, 1.0 - self.semantic_weight)])
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,6 @@ from ragline.ports import Tokenizer
 
 TITAN_V2_DIMENSIONS = frozenset({256, 512, 1024})
 MAX_INPUT_CHARACTERS = 50_000  # Titan Text Embeddings v2: at most 8,192 tokens and 50,000 characters
-QUERY_CACHE_SIZE = 2048
 
 # Bedrock answers that mean "try later" beyond those clients.unavailable_when_down knows (429/408/400).
 BEDROCK_TRANSIENT_CODES = frozenset(
@@ -86,14 +84,8 @@ class BedrockEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._cached_query(text)
-
-    @lru_cache(maxsize=QUERY_CACHE_SIZE)  # noqa: B019 - one embedder per process; repeated queries are common
-    def _cached_query(self, text: str) -> np.ndarray:
         self._check_text(text)
-        vector = self._embed(text)
-        vector.flags.writeable = False  # shared between callers through the cache
-        return vector
+        return self._embed(text)
 
     # ---- one call -------------------------------------------------------------------------------
     def _check_text(self, text: str) -> None:

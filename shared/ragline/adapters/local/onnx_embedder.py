@@ -4,7 +4,6 @@ our vendored tokenizer, mean pooling and L2 normalisation. No hub download, no t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ __all__ = ["DIMENSION", "MODEL_NAME", "OnnxEmbedder", "WordPieceTokenizer", "def
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = LOCAL_EMBEDDING_DIMENSION
-QUERY_CACHE_SIZE = 2048
 
 
 def default_model_path() -> Path:
@@ -85,10 +83,4 @@ class OnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._cached_query(text)
-
-    @lru_cache(maxsize=QUERY_CACHE_SIZE)  # noqa: B019 - one embedder per process; repeated queries are common
-    def _cached_query(self, text: str) -> np.ndarray:
-        vector = self._run([text])[0]
-        vector.flags.writeable = False  # shared between callers through the cache
-        return vector
+        return self._run([text])[0]

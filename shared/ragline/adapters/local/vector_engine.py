@@ -9,7 +9,9 @@ beside a server) is picked up the same way. Snapshots of memory make restarts fa
 between snapshots replays the log from the last one.
 
 Scores follow OpenSearch: cosine similarity s is reported as (1 + s) / 2; keyword scores are
-Lucene BM25 (k1 = 1.2, b = 0.75). Filters are applied inside the search (a bitmap handed to
+Lucene BM25 (k1 = 1.2, b = 0.75) with statistics (document frequency, chunk count, average
+length) over the caller's tenant only, as if each tenant had its own index: index-wide statistics
+would let one tenant infer how many of another's chunks hold a word. Filters are applied inside the search (a bitmap handed to
 faiss), and a filter that leaves few candidates is answered exactly, as OpenSearch's efficient
 filtering does.
 """
@@ -58,7 +60,7 @@ BM25_B = 0.75
 HNSW_MIN_FILTER_SHARE = 0.1
 # Exact search copies the matching rows when they are few, and scores the whole matrix in place when many.
 EXACT_GATHER_MAX_SHARE = 0.3
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: no index-wide live_length (BM25 statistics are per tenant)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,7 +109,6 @@ class _Memory:
     postings: dict[str, dict[FieldKey, array]] = field(default_factory=dict)
     terms: dict[str, tuple[array, array]] = field(default_factory=dict)
     live_count: int = 0
-    live_length: float = 0.0
     last_seq: int = 0
 
     def __post_init__(self) -> None:
@@ -138,7 +139,6 @@ class _Memory:
                 positions.append(pos)
                 freqs.append(float(count))
             self.live_count += 1
-            self.live_length += len(tokens)
 
     def remove_row(self, rowid: int) -> None:
         pos = self.pos_of_row.pop(rowid, None)
@@ -146,7 +146,6 @@ class _Memory:
             return
         self.alive[pos] = 0
         self.live_count -= 1
-        self.live_length -= self.doc_len[pos]
         positions = self.positions_of_doc.get(self.document_ids[pos])
         if positions is not None:
             positions.remove(pos)
@@ -371,7 +370,6 @@ class EmbeddedVectorIndex:
                     "postings",
                     "terms",
                     "live_count",
-                    "live_length",
                     "last_seq",
                 )
             }
@@ -454,11 +452,15 @@ class EmbeddedVectorIndex:
             return removed
 
     # ---- reads --------------------------------------------------------------------------
-    def _candidates(self, tenant_id: str, flt: FilterNode) -> np.ndarray:
+    def _tenant_chunks(self, tenant_id: str) -> np.ndarray:
         mem = self._mem
         if mem.size == 0:
             return np.zeros(0, dtype=bool)
-        return mem.mask(Term("tenant_id", (tenant_id,))) & mem.mask(flt) & mem.alive_mask()
+        return mem.mask(Term("tenant_id", (tenant_id,))) & mem.alive_mask()
+
+    def _candidates(self, tenant_id: str, flt: FilterNode) -> np.ndarray:
+        tenant = self._tenant_chunks(tenant_id)
+        return tenant & self._mem.mask(flt) if tenant.size else tenant
 
     def searches_exactly(self, matches: int, k: int) -> bool:
         """Whether a filter matching `matches` chunks is answered by exact search rather than HNSW."""
@@ -499,25 +501,26 @@ class EmbeddedVectorIndex:
         with self._lock:
             self._refresh()
             mem = self._mem
-            if mem.live_count == 0:
+            tenant = self._tenant_chunks(tenant_id)
+            chunk_count = int(tenant.sum())
+            if chunk_count == 0:
                 return []
-            alive = mem.alive_mask()
-            mask = self._candidates(tenant_id, flt)
+            mask = tenant & mem.mask(flt)
             doc_len = np.frombuffer(mem.doc_len, dtype=np.float32)
-            avg_len = max(mem.live_length / mem.live_count, 1e-9)
+            avg_len = max(float(doc_len[tenant].sum(dtype=np.float64)) / chunk_count, 1e-9)
             scores = np.zeros(mem.size, dtype=np.float32)
             for term, query_count in query_terms.items():
                 posting = mem.terms.get(term)
                 if posting is None:
                     continue
                 positions = np.frombuffer(posting[0], dtype=np.int32)
-                df = int(alive[positions].sum())  # statistics are index-wide, as in one OpenSearch shard
+                df = int(tenant[positions].sum())
                 wanted = mask[positions]
                 if df == 0 or not wanted.any():
                     continue
                 positions = positions[wanted]
                 freqs = np.frombuffer(posting[1], dtype=np.float32)[wanted]
-                idf = math.log(1.0 + (mem.live_count - df + 0.5) / (df + 0.5))
+                idf = math.log(1.0 + (chunk_count - df + 0.5) / (df + 0.5))
                 norm = BM25_K1 * (1.0 - BM25_B + BM25_B * doc_len[positions] / avg_len)
                 scores[positions] += query_count * idf * freqs / (freqs + norm)
             candidates = np.flatnonzero(scores > 0)

@@ -34,7 +34,7 @@ def health_detailed(principal: AdminPrincipal, container: ContainerDep) -> JSONR
     _check("metadata_store", container.store.ping, dependencies)
     _check("blob_store", lambda: container.blobs.exists("health-probe"), dependencies)
     _check("vector_index", lambda: container.index.count(principal.tenant_id, MatchAll()), dependencies)
-    # embed_documents, not embed_query: the query cache would answer without running the model
+    # embed_documents: the probe runs the model (searches' query vectors are cached in SearchService)
     _check("embedder", lambda: container.embedder.embed_documents(["health check"]), dependencies)
     dependencies["answer_model"] = f"healthy ({container.answerer.name})"
     process = psutil.Process()
