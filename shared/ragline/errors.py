@@ -53,6 +53,10 @@ class Conflict(RaglineError):
     error = "Conflict"
 
 
+class DuplicateContent(Conflict):
+    """A store refused a second live document with the same bytes (tenant + content_sha256)."""
+
+
 class PayloadTooLarge(RaglineError):
     status = 413
     error = "Payload too large"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ragline.adapters.aws.dynamodb import documents as dynamodb_documents
-from ragline.errors import Conflict, NotFound
+from ragline.errors import Conflict, DuplicateContent, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, new_id
 
 _sequence = itertools.count()
@@ -104,7 +104,7 @@ def test_get_is_scoped_to_the_tenant(metadata_store) -> None:
 
 def test_find_by_content_sha256_returns_the_oldest_match_in_the_tenant(metadata_store) -> None:
     first = make_document(content_sha256="same")
-    second = make_document(content_sha256="same")
+    second = make_document(content_sha256="same", external_id="named")  # only named documents repeat bytes
     other_tenant = make_document("t2", content_sha256="same")
     for document in (first, second, other_tenant):
         add(metadata_store, document)
@@ -384,6 +384,22 @@ def test_enqueue_that_conflicts_writes_neither(metadata_store) -> None:
         metadata_store.enqueue(job, document)
     assert metadata_store.get_document("t1", document.id) is None
     assert metadata_store.get_job("t1", job.id) is None
+
+
+def test_enqueue_of_the_same_bytes_again_is_a_duplicate_until_deleted(metadata_store) -> None:
+    first = make_document(content_sha256="same")
+    add(metadata_store, first)
+    again = make_document(content_sha256="same")
+    job = make_job(again)
+    with pytest.raises(DuplicateContent):
+        metadata_store.enqueue(job, again)
+    assert metadata_store.get_document("t1", again.id) is None
+    assert metadata_store.get_job("t1", job.id) is None
+    add(metadata_store, make_document("t2", content_sha256="same"))  # another tenant's bytes are its own
+    add(metadata_store, make_document(content_sha256="same", external_id="named"))  # a named version may repeat
+    metadata_store.delete_document("t1", first.id)
+    add(metadata_store, again)
+    assert metadata_store.get_document("t1", again.id) == again
 
 
 def test_enqueue_of_a_new_version_replaces_the_document(metadata_store) -> None:

@@ -19,6 +19,7 @@ from ragline.errors import (
     Conflict,
     DependencyUnavailable,
     DocumentParseError,
+    DuplicateContent,
     JobUndeliverable,
     NotFound,
     PayloadTooLarge,
@@ -223,6 +224,10 @@ class IngestService:
         job = Job(id=new_id("job"), tenant_id=tenant_id, document_id=document_id)
         try:
             self.queue.enqueue(job, document)
+        except DuplicateContent:
+            # The same bytes, uploaded at the same moment, won the store's uniqueness check.
+            self.blobs.delete_prefix(f"{tenant_id}/{document_id}/v{version}/")
+            return self._existing_duplicate(tenant_id, sha)
         except JobUndeliverable as exc:
             # Stored, but no worker will ever see it: the document says so (uploading the same
             # bytes again retries a failed document). The caller still gets the 503.
@@ -234,6 +239,15 @@ class IngestService:
             {"document_id": document_id, "filename": name, "version": version, "job_id": job.id},
         )
         return Accepted(document, job.id)
+
+    def _existing_duplicate(self, tenant_id: str, sha: str) -> Accepted:
+        existing = self.store.find_document(tenant_id, content_sha256=sha)
+        if existing is None or existing.status == DocumentStatus.DELETING:
+            raise BadRequest(
+                "a document with the same bytes is being deleted; upload it again once the delete is done",
+                error="Conflict",
+            )
+        return Accepted(existing, self._latest_job_id(existing), duplicate=True)
 
     def _latest_job_id(self, document: Document) -> str | None:
         return self.queue.latest_job_id(document.tenant_id, document.id)

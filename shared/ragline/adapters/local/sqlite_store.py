@@ -6,6 +6,7 @@ One connection per thread; writes that must not race use BEGIN IMMEDIATE.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.adapters.local.sqlite_errors import unavailable_when_locked
-from ragline.errors import Conflict, NotFound
+from ragline.errors import Conflict, DuplicateContent, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, utcnow
 
 _SCHEMA = """
@@ -69,6 +70,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 
+# Two uploads of the same bytes racing must not both create a document. A document under an
+# external id may repeat another's bytes (a new version names its document), so it is left out.
+_UNIQUE_CONTENT = """
+CREATE UNIQUE INDEX IF NOT EXISTS documents_unique_content ON documents(tenant_id, content_sha256)
+    WHERE external_id IS NULL
+"""
+_CONTENT_DUPLICATES = """
+SELECT COUNT(*) FROM (SELECT 1 FROM documents WHERE external_id IS NULL
+    GROUP BY tenant_id, content_sha256 HAVING COUNT(*) > 1)
+"""
+
+log = logging.getLogger(__name__)
+
 _DOC_COLUMNS = tuple(Document.model_fields)
 _JOB_COLUMNS = tuple(Job.model_fields)
 
@@ -96,6 +110,21 @@ class SqliteMetadataStore:
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            self._migrate_unique_content(db)
+
+    @staticmethod
+    def _migrate_unique_content(db: sqlite3.Connection) -> None:
+        """Databases from before the index may hold duplicates the race made: they are left alone
+        (they are someone's documents) and the index waits until they are deleted."""
+        duplicated = db.execute(_CONTENT_DUPLICATES).fetchone()[0]
+        if duplicated:
+            log.warning(
+                "%d sets of documents share their bytes; concurrent duplicate uploads are not prevented "
+                "until all but one of each set are deleted",
+                duplicated,
+            )
+            return
+        db.execute(_UNIQUE_CONTENT)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False)
@@ -240,17 +269,27 @@ class SqliteMetadataStore:
         return row["id"] if row else None
 
     def enqueue(self, job: Job, document: Document | None = None) -> None:
-        """Write the document (new, or its new version) and its job in one transaction."""
+        """Write the document (new, or its new version) and its job in one transaction.
+
+        DuplicateContent: another live document without an external id has these bytes."""
         with self._write() as db:
             if document is not None:
-                exists = db.execute("SELECT 1 FROM documents WHERE id = ?", (document.id,)).fetchone()
-                if exists:
-                    row = _doc_to_row(document)
-                    assignments = ", ".join(f"{c} = :{c}" for c in _DOC_COLUMNS if c != "id")
-                    db.execute(f"UPDATE documents SET {assignments} WHERE id = :id", row)
-                else:
-                    self._insert_document(db, document)
+                try:
+                    self._write_document(db, document)
+                except sqlite3.IntegrityError as exc:
+                    if "content_sha256" not in str(exc):
+                        raise
+                    raise DuplicateContent(f"tenant {document.tenant_id} already has these bytes") from exc
             self._insert_job(db, job)
+
+    def _write_document(self, db: sqlite3.Connection, document: Document) -> None:
+        exists = db.execute("SELECT 1 FROM documents WHERE id = ?", (document.id,)).fetchone()
+        if exists:
+            row = _doc_to_row(document)
+            assignments = ", ".join(f"{c} = :{c}" for c in _DOC_COLUMNS if c != "id")
+            db.execute(f"UPDATE documents SET {assignments} WHERE id = :id", row)
+        else:
+            self._insert_document(db, document)
 
     def claim(self, job_id: str | None = None, *, stale_before: str | None = None) -> Job | None:
         now = utcnow()

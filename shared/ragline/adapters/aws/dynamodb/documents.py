@@ -26,6 +26,7 @@ from ragline.adapters.aws.dynamodb.table import (
 from ragline.errors import NotFound
 from ragline.models import Document, DocumentStatus, utcnow
 
+CONTENT_CLAIM_PREFIX = "SHA256#"  # sk of a content claim: one live document per tenant and bytes
 DOC_RANGE_END = "DOC$"  # the first string after every "DOC#..." key
 FILTERED_PAGE_SIZE = 200  # items read per round trip while a status/kb filter skips some
 DOCUMENT_FIELDS = frozenset(Document.model_fields)
@@ -77,29 +78,54 @@ def document_field_value(name: str, value: Any) -> Any:
 
 
 # ---- transaction actions (enqueue writes a document beside its job) ----------------------------
+def content_claim_key(tenant_id: str, external_id: str | None, content_sha256: str) -> dict[str, str] | None:
+    """The content claim a document holds, if any: the same rule as SQLite's unique index (a
+    document under an external id may repeat another's bytes, so it claims none)."""
+    if external_id is not None:
+        return None
+    return {"pk": tenant_pk(tenant_id), "sk": CONTENT_CLAIM_PREFIX + content_sha256}
+
+
+def is_content_claim(action: Mapping[str, Any]) -> bool:
+    sk = action.get("Put", {}).get("Item", {}).get("sk", {}).get("S", "")
+    return str(sk).startswith(CONTENT_CLAIM_PREFIX)
+
+
 def external_id_moves(
     table: Table, tenant_id: str, document_id: str, old: str | None, new: str | None
 ) -> list[dict[str, Any]]:
     """Transaction actions moving a document's external-id claim from ``old`` to ``new``."""
+    return claim_moves(
+        table,
+        tenant_id,
+        document_id,
+        None if old is None else external_id_key(tenant_id, old),
+        None if new is None else external_id_key(tenant_id, new),
+    )
+
+
+def claim_moves(
+    table: Table, tenant_id: str, document_id: str, old: dict[str, str] | None, new: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """Transaction actions moving a document's claim item (external id or content) from ``old`` to ``new``."""
     if old == new:
         return []
     actions = []
     if old is not None:
-        actions.append(_release_claim_action(table, tenant_id, old, document_id))
+        actions.append(_release_claim_action(table, old, document_id))
     if new is not None:
-        claim = {**external_id_key(tenant_id, new), "tenant_id": tenant_id, "document_id": document_id}
-        actions.append(table.put_new_action(claim))
+        actions.append(table.put_new_action({**new, "tenant_id": tenant_id, "document_id": document_id}))
     return actions
 
 
-def _release_claim_action(table: Table, tenant_id: str, external_id: str, document_id: str) -> dict[str, Any]:
-    """Delete an external-id claim if it is this document's (or already gone); never another's."""
+def _release_claim_action(table: Table, key: Mapping[str, str], document_id: str) -> dict[str, Any]:
+    """Delete a claim item if it is this document's (or already gone); never another's."""
     expression = Expression()
     condition = (
         f"attribute_not_exists({expression.name('pk')}) OR "
         f"{expression.name('document_id')} = {expression.value(document_id)}"
     )
-    delete = {"TableName": table.name, "Key": serialize(external_id_key(tenant_id, external_id))}
+    delete = {"TableName": table.name, "Key": serialize(key)}
     return {"Delete": {**delete, "ConditionExpression": condition, **expression.arguments()}}
 
 
@@ -112,15 +138,19 @@ def external_id_unchanged(expression: Expression, old: str | None) -> str:
 
 
 def document_writes(table: Table, document: Document, current: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Transaction actions writing a document (new, or a new version of ``current``) and its claim."""
+    """Transaction actions writing a document (new, or a new version of ``current``) and its claims."""
+    tenant_id = document.tenant_id
     if current is None:
         put = table.put_new_action(document_item(document))
-        old_external_id = None
+        old_external_id, old_content = None, None
     else:
         expression = Expression()
         old_external_id = current.get("external_id")
         put = table.put_action(document_item(document), expression, external_id_unchanged(expression, old_external_id))
-    moves = external_id_moves(table, document.tenant_id, document.id, old_external_id, document.external_id)
+        old_content = content_claim_key(tenant_id, old_external_id, current["content_sha256"])
+    new_content = content_claim_key(tenant_id, document.external_id, document.content_sha256)
+    moves = external_id_moves(table, tenant_id, document.id, old_external_id, document.external_id)
+    moves += claim_moves(table, tenant_id, document.id, old_content, new_content)
     return [put, *moves]
 
 
@@ -231,7 +261,7 @@ class DynamoDocuments:
         return documents, next_cursor
 
     def delete_document(self, tenant_id: str, document_id: str) -> None:
-        """Delete a document, its external-id claim and its jobs (missing ones are no error)."""
+        """Delete a document, its claims and its jobs (missing ones are no error)."""
         job_keys = [
             {"pk": entry["pk"], "sk": entry["sk"]}
             for entry in self.table.index_entries(BY_DOCUMENT, jobs_of_document(tenant_id, document_id))
@@ -243,7 +273,9 @@ class DynamoDocuments:
             return
         actions = [self.table.delete_action(key)]
         actions += external_id_moves(self.table, tenant_id, document_id, current.get("external_id"), None)
-        self.table.transact(actions, f"the external-id claim of document {document_id} belongs to another document")
+        content = content_claim_key(tenant_id, current.get("external_id"), current["content_sha256"])
+        actions += claim_moves(self.table, tenant_id, document_id, content, None)
+        self.table.transact(actions, f"a claim of document {document_id} belongs to another document")
 
     def documents_with_status(self, status: DocumentStatus) -> list[Document]:
         """Across tenants, in id order (index ``by_status``)."""

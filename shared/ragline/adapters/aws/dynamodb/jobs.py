@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.dynamodb.documents import document_writes
+from ragline.adapters.aws.dynamodb.documents import document_writes, is_content_claim
 from ragline.adapters.aws.dynamodb.table import (
     BY_DOCUMENT,
     BY_JOB_STATE,
@@ -24,6 +24,7 @@ from ragline.adapters.aws.dynamodb.table import (
     jobs_of_document,
     serialize,
 )
+from ragline.errors import DuplicateContent
 from ragline.models import Document, Job, JobStatus, utcnow
 
 JOB_FIELDS = frozenset(Job.model_fields)
@@ -69,14 +70,23 @@ class DynamoJobs:
         return None
 
     def enqueue(self, job: Job, document: Document | None = None) -> None:
-        """Write the document (new, or its new version) and its job in one transaction."""
+        """Write the document (new, or its new version) and its job in one transaction.
+
+        DuplicateContent: another live document without an external id has these bytes."""
         actions = []
         if document is not None:
             current = self.table.get(document_key(document.tenant_id, document.id))
             actions += document_writes(self.table, document, current)
         actions.append(self.table.put_new_action(job_item(job)))
+        duplicate = {
+            position: DuplicateContent(f"tenant {job.tenant_id} already has these bytes")
+            for position, action in enumerate(actions)
+            if is_content_claim(action)
+        }
         self.table.transact(
-            actions, f"job {job.id} or its document conflicts with an existing one (or changed meanwhile)"
+            actions,
+            f"job {job.id} or its document conflicts with an existing one (or changed meanwhile)",
+            failed_at=duplicate,
         )
 
     def claim(self, job_id: str | None = None, *, stale_before: str | None = None) -> Job | None:

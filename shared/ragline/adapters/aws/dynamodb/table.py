@@ -10,6 +10,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 |-------------------|--------------------|---------------------|------------------------------------------|
 | document          | ``TENANT#<t>``     | ``DOC#<id>``        | sha_key, status_key, source_key (+ id)   |
 | external-id claim | ``TENANT#<t>``     | ``EXTID#<ext id>``  | (holds ``document_id``)                  |
+| content claim     | ``TENANT#<t>``     | ``SHA256#<sha>``    | (holds ``document_id``)                  |
 | job               | ``JOB#<id>``       | ``JOB``             | job_document_key, job_state_key (+ id)   |
 | API key           | ``KEY#<hash>``     | ``KEY``             |                                          |
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
@@ -25,6 +26,9 @@ which also filters out index entries that lag behind the table):
 - document by (tenant, external_id): GetItem of the claim item, then of the document: strongly
   consistent, and the claim (written with ``attribute_not_exists`` in the same transaction as the
   document) is what keeps an external id unique under races.
+- one live document per (tenant, content_sha256) among those without an external id: the content
+  claim, written with ``attribute_not_exists`` beside the document and deleted with it. Only
+  ``enqueue`` and deletes move it (the service changes neither bytes nor external id otherwise).
 - documents of a tenant by id, with a cursor and optional status/kb filters: Query
   ``pk = TENANT#<t> AND sk BETWEEN DOC#<cursor> AND DOC$`` (``$`` sorts right after ``#``),
   filters as a FilterExpression, pages read until ``limit`` + 1 matches are found.
@@ -59,7 +63,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ragline.adapters.aws import clients
-from ragline.errors import Conflict, DependencyUnavailable
+from ragline.errors import Conflict, DependencyUnavailable, RaglineError
 
 DEFAULT_TABLE_NAME = "ragline-metadata"
 
@@ -310,8 +314,15 @@ class Table:
                 return count
             arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def transact(self, actions: list[dict[str, Any]], conflict_message: str) -> None:
-        """Write all or nothing; a failed condition is a Conflict, any other cancellation a 503."""
+    def transact(
+        self,
+        actions: list[dict[str, Any]],
+        conflict_message: str,
+        *,
+        failed_at: Mapping[int, RaglineError] | None = None,
+    ) -> None:
+        """Write all or nothing; a failed condition is a Conflict (or, for an action at a position
+        of ``failed_at``, that error), any other cancellation a 503."""
         with self.down():
             try:
                 self.db.transact_write_items(TransactItems=actions)
@@ -319,6 +330,9 @@ class Table:
                 if clients.error_code(exc) != "TransactionCanceledException":
                     raise
                 codes = cancellation_codes(exc)
+                for position, error in (failed_at or {}).items():
+                    if position < len(codes) and codes[position] == "ConditionalCheckFailed":
+                        raise error from exc
                 if "ConditionalCheckFailed" in codes:
                     raise Conflict(conflict_message) from exc
                 raise DependencyUnavailable(
