@@ -20,7 +20,7 @@ from ragline.errors import DependencyUnavailable, DocumentParseError, JobUndeliv
 from ragline.ingest.messages import RetryLater, job_message
 from ragline.ingest.service import INTERNAL_ERROR, IngestService, extract_passages
 from ragline.models import Document, DocumentStatus, Job, JobStatus
-from ragline.retrieval.filters import scope_to_tenant
+from ragline.retrieval.filters import parse_filter
 from tests.integration.local_world import World, open_world
 
 VERSION_1 = b"Sea otters hold hands while they sleep so that they do not drift apart."
@@ -50,7 +50,7 @@ def upload(w: World, data: bytes, ingest: IngestService | None = None) -> Job:
 
 
 def searchable_chunks(w: World, document_id: str) -> int:
-    return w.index.count(scope_to_tenant({"document_id": document_id}, "t1"))
+    return w.index.count("t1", parse_filter({"document_id": document_id}))
 
 
 def raises(error: Exception) -> Callable[..., Any]:

@@ -15,7 +15,7 @@ from ragline.adapters.local.sqlite_errors import unavailable_when_locked
 from ragline.adapters.local.sqlite_store import SqliteMetadataStore
 from ragline.adapters.local.vector_engine import EmbeddedVectorIndex
 from ragline.errors import DependencyUnavailable
-from ragline.models import Document, IndexedChunk
+from ragline.models import Document, IndexedChunk, Job
 
 
 @contextmanager
@@ -82,8 +82,8 @@ def document(document_id: str) -> Document:
 def test_the_metadata_store_says_unavailable_while_another_connection_holds_the_lock(tmp_path: Path) -> None:
     store = SqliteMetadataStore(tmp_path / "metadata.db", busy_timeout=0.05)
     with write_locked(store.path), pytest.raises(DependencyUnavailable, match="database is locked"):
-        store.create_document(document("doc_1"))
-    store.create_document(document("doc_1"))  # the lock is gone: writes work again
+        store.enqueue(Job(id="job_1", tenant_id="t1", document_id="doc_1"), document("doc_1"))
+    store.enqueue(Job(id="job_1", tenant_id="t1", document_id="doc_1"), document("doc_1"))  # lock gone: writes work
     assert store.get_document("t1", "doc_1") is not None
 
 

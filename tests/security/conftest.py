@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ragline.chunks import chunk_id
 from ragline.config import Settings
 from ragline.container import Container
 from ragline.models import Document
@@ -28,8 +29,8 @@ class Local:
         return document
 
     def chunk_texts(self, document: Document) -> list[str]:
-        ids = [f"{document.id}-v{document.version}-{n:05d}" for n in range(document.chunk_count)]
-        payloads = self.container.index.get_payloads(ids)
+        ids = [chunk_id(document.id, document.version, n) for n in range(document.chunk_count)]
+        payloads = self.container.index.get_payloads(document.tenant_id, ids)
         return [payloads[i]["text"] for i in ids]
 
 
