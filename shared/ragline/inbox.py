@@ -9,6 +9,7 @@ with what is stored, so changes made while the server was down are not lost.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class InboxSync:
 
     def __init__(self, inbox: Path, ingest: IngestService, store: MetadataStore, on_queued: Callable[[], None]) -> None:
         self.inbox = inbox
+        self.root = inbox.resolve()
         self.drop_folder = DropFolder(ingest)
         self.store = store
         self.on_queued = on_queued
@@ -48,8 +50,10 @@ class InboxSync:
             relative = path.relative_to(self.inbox).as_posix()
         except ValueError:
             return
+        if self._escapes_its_tenant(path, relative):
+            return
         try:
-            queued = self.drop_folder.apply(relative, lambda: path.read_bytes() if path.is_file() else None)
+            queued = self.drop_folder.apply(relative, lambda: _read_no_follow(path) if path.is_file() else None)
         except DependencyUnavailable as exc:
             log.warning("inbox: %s not applied: %s", relative, exc.message)
             return
@@ -58,6 +62,15 @@ class InboxSync:
             return
         if queued:
             self.on_queued()
+
+    def _escapes_its_tenant(self, path: Path, relative: str) -> bool:
+        """A symlink, or a path that resolves outside ``<inbox>/<tenant>/``: ingesting it would hand the
+        tenant a file from elsewhere on the machine, or from another tenant's folder."""
+        tenant_dir = (self.inbox / relative.split("/", 1)[0]).resolve()
+        if path.is_symlink() or not path.resolve().is_relative_to(tenant_dir) or tenant_dir.parent != self.root:
+            log.warning("inbox: ignoring %s: a symlink or a path outside its tenant's folder", relative)
+            return True
+        return False
 
     def reconcile(self) -> None:
         self.inbox.mkdir(parents=True, exist_ok=True)
@@ -68,6 +81,16 @@ class InboxSync:
                 path = self.inbox / doc.external_id[len(EXTERNAL_ID_PREFIX) :]
                 if not path.exists():
                     self.sync(path)
+
+
+def _read_no_follow(path: Path) -> bytes | None:
+    """The file's bytes, None when it is gone; O_NOFOLLOW: a symlink swapped in after the check is refused."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        return file.read()
 
 
 # What changes a file's bytes, presence or readability. Not "opened" or "closed without write":

@@ -28,6 +28,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
+import ragline.inbox as inbox_module
 from ragline.inbox import InboxSync, InboxWatcher, _Handler
 from tests.integration.local_world import World, open_world
 
@@ -84,14 +85,14 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
 def test_a_file_written_once_is_read_once_and_real_changes_still_act(world: World, tmp_path: Path, monkeypatch) -> None:
     inbox = tmp_path / "inbox"
     reads: Counter[str] = Counter()
-    read_bytes = Path.read_bytes
+    read_file = inbox_module._read_no_follow
 
-    def counted_read(path: Path) -> bytes:
+    def counted_read(path: Path) -> bytes | None:
         if inbox in path.parents:
             reads[path.relative_to(inbox).as_posix()] += 1
-        return read_bytes(path)
+        return read_file(path)
 
-    monkeypatch.setattr(Path, "read_bytes", counted_read)
+    monkeypatch.setattr(inbox_module, "_read_no_follow", counted_read)
     watcher = InboxWatcher(InboxSync(inbox, world.ingest, world.store, lambda: None), settle_seconds=SETTLE)
     watcher.start()
     try:

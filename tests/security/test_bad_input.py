@@ -102,3 +102,11 @@ def test_bad_json_metadata_is_refused_before_anything_is_stored(server):
     _assert_error(presign, 400)
     assert server.client.get("/v1/kb/documents").json()["documents"] == []
     assert _originals(server) == []
+
+
+def test_a_second_x_api_key_header_is_400_not_ignored(server):
+    key = server.client.headers["x-api-key"]
+    for second in (key, "rl_someone-elses-key"):
+        response = httpx.get(f"{server.url}/v1/kb/documents", headers=[("x-api-key", key), ("x-api-key", second)])
+        _assert_error(response, 400)
+    assert server.client.get("/v1/kb/documents").status_code == 200

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
-from ragline.errors import Unauthorized
+from ragline.errors import BadRequest, Unauthorized
 from ragline.keys import authenticate
 from ragline.models import Principal, Scope
 
@@ -65,6 +65,8 @@ def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
 
 
 def current_principal(container: Container, request: Request, key: str | None) -> Principal:
+    if len(request.headers.getlist("x-api-key")) > 1:  # which one counts would be anyone's guess
+        raise BadRequest("send one x-api-key header, not several", error="Duplicate API key header")
     if container.settings.auth_mode == "authorizer":
         return principal_from_authorizer(_authorizer_context(request))
     return authenticate(container.store, key)

@@ -38,6 +38,9 @@ def drop_target(relative: str) -> str | None:
     parts = relative.split("/")
     if len(parts) < 2 or not parts[-1] or is_ignored_name(parts[-1]):
         return None
+    if any(part in ("", ".", "..") for part in parts):  # "inbox/a/../b/x" must not reach tenant b's folder
+        log.warning("drop folder: ignoring %s: empty, '.' or '..' path segments", relative)
+        return None
     tenant = parts[0]
     if not re.fullmatch(TENANT_ID_PATTERN, tenant):
         log.warning("drop folder: %r is not a valid tenant folder name; ignoring %s", tenant, relative)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
 from ragline.ports import Embedder, VectorIndex
 from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PAYLOAD_ATTEMPTS = 3
 QUERY_CACHE_SIZE = 2048  # query vectors kept per service (one per process); repeated queries are common
@@ -55,6 +56,8 @@ class SearchService:
         self.query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._embed_query)
 
     def _embed_query(self, tenant_id: str, query: str) -> np.ndarray:
+        import numpy as np  # here, not at import: the authorizer imports this module and must not load numpy
+
         vector = np.array(self.embedder.embed_query(query), dtype=np.float32)  # a copy the embedder cannot change
         vector.flags.writeable = False  # shared between this tenant's searches through the cache
         return vector
