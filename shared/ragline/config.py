@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     inbox_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Where clients reach this server (local presigned upload URLs); never taken from a request's Host header.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
 
     # Request bodies (413 before a body is read whole; 408 when a client stops sending one midway).
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -171,6 +173,10 @@ class Settings(BaseSettings):
     def embedding_dimension(self) -> int:
         """The configured embedder's vector size: the index needs it, not the model itself."""
         return self.bedrock_dimension if self.embedding_provider == "bedrock" else LOCAL_EMBEDDING_DIMENSION
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def inbox(self) -> Path:

@@ -110,3 +110,15 @@ def test_a_second_x_api_key_header_is_400_not_ignored(server):
         response = httpx.get(f"{server.url}/v1/kb/documents", headers=[("x-api-key", key), ("x-api-key", second)])
         _assert_error(response, 400)
     assert server.client.get("/v1/kb/documents").status_code == 200
+
+
+def test_presigned_upload_urls_use_the_configured_url_not_the_host_header(server):
+    response = server.client.post(
+        "/v1/kb/uploads", json={"filename": "a.txt"}, headers={"host": "attacker.example:666"}
+    )
+    assert response.status_code == 200, response.text
+    url = response.json()["upload_url"]
+    assert url.startswith(f"{server.url}/v1/kb/uploads/"), url
+    assert "attacker" not in url
+    upload = httpx.put(url, content=b"Presigned bytes arrive at the server that issued the URL.")
+    assert upload.status_code == 202, upload.text

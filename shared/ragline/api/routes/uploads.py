@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,10 +18,12 @@ router = APIRouter(prefix="/v1/kb", tags=["documents"])
 
 @router.post("/uploads", summary="Get a URL to upload a large file to")
 async def create_upload(
-    body: UploadRequest, request: Request, principal: IngestPrincipal, uploads: UploadServiceDep
+    body: UploadRequest, request: Request, principal: IngestPrincipal, uploads: UploadServiceDep, settings: SettingsDep
 ) -> dict[str, Any]:
     def receiver_url(document_id: str, token: str) -> str:
-        return str(request.url_for("receive_upload", document_id=document_id).include_query_params(token=token))
+        # The configured public URL, not the request's Host header, which the client chooses.
+        path = request.app.url_path_for("receive_upload", document_id=document_id)
+        return f"{settings.public_base_url}{path}?{urlencode({'token': token})}"
 
     ticket = await run_in_threadpool(uploads.presign, principal.tenant_id, body, receiver_url)
     return {
