@@ -8,11 +8,44 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragline.errors import RaglineError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error's body (``details`` on a 422 from validation)."""
+
+    error: str
+    message: str
+    code: int
+    details: list[dict[str, Any]] | None = None
+
+
+_MEANINGS = {
+    400: "Bad input (malformed JSON, an invalid filter or metadata, a repeated x-api-key header)",
+    401: "No API key, or an unknown, expired or revoked one",
+    403: "The key lacks the scope, or names another tenant",
+    404: "No such item for this tenant",
+    408: "The request body stopped arriving",
+    409: "Conflict with the item's current state",
+    413: "Too large (the body, a file or metadata)",
+    415: "A file type Ragline cannot ingest",
+    422: "A value outside what the schema allows",
+    503: "A dependency (database, object store, queue, model) is down",
+}
+# What any route behind an API key may answer: bad headers, the key and its scope, validation, an outage.
+AUTHENTICATED = (400, 401, 403, 422, 503)
+# What a route that reads a request body may answer besides.
+WITH_BODY = (408, 413)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the one error body."""
+    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
 
 
 def error_response(status: int, error: str, message: str, details: Any = None) -> JSONResponse:

@@ -15,6 +15,7 @@ from ragline.api.dependencies import (
     UploadServiceDep,
     WakeWorker,
 )
+from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
 from ragline.api.upload_bodies import (
     UPLOAD_BODY,
     accepted_body,
@@ -27,10 +28,16 @@ from ragline.ingest.service import Accepted
 from ragline.ingest.uploads import IncomingFile
 from ragline.models import DeleteByFilterRequest, DocumentStatus
 
-router = APIRouter(prefix="/v1/kb", tags=["documents"])
+router = APIRouter(prefix="/v1/kb", tags=["documents"], responses=error_responses(*AUTHENTICATED))
 
 
-@router.post("/documents", status_code=202, openapi_extra=UPLOAD_BODY, summary="Upload documents")
+@router.post(
+    "/documents",
+    status_code=202,
+    openapi_extra=UPLOAD_BODY,
+    summary="Upload documents",
+    responses=error_responses(*WITH_BODY, 404, 409, 415),
+)
 async def upload_documents(
     request: Request,
     principal: IngestPrincipal,
@@ -139,18 +146,22 @@ def list_documents(
     return {"documents": [d.public() for d in documents], "next_cursor": next_cursor}
 
 
-@router.get("/documents/{document_id}", summary="Get a document")
+@router.get("/documents/{document_id}", summary="Get a document", responses=error_responses(404))
 def get_document(document_id: str, principal: IngestPrincipal, ingest: IngestServiceDep) -> dict[str, Any]:
     return ingest.document(principal.tenant_id, document_id).public()
 
 
-@router.delete("/documents/{document_id}", summary="Delete a document, its chunks and its original")
+@router.delete(
+    "/documents/{document_id}",
+    summary="Delete a document, its chunks and its original",
+    responses=error_responses(404, 409),
+)
 def delete_document(document_id: str, principal: IngestPrincipal, ingest: IngestServiceDep) -> dict[str, Any]:
     ingest.delete(principal.tenant_id, document_id)
     return {"status": "success", "data": {"document_id": document_id}}
 
 
-@router.post("/delete", summary="Delete every document matching filters")
+@router.post("/delete", summary="Delete every document matching filters", responses=error_responses(*WITH_BODY, 409))
 def delete_by_filter(
     body: DeleteByFilterRequest, principal: IngestPrincipal, ingest: IngestServiceDep
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ragline.api.dependencies import AdminPrincipal, ContainerDep
+from ragline.api.errors import AUTHENTICATED, error_responses
 from ragline.retrieval.filters import MatchAll
 
 router = APIRouter(tags=["health"])
@@ -27,7 +28,7 @@ def _check(name: str, probe: Any, results: dict[str, str]) -> None:
         results[name] = f"unhealthy: {type(exc).__name__}: {exc}"
 
 
-@router.get("/health/detailed", summary="Dependencies and system (admin)")
+@router.get("/health/detailed", summary="Dependencies and system (admin)", responses=error_responses(*AUTHENTICATED))
 def health_detailed(principal: AdminPrincipal, container: ContainerDep) -> JSONResponse:
     # Probes every adapter, so it takes the whole container rather than one service.
     dependencies: dict[str, str] = {}

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from ragline.api.dependencies import IngestPrincipal, IngestServiceDep
+from ragline.api.errors import AUTHENTICATED, error_responses
 
-router = APIRouter(prefix="/v1/kb", tags=["documents"])
+router = APIRouter(prefix="/v1/kb", tags=["documents"], responses=error_responses(*AUTHENTICATED, 404))
 
 
 @router.get("/jobs/{job_id}", summary="Ingestion job status")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ragline.api.dependencies import SearchPrincipal, SearchServiceDep
+from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
 from ragline.models import SearchRequest, SearchResponse
 
-router = APIRouter(prefix="/v1/kb", tags=["search and chat"])
+router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY))
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search the knowledge base")

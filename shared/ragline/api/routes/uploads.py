@@ -10,13 +10,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ragline.api.dependencies import IngestPrincipal, SettingsDep, UploadServiceDep, WakeWorker
+from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
 from ragline.api.upload_bodies import accepted_body, read_at_most
 from ragline.models import UploadRequest
 
 router = APIRouter(prefix="/v1/kb", tags=["documents"])
 
 
-@router.post("/uploads", summary="Get a URL to upload a large file to")
+@router.post(
+    "/uploads",
+    summary="Get a URL to upload a large file to",
+    responses=error_responses(*AUTHENTICATED, *WITH_BODY, 415),
+)
 async def create_upload(
     body: UploadRequest, request: Request, principal: IngestPrincipal, uploads: UploadServiceDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -35,7 +40,14 @@ async def create_upload(
     }
 
 
-@router.put("/uploads/{document_id}", status_code=202, name="receive_upload", summary="Receive a presigned upload")
+@router.put(
+    "/uploads/{document_id}",
+    status_code=202,
+    name="receive_upload",
+    summary="Receive a presigned upload",
+    # The token in the URL is the authorization: 403 for a bad or expired one.
+    responses=error_responses(400, 403, 404, 409, 415, 422, 503, *WITH_BODY),
+)
 async def receive_upload(
     document_id: str,
     request: Request,
