@@ -57,7 +57,9 @@ def fuzz_server(tmp_path_factory):
 def test_no_input_makes_a_server_error(case, fuzz_server):
     headers = {"x-api-key": fuzz_server.key} if case.path != "/health" else {}
     CASES_SENT[case.operation.label] = CASES_SENT.get(case.operation.label, 0) + 1
-    case.call_and_validate(base_url=fuzz_server.url, headers=headers, checks=[not_a_server_error, status_code_conformance], timeout=30)
+    case.call_and_validate(
+        base_url=fuzz_server.url, headers=headers, checks=[not_a_server_error, status_code_conformance], timeout=30
+    )
 
 
 def test_the_fuzz_run_sent_enough_cases():
