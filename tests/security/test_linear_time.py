@@ -20,9 +20,9 @@ import pytest
 from ragline.ingest import chunking, parsers
 from ragline.ingest.service import safe_filename
 from ragline.retrieval.analysis import analyze
+from ragline_bench.adversarial import TEXTS, N
 from tests.support import REPO
 
-N = 200_000  # characters of adversarial input per case
 BOUND_SECONDS = 2.0  # ~10x the slowest case here (0.26 s: 200,000 one-character sentences)
 
 
@@ -39,43 +39,16 @@ def _markdown(text: str) -> None:
     list(parsers.parse(text.encode(), parsers.MARKDOWN).blocks)
 
 
-# name: (what runs, the adversarial text)
+RUN: dict[str, Callable[[str], object]] = {
+    "markdown": _markdown,
+    "clean_text": parsers.clean_text,
+    "chunk": _chunk,
+    "analyze": analyze,
+    "filename": safe_filename,
+}
+# name: (what runs, the adversarial text); the texts are ragline_bench's, which `bench fairness` uploads too
 CASES: dict[str, tuple[Callable[[str], object], Callable[[], str]]] = {
-    # parsers: Markdown headings (the pattern that froze the server), whole Markdown parse
-    "heading: one padded line": (_markdown, lambda: "# a" + " " * N + "x"),
-    "heading: padded lines": (_markdown, lambda: ("# a" + " " * 2000 + "x\n") * (N // 2000)),
-    "heading: hashes": (_markdown, lambda: "#" * N),
-    "heading: hashes and spaces": (_markdown, lambda: "# " * N + "x"),
-    "heading: closing hashes": (_markdown, lambda: "# " + "a #" * N),
-    "heading: bare hash lines": (_markdown, lambda: "#\n" * N),
-    "heading: seven hashes": (_markdown, lambda: ("####### " + "a" * 100 + "\n") * (N // 100)),
-    "heading: tabs and returns": (_markdown, lambda: "#\t" + " \t\r" * N + "#"),
-    # parsers: clean_text's patterns
-    "spaces": (parsers.clean_text, lambda: " \t\u00a0" * N + "x"),
-    "spaces between words": (parsers.clean_text, lambda: "a " * N),
-    "hyphen breaks": (parsers.clean_text, lambda: "a-\n" * N),
-    "hyphen near-misses": (parsers.clean_text, lambda: "-\n-" * N),
-    "hyphens without breaks": (parsers.clean_text, lambda: "a-" * N),
-    "newlines": (parsers.clean_text, lambda: "\n" * N + "x"),
-    "newline pairs": (parsers.clean_text, lambda: "\n\na" * N),
-    "spaced newlines": (parsers.clean_text, lambda: "\n \t" * N),
-    # chunking: sentence and paragraph ends
-    "sentence ends": (_chunk, lambda: "." * N),
-    "sentence ends and spaces": (_chunk, lambda: ". " * N),
-    "closers without a space": (_chunk, lambda: "." + ")\"']" * N),
-    "closers after each end": (_chunk, lambda: ".)" * N),
-    "newline then spaces": (_chunk, lambda: "\n" + " " * N + "x"),
-    "newline space runs": (_chunk, lambda: ("\n" + " " * 1000 + "x") * (N // 1000)),
-    "one long word": (_chunk, lambda: "a" * N),
-    "long line without sentence ends": (_chunk, lambda: "word " * N),
-    # keyword analysis
-    "token: one word": (analyze, lambda: "a" * N),
-    "token: apostrophes": (analyze, lambda: "a'" * N),
-    "token: apostrophes only": (analyze, lambda: "'’" * N),
-    "token: near-miss apostrophes": (analyze, lambda: "a'" * N + "'"),
-    "token: curly apostrophes": (analyze, lambda: "a’a " * N),
-    # the stored file's name
-    "filename: unsafe characters": (safe_filename, lambda: "/" * 100 + "a/" * N + "\\" * N),
+    name: (RUN[target], make) for name, (target, make) in TEXTS.items()
 }
 
 _CHILD = """

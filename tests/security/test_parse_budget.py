@@ -13,11 +13,8 @@ from ragline.ingest import parse_budget
 from ragline.ingest.parse_budget import ParserCrashed, ParserProcesses
 from ragline.ingest.parsers import HTML, MARKDOWN, PDF, TEXT, parse
 from ragline.models import DocumentStatus
+from ragline_bench.adversarial import SLOW_HTML
 from tests.support import make_blank_pdf, make_pdf
-
-# Python's html.parser (3.11.7 here) is quadratic on a run of "<a": 40,000 of them took 4.7 s.
-# A million would take hours; on a Python where that is fixed, bs4 still needs seconds for 2 MB.
-SLOW_HTML = b"<p>x</p>" + b"<a" * 1_000_000
 
 
 @pytest.fixture

@@ -9,11 +9,8 @@ import time
 
 import httpx
 
-from tests.security.test_parse_budget import SLOW_HTML
+from ragline_bench.adversarial import PADDED_HEADING, PADDED_HEADINGS, SLOW_HTML
 from tests.support import Server, ragline, wait_for_status
-
-PADDED_HEADING = ("# a" + " " * 2000 + "x").encode()
-PADDED_HEADINGS = (("# a" + " " * 2000 + "x\nSome text under it.\n") * 500).encode()  # 1 MB
 
 
 class HealthProbe(threading.Thread):
