@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | coldstart | package | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ragline_bench.common import Report
 
-SEQUENCE = ("ingest", "search", "quality", "memory")
+SEQUENCE = ("ingest", "search", "quality", "memory", "fairness")
 
 
 def _floats(text: str) -> list[float]:
@@ -94,6 +94,29 @@ def _memory_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-ms", type=int, default=50, help="RSS sampling interval (default 50)")
 
 
+def _fairness_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--requests", type=int, default=300, help="tenant B's searches per phase (default 300)")
+    p.add_argument("--concurrency", type=int, default=2, help="tenant B's concurrent searches (default 2)")
+    p.add_argument(
+        "--corpus-docs", type=int, default=200, help="SciFact abstracts tenant B uploads first (default 200)"
+    )
+    p.add_argument("--warmup", type=int, default=10, help="searches before the quiet phase, not timed (default 10)")
+    p.add_argument(
+        "--adversarial-threads", type=int, default=2, help="tenant A's threads uploading adversarial files (default 2)"
+    )
+    p.add_argument("--big-threads", type=int, default=1, help="tenant A's threads uploading big files (default 1)")
+    p.add_argument("--big-mb", type=float, default=20.0, help="size of each big upload in MB (default 20)")
+    p.add_argument(
+        "--stream-threads",
+        type=int,
+        default=2,
+        help="tenant A's threads opening chat streams and dropping them after the first bytes (default 2)",
+    )
+    p.add_argument(
+        "--flood-warmup", type=float, default=3.0, help="seconds of flood before tenant B's timed phase (default 3)"
+    )
+
+
 def _all_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunks", type=int, default=100_000, help="chunks in the search index (default 100000)")
     p.add_argument("--limit-docs", type=int, default=None, help="quality: index only the first N SciFact documents")
@@ -156,9 +179,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "search": ("latency (in process and HTTP) and HNSW recall on a large multi-tenant index", _search_args),
     "quality": ("nDCG@10 and Recall@100 on SciFact (BEIR) or Cranfield, per search mode", _quality_args),
     "memory": ("server RSS idle and while ingesting the largest PDF", _memory_args),
+    "fairness": ("one tenant's searches, quiet and while another floods the server (p99 ratio)", _fairness_args),
     "coldstart": ("each Lambda function's init, model load, first invocation and peak RSS (moto)", _coldstart_args),
     "package": ("unzipped size of the built layers and each function vs Lambda's 250 MiB (sam build)", _package_args),
-    "all": ("ingest, search, quality (SciFact) and memory in turn, then a pass/fail summary", _all_args),
+    "all": ("ingest, search, quality (SciFact), memory and fairness in turn, then a pass/fail summary", _all_args),
 }
 
 
@@ -221,6 +245,7 @@ def _run_all(args: argparse.Namespace, parsers: dict[str, argparse.ArgumentParse
         "quality": [*shared, "--dataset", "scifact"]
         + (["--limit-docs", str(args.limit_docs)] if args.limit_docs else []),
         "memory": shared,
+        "fairness": shared,
     }
     summary: dict[str, object] = {}
     targets = []

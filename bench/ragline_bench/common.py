@@ -405,9 +405,10 @@ def create_api_key(data_dir: Path, tenant_id: str) -> str:
 class RaglineServer:
     """`python -m ragline.cli serve` on 127.0.0.1 and a free port; stopped by its PID."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.env = {**os.environ, **env} if env else None  # None: this process's environment
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -434,6 +435,7 @@ class RaglineServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         self._wait_healthy(ready_timeout)
         return time.perf_counter() - started
