@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ragline.container import Container
+from ragline.container import Container, build_embedder
+from ragline.ingest.service import IngestService
 
 
 class Service(Protocol):
@@ -39,14 +40,35 @@ def background_services(container: Container) -> Background:
 
     settings = container.settings
     worker = IngestWorker(
-        container.ingest,
+        _worker_ingest(container),
         container.queue,
         container.store,
         threads=settings.ingest_workers,
         max_attempts=settings.max_ingest_attempts,
+        nice=settings.ingest_nice,
     )
     watcher = InboxWatcher(
         InboxSync(settings.inbox, container.ingest, container.store, worker.notify),
         settle_seconds=settings.inbox_settle_seconds,
     )
     return Background([worker, watcher], worker.notify)
+
+
+def _worker_ingest(container: Container) -> IngestService:
+    """What the ingest threads run. With a lowered priority and the local model, an IngestService
+    with a model session of its own, built on first use by an ingest thread (whose priority its
+    onnxruntime threads then inherit): embedding a tenant's big upload then yields the cores to
+    the searches and chats of every tenant, instead of taking them on equal terms. It costs one
+    more session's memory (~0.1 GB) while the server ingests. Bedrock embeds remotely: shared."""
+    settings = container.settings
+    if not settings.ingest_nice or settings.embedding_provider != "local":
+        return container.ingest
+    return IngestService(
+        settings,
+        container.store,
+        container.queue,
+        container.blobs,
+        lambda: container.index,
+        lambda: build_embedder(settings),
+        container.events,
+    )

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=100)
     parse_timeout_seconds: float = Field(default=DEFAULT_PARSE_TIMEOUT_SECONDS, gt=0)
     ingest_workers: int = Field(default=1, ge=1, le=16)
+    # `ragline serve`: how much the ingest threads lower their CPU priority (a nice increment, Linux),
+    # with a model session of their own, so that one tenant's ingestion does not slow others' searches.
+    # 0: ingestion runs at the server's priority and shares the query model session.
+    ingest_nice: int = Field(default=10, ge=0, le=19)
     max_ingest_attempts: int = Field(default=3, ge=1)
     inbox_settle_seconds: float = Field(default=0.5, ge=0.0)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 
 from ragline.errors import RaglineError
@@ -15,13 +17,21 @@ log = logging.getLogger(__name__)
 
 class IngestWorker:
     def __init__(
-        self, ingest: IngestService, queue: JobQueue, store: MetadataStore, *, threads: int = 1, max_attempts: int = 3
+        self,
+        ingest: IngestService,
+        queue: JobQueue,
+        store: MetadataStore,
+        *,
+        threads: int = 1,
+        max_attempts: int = 3,
+        nice: int = 0,
     ) -> None:
         self.ingest = ingest
         self.queue = queue
         self.store = store
         self.threads = threads
         self.max_attempts = max_attempts
+        self.nice = nice
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -72,7 +82,23 @@ class IngestWorker:
             pass
 
     def _run(self) -> None:
+        if self.nice:
+            lower_thread_priority(self.nice)
         while not self._stop.is_set():
             if not self.run_once():
                 self._wake.wait(1.0)
                 self._wake.clear()
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by `increment` (Linux: nice is per thread there).
+
+    What the thread starts afterwards inherits it: the threads of a model session it creates, and
+    the parser processes it spawns. So a worker that builds its own session and parser processes
+    gets the cores only when the threads serving requests leave them idle."""
+    if sys.platform != "linux":
+        log.info("ingest threads keep their priority: lowering one thread's priority needs Linux")
+        return
+    thread = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread)
+    os.setpriority(os.PRIO_PROCESS, thread, min(current + increment, 19))
