@@ -1,4 +1,4 @@
-"""When webhook deliveries are retried (ragline.webhooks.schedule): the schedule, its setting, jitter, Retry-After."""
+"""When webhook deliveries are retried (ragline.webhooks.schedule): the schedule, jitter, Retry-After, the settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
+from ragline.config import Settings
 from ragline.webhooks.schedule import (
     DEFAULT_RETRY_SECONDS,
     next_delay,
@@ -156,3 +158,60 @@ def test_retry_after_seconds_reads_a_naive_now_as_utc() -> None:
     naive = NOW.replace(tzinfo=None)
     assert retry_after_seconds("Sun, 01 Mar 2026 12:01:00 GMT", naive) == 60.0
     assert retry_after_seconds("Sun, 01 Mar 2026 12:01:00 GMT", NOW + timedelta(seconds=30)) == 30.0
+
+
+def test_the_settings_default_to_the_standard_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "RAGLINE_WEBHOOK_RETRY_SECONDS",
+        "RAGLINE_WEBHOOK_TIMEOUT_SECONDS",
+        "RAGLINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
+        "RAGLINE_WEBHOOK_DISABLE_AFTER_FAILED_EVENTS",
+        "RAGLINE_WEBHOOK_DELIVERY_RETENTION_DAYS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.webhook_retry_seconds == DEFAULT_RETRY_SECONDS
+    assert settings.webhook_timeout_seconds == 15.0
+    assert settings.webhooks_allow_private_targets is False
+    assert settings.webhook_disable_after_failed_events == 5
+    assert settings.webhook_delivery_retention_days == 30
+
+
+def test_the_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGLINE_WEBHOOK_RETRY_SECONDS", "0, 0.5,2")
+    monkeypatch.setenv("RAGLINE_WEBHOOK_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("RAGLINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+    monkeypatch.setenv("RAGLINE_WEBHOOK_DISABLE_AFTER_FAILED_EVENTS", "3")
+    monkeypatch.setenv("RAGLINE_WEBHOOK_DELIVERY_RETENTION_DAYS", "7")
+    settings = Settings()
+    assert settings.webhook_retry_seconds == (0.0, 0.5, 2.0)
+    assert settings.webhook_timeout_seconds == 2.5
+    assert settings.webhooks_allow_private_targets is True
+    assert settings.webhook_disable_after_failed_events == 3
+    assert settings.webhook_delivery_retention_days == 7
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("RAGLINE_WEBHOOK_RETRY_SECONDS", "", "at least one delay"),
+        ("RAGLINE_WEBHOOK_RETRY_SECONDS", "0,-5", "must be a finite number >= 0"),
+        ("RAGLINE_WEBHOOK_RETRY_SECONDS", "[0, 5]", "is not a number of seconds"),
+        ("RAGLINE_WEBHOOK_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("RAGLINE_WEBHOOK_DISABLE_AFTER_FAILED_EVENTS", "0", "greater than or equal to 1"),
+        ("RAGLINE_WEBHOOK_DELIVERY_RETENTION_DAYS", "0", "greater than or equal to 1"),
+        ("RAGLINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "perhaps", "valid boolean"),
+    ],
+)
+def test_the_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_a_schedule_given_in_code_is_checked_too() -> None:
+    assert Settings(webhook_retry_seconds=(1, 2)).webhook_retry_seconds == (1.0, 2.0)
+    with pytest.raises(ValidationError, match="at least one delay"):
+        Settings(webhook_retry_seconds=())
+    with pytest.raises(ValidationError, match="finite number >= 0"):
+        Settings(webhook_retry_seconds=(5, -1))
