@@ -282,6 +282,29 @@ def test_a_receiver_that_never_reads_the_body_times_out_while_sending() -> None:
     assert 0.9 <= elapsed < 2.0, elapsed
 
 
+def hang_up(handler: BaseHTTPRequestHandler, _seen: Seen) -> None:
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def garbage(handler: BaseHTTPRequestHandler, _seen: Seen) -> None:
+    handler.wfile.write(b"SMTP ready\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "answer, error",
+    [
+        (hang_up, "bad response: Server disconnected without sending a response."),
+        (garbage, "bad response: "),
+    ],
+)
+def test_a_receiver_that_does_not_speak_http_is_a_short_error(
+    serve: Callable[..., Receiver], answer: Answer, error: str
+) -> None:
+    outcome = sender().send(serve(answer).url(), signed(), BODY)
+    assert outcome.status_code is None and not outcome.succeeded
+    assert outcome.error is not None and outcome.error.startswith(error) and len(outcome.error) <= 200
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
