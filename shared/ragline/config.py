@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ragline.webhooks.schedule import DEFAULT_RETRY_SECONDS, parse_retry_schedule
+
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
 MAX_CHUNK_TOKENS = MODEL_MAX_TOKENS - 2
@@ -142,6 +144,18 @@ class Settings(BaseSettings):
     # EventBridge schedule, rate(1 minute)).
     events_redelivery_seconds: float = Field(default=60.0, gt=0)
 
+    # Webhooks (Standard Webhooks deliveries to tenants' endpoints).
+    # Delays before each attempt, comma-separated seconds ("0,5,300"); the first is the first attempt's.
+    webhook_retry_seconds: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SECONDS
+    # One attempt's whole budget (connect, send, receive); a 2xx later than this is a failure.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Local development only: allow http and loopback/private endpoints (cloud metadata stays refused).
+    webhooks_allow_private_targets: bool = False
+    # An endpoint is disabled once this many consecutive events have exhausted all their attempts.
+    webhook_disable_after_failed_events: int = Field(default=5, ge=1)
+    # How long the delivery log keeps a delivery and its attempts.
+    webhook_delivery_retention_days: int = Field(default=30, ge=1)
+
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"
     bedrock_model_id: str = "amazon.titan-embed-text-v2:0"
@@ -155,6 +169,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @field_validator("webhook_retry_seconds", mode="before")
+    @classmethod
+    def _retry_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_retry_schedule(value)
+        return value
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _retry_schedule_valid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        # The same rules whether the schedule came from the environment or from code.
+        return parse_retry_schedule(",".join(map(repr, value)))
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
