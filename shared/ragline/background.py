@@ -1,6 +1,6 @@
 """What a long-running server does besides answering requests: run ingestion.
 
-Local backend: the ingest worker threads and the drop-folder watcher. The emulated AWS backend
+Local backend: the ingest worker threads, the drop-folder watcher and the webhook dispatcher. The emulated AWS backend
 (`ragline serve --backend aws`) builds its own from ragline_emulator.serve.
 """
 
@@ -34,7 +34,7 @@ class Background:
 
 
 def background_services(container: Container) -> Background:
-    """The local backend's: the ingest worker threads and the drop-folder watcher."""
+    """The local backend's: the ingest worker threads, the drop-folder watcher, the webhook dispatcher."""
     from ragline.inbox import InboxSync, InboxWatcher
     from ragline.worker import IngestWorker
 
@@ -51,7 +51,21 @@ def background_services(container: Container) -> Background:
         InboxSync(settings.inbox, container.ingest, container.store, worker.notify),
         settle_seconds=settings.inbox_settle_seconds,
     )
-    return Background([worker, watcher], worker.notify)
+    return Background([worker, watcher, _webhook_dispatcher(container)], worker.notify)
+
+
+def _webhook_dispatcher(container: Container) -> Service:
+    from ragline.adapters.local.sqlite_webhooks import SqliteWebhookStore
+    from ragline.webhooks.dispatcher import LocalDeliveryScheduler, LocalWebhookDispatcher
+
+    store, scheduler = container.webhook_store, container.delivery_scheduler
+    assert isinstance(store, SqliteWebhookStore) and isinstance(scheduler, LocalDeliveryScheduler)
+    return LocalWebhookDispatcher(
+        container.webhooks,
+        store,
+        scheduler,
+        retention_days=container.settings.webhook_delivery_retention_days,
+    )
 
 
 def _worker_ingest(container: Container) -> IngestService:

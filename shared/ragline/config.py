@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     # `ragline serve --backend aws` creates them on the emulator and fills these in).
     documents_bucket: str | None = None
     ingest_queue_url: str | None = None
+    # Deployed: the queue of webhook deliveries (events from the SNS topic, and scheduled retries).
+    webhook_queue_url: str | None = None
     events_topic_arn: str | None = None
     table_name: str = "ragline-metadata"
     # Deployed, each tenant key is also an API Gateway key in this usage plan (throttling per key).
@@ -216,6 +218,10 @@ class Settings(BaseSettings):
     @property
     def metadata_db(self) -> Path:
         return self.data_dir / "metadata.db"
+
+    @property
+    def webhooks_db(self) -> Path:
+        return self.data_dir / "webhooks.db"
 
     @property
     def vector_dir(self) -> Path:

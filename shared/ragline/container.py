@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
 # code, and one that does not embed never loads onnxruntime (cold start, package size).
 from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatBounds, ChatService
 from ragline.config import Settings, get_settings
-from ragline.errors import ConfigurationError
+from ragline.errors import ConfigurationError, DependencyUnavailable
 from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
@@ -17,6 +19,7 @@ from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService
 from ragline.ports import (
     AnswerModel,
     BlobStore,
+    DeliveryScheduler,
     Embedder,
     EventBus,
     HoldsConnections,
@@ -24,8 +27,14 @@ from ragline.ports import (
     MetadataStore,
     PresigningBlobStore,
     VectorIndex,
+    WebhookStore,
 )
 from ragline.retrieval.service import SearchService
+
+if TYPE_CHECKING:
+    from ragline.webhooks.service import WebhookService
+
+log = logging.getLogger("ragline.container")
 
 
 class Container:
@@ -99,7 +108,18 @@ class Container:
             return self.outbox_events
         from ragline.adapters.local.events import InProcessEventBus
 
-        return InProcessEventBus()
+        bus = InProcessEventBus()
+        # Every event, from the server or from `ragline ingest`, becomes its webhook deliveries (pending
+        # in SQLite until the server's dispatcher sends them). Deployed, the SNS topic fans them out.
+        bus.subscribe(self._fan_out_to_webhooks)
+        return bus
+
+    def _fan_out_to_webhooks(self, event: dict[str, Any]) -> None:
+        try:
+            self.webhooks.fan_out(event)
+        except DependencyUnavailable as exc:
+            # The flow that published must go on; the event is in the log line for an operator.
+            log.error("webhook deliveries for event %s %s not recorded: %s", event["type"], event["id"], exc)
 
     @cached_property
     def outbox_events(self) -> OutboxEventBus:
@@ -174,6 +194,49 @@ class Container:
             inbox=self.inbox_objects,
             upload_drop=self.upload_drop,
             upload_claims=self.upload_claims,
+        )
+
+    # ---- webhooks ---------------------------------------------------------------------------------
+    @cached_property
+    def webhook_store(self) -> WebhookStore:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb.webhooks import DynamoWebhookStore
+
+            return DynamoWebhookStore(self.settings.table_name)
+        from ragline.adapters.local.sqlite_webhooks import SqliteWebhookStore
+
+        return SqliteWebhookStore(self.settings.webhooks_db)
+
+    @cached_property
+    def delivery_scheduler(self) -> DeliveryScheduler:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.sqs_deliveries import SqsDeliveryScheduler
+
+            return SqsDeliveryScheduler(_required(self.settings.webhook_queue_url, "RAGLINE_WEBHOOK_QUEUE_URL"))
+        from ragline.webhooks.dispatcher import LocalDeliveryScheduler
+
+        return LocalDeliveryScheduler()
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from ragline.adapters.http_webhooks import HttpWebhookSender
+        from ragline.webhooks.service import WebhookPolicy, WebhookService
+        from ragline.webhooks.targets import SystemResolver
+
+        settings = self.settings
+        return WebhookService(
+            WebhookPolicy(
+                retry_seconds=settings.webhook_retry_seconds,
+                allow_private_targets=settings.webhooks_allow_private_targets,
+                disable_after_failed_events=settings.webhook_disable_after_failed_events,
+            ),
+            self.webhook_store,
+            HttpWebhookSender(
+                allow_private=settings.webhooks_allow_private_targets, timeout_seconds=settings.webhook_timeout_seconds
+            ),
+            self.delivery_scheduler,
+            self.events,
+            SystemResolver(),
         )
 
     def warm(self) -> Container:

@@ -12,6 +12,9 @@ if TYPE_CHECKING:  # arrays only in signatures: the authorizer and the API's imp
 from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedChunk, Job, Usage
 from ragline.retrieval.filters import FilterNode
 
+if TYPE_CHECKING:
+    from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+
 
 class BlobStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
@@ -162,6 +165,76 @@ class EventOutbox(Protocol):
         ...
 
     def release_event(self, event: dict[str, Any]) -> None: ...
+
+
+class WebhookStore(Protocol):
+    """Tenants' webhook endpoints and the delivery log. Every read and write names the tenant: another
+    tenant's endpoint or delivery is simply absent."""
+
+    def create_webhook(self, endpoint: WebhookEndpoint) -> None: ...
+    def get_webhook(self, tenant_id: str, webhook_id: str) -> WebhookEndpoint | None: ...
+    def list_webhooks(self, tenant_id: str) -> list[WebhookEndpoint]:
+        """Oldest first (at most a tenant's endpoint limit, so one page)."""
+        ...
+
+    def save_webhook(self, endpoint: WebhookEndpoint) -> None:
+        """Write the endpoint's settings and secrets; NotFound if it was deleted meanwhile."""
+        ...
+
+    def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
+        """Remove the endpoint and its delivery log; False if there was none."""
+        ...
+
+    def count_event_outcome(self, tenant_id: str, webhook_id: str, *, failed: bool) -> int:
+        """One more event whose deliveries all failed (``failed``), or a success (the run resets to 0):
+        the consecutive failed events now, atomically against concurrent deliveries."""
+        ...
+
+    def disable_webhook(self, tenant_id: str, webhook_id: str, reason: str) -> WebhookEndpoint | None:
+        """Mark an active endpoint inactive with ``reason``: the endpoint if this call disabled it,
+        None if it was already inactive or is gone (so only one caller announces it)."""
+        ...
+
+    def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> list[WebhookDelivery]:
+        """Store new deliveries; one whose id exists already (a redelivered event) is left as it is.
+        Returns those this call added."""
+        ...
+
+    def get_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> WebhookDelivery | None: ...
+    def save_delivery(self, delivery: WebhookDelivery) -> None: ...
+    def list_deliveries(
+        self, tenant_id: str, webhook_id: str, *, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[WebhookDelivery], str | None]:
+        """Newest first; the cursor to the next page, or None on the last."""
+        ...
+
+
+class DueDeliveries(Protocol):
+    """The local dispatcher's view of the log: what is due, and old entries to drop (DynamoDB has TTL
+    and the queue's delays instead)."""
+
+    def due_deliveries(
+        self, now: str, *, limit: int, per_webhook: int, skip_webhooks: Sequence[str], skip_ids: Sequence[str]
+    ) -> list[WebhookDelivery]:
+        """Pending deliveries whose next attempt is due, soonest first: at most ``per_webhook`` of any
+        one endpoint, none of ``skip_webhooks`` (endpoints that are busy) nor ``skip_ids`` (in flight)."""
+        ...
+
+    def next_due_at(self) -> str | None: ...
+    def prune_deliveries(self, created_before: str) -> int: ...
+
+
+class WebhookSender(Protocol):
+    def send(self, url: str, headers: dict[str, str], body: bytes) -> AttemptOutcome:
+        """One POST of one attempt; never raises for what the endpoint or the network did."""
+        ...
+
+
+class DeliveryScheduler(Protocol):
+    """Gets a pending delivery attempted after ``delay_seconds``: locally by waking the dispatcher
+    (which reads due deliveries from the store), deployed by a delayed message on the deliveries queue."""
+
+    def schedule(self, delivery: WebhookDelivery, delay_seconds: float) -> None: ...
 
 
 @runtime_checkable

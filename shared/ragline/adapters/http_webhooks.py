@@ -16,13 +16,13 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import httpcore
 import httpx
 
+from ragline.webhooks.models import AttemptOutcome
 from ragline.webhooks.schedule import retry_after_seconds
 from ragline.webhooks.targets import RefusedTarget, Resolver, SystemResolver, Target, check_target
 
@@ -33,26 +33,6 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 USER_AGENT = "Ragline-Webhooks/1.0"
 # Error texts are logged per attempt and shown to the tenant: one short line.
 MAX_ERROR_LENGTH = 200
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """What one delivery attempt came to: an HTTP status, or an error ("timeout", "connection refused", …)."""
-
-    status_code: int | None
-    error: str | None
-    latency_ms: float
-    response_body: str
-    retry_after: float | None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    @property
-    def gone(self) -> bool:
-        """410 Gone: the receiver asks never to be sent to again (the endpoint is disabled)."""
-        return self.status_code == 410
 
 
 class _DeadlineStream(httpcore.NetworkStream):

@@ -26,6 +26,7 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "search": ("search",),
     "chat": ("chat",),
     "stream": ("stream",),
+    "webhooks": ("webhooks",),
 }
 
 

@@ -22,6 +22,7 @@ from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import UploadService
 from ragline.models import Principal, Scope
 from ragline.retrieval.service import SearchService
+from ragline.webhooks.service import WebhookService
 
 
 def get_container(request: Request) -> Container:
@@ -69,6 +70,10 @@ def get_chat_service(container: ContainerDep) -> ChatService:
     return container.chat
 
 
+def get_webhook_service(container: ContainerDep) -> WebhookService:
+    return container.webhooks
+
+
 def get_worker_wakeup(request: Request) -> Callable[[], None]:
     return request.app.state.notify_worker
 
@@ -78,5 +83,6 @@ IngestServiceDep = Annotated[IngestService, Depends(get_ingest_service)]
 UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
 # Call after accepting documents: wakes the local worker at once (does nothing on Lambda).
 WakeWorker = Annotated[Callable[[], None], Depends(get_worker_wakeup)]

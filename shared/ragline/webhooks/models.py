@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from ragline.models import utcnow
+from ragline.webhooks.targets import MAX_URL_LENGTH
 
 # The event catalogue (README, "Webhooks"). kb.* join when knowledge bases exist.
 EVENT_TYPES = frozenset(
@@ -26,7 +28,6 @@ EVENT_TYPES = frozenset(
     }
 )
 ALL_EVENTS = "*"
-MAX_URL_CHARS = 2048
 
 
 class WebhookSecret(BaseModel):
@@ -87,6 +88,7 @@ class WebhookDelivery(BaseModel):
     status: DeliveryStatus = DeliveryStatus.PENDING
     attempts: list[DeliveryAttempt] = Field(default_factory=list)
     round_attempts: int = 0
+    manual: bool = False  # a test or a redelivery: sent even to an inactive endpoint, not counted against it
     next_attempt_at: str | None = None
     created_at: str = Field(default_factory=utcnow)
     updated_at: str = Field(default_factory=utcnow)
@@ -105,6 +107,26 @@ def delivery_id(event_id: str, event_created_at: str, webhook_id: str) -> str:
     return f"dlv_{millis:012x}{digest}"
 
 
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one delivery attempt came to: an HTTP status, or an error ("timeout", "connection refused", …)."""
+
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    response_body: str
+    retry_after: float | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        """410 Gone: the receiver asks never to be sent to again (the endpoint is disabled)."""
+        return self.status_code == 410
+
+
 # ---- request bodies -------------------------------------------------------------------------------
 def _known_events(events: list[str]) -> list[str]:
     unknown = sorted(set(events) - EVENT_TYPES - {ALL_EVENTS})
@@ -114,7 +136,7 @@ def _known_events(events: list[str]) -> list[str]:
 
 
 class CreateWebhookRequest(BaseModel):
-    url: str = Field(min_length=1, max_length=MAX_URL_CHARS)
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
     events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
     description: str | None = Field(default=None, max_length=500)
     active: bool = True
@@ -126,7 +148,7 @@ class CreateWebhookRequest(BaseModel):
 
 
 class UpdateWebhookRequest(BaseModel):
-    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_CHARS)
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
     events: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES) + 1)
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
@@ -139,3 +161,55 @@ class UpdateWebhookRequest(BaseModel):
 
 class RotateSecretRequest(BaseModel):
     grace_period_hours: float = Field(default=24.0, ge=0, le=7 * 24)
+
+
+# ---- response bodies (API.md, Webhooks) ----------------------------------------------------------
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    active: bool
+    disabled_reason: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str  # shown only here and at rotation
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class SecretOut(BaseModel):
+    secret: str
+
+
+class TestSent(BaseModel):
+    event_id: str
+    delivery_id: str
+
+
+class AttemptOut(BaseModel):
+    at: str
+    status_code: int | None = None
+    error: str | None = None
+    latency_ms: float
+    response_body: str
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: list[AttemptOut]
+    next_attempt_at: str | None
+    created_at: str
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None
