@@ -1,0 +1,332 @@
+"""`ragline bench webhooks`: how long an event takes to reach every webhook endpoint, locally.
+
+In process, with the real components: a Container on a temporary data directory (private targets
+allowed), `--endpoints` endpoints registered through WebhookService for one tenant (events ``*``),
+each pointing at its own HTTP receiver on 127.0.0.1 (a ThreadingHTTPServer that notes when each
+request arrives and answers 204), and the webhook dispatcher started as `ragline serve` starts it
+(ragline.background). `--events` ``document.indexed``-like events are published through
+``container.events.publish``; for every (event, endpoint) the latency is event published → request
+received (both clocks are this process's ``perf_counter``). The ``webhook-id`` header (the event id)
+and the receiver tell each delivery apart, so duplicates and losses are counted, not assumed away.
+
+Two scenarios, each on a fresh data directory: 1. the healthy endpoints only; 2. the same plus one
+endpoint that accepts connections and never answers (each attempt ends at the sender's timeout,
+`--hang-timeout`, 15 s by default as RAGLINE_WEBHOOK_TIMEOUT_SECONDS), of which only the healthy
+endpoints' deliveries are measured. Each runs with two publishing patterns: a burst (all events
+back to back) and paced at `--rate` events/s. The receivers share this process (and its GIL) with the
+dispatcher: their cost is counted in the figures, as a fast receiver on the same machine would be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragline_bench.common import (
+    BenchError,
+    Report,
+    at_most,
+    bench_data_dir,
+    make_table,
+    percentile,
+    progress_bar,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+TENANT = "bench-webhooks"
+TARGET_P99_MS = 1000.0
+# "Unchanged within noise": the healthy endpoints' p99 with a hanging endpoint beside them, at most
+# this many times their p99 without it (this 2-core machine's run-to-run spread is ~±20 %).
+TARGET_HANG_RATIO = 1.5
+PATTERNS = ("burst", "paced")
+
+
+# ---- the receivers ---------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        arrived = time.perf_counter()
+        if self.server.hang:
+            # Accepted and read, never answered: the sender waits out its timeout.
+            self.server.release.wait()
+            self.close_connection = True
+            return
+        self.server.record(self.headers.get("webhook-id") or "", body, arrived)
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
+class Receiver(ThreadingHTTPServer):
+    """One endpoint's receiver on 127.0.0.1: (webhook-id, event sequence number, arrival time) per request."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, *, hang: bool = False) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.hang = hang
+        self.release = threading.Event()
+        self.arrivals: list[tuple[str, int, float]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/hook"
+
+    def record(self, webhook_id: str, body: bytes, arrived: float) -> None:
+        try:
+            seq = int(json.loads(body)["data"]["seq"])
+        except (ValueError, KeyError, TypeError):
+            seq = -1
+        with self._lock:
+            self.arrivals.append((webhook_id, seq, arrived))
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.arrivals)
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+
+# ---- one scenario ----------------------------------------------------------------------------------
+@contextmanager
+def _world(data_dir: Path, endpoints: int, hang: bool, timeout: float) -> Iterator[tuple[Any, list[Receiver]]]:
+    """A Container with its endpoints registered and the dispatcher running; the healthy receivers."""
+    from ragline.background import _webhook_dispatcher
+    from ragline.config import Settings
+    from ragline.container import Container
+
+    settings = Settings(
+        data_dir=data_dir, backend="local", webhooks_allow_private_targets=True, webhook_timeout_seconds=timeout
+    )
+    container = Container(settings)
+    healthy = [Receiver().start() for _ in range(endpoints)]
+    hanging = [Receiver(hang=True).start()] if hang else []
+    try:
+        for number, receiver in enumerate([*healthy, *hanging]):
+            label = "hangs" if receiver.hang else f"receiver {number}"
+            container.webhooks.create(TENANT, receiver.url, ["*"], f"bench: {label}", True)
+        dispatcher = _webhook_dispatcher(container)
+        dispatcher.start()
+        try:
+            yield container, healthy
+        finally:
+            for receiver in hanging:
+                receiver.release.set()  # the senders stuck on it get their answer (a closed connection)
+            dispatcher.stop()
+    finally:
+        for receiver in [*healthy, *hanging]:
+            receiver.close()
+
+
+def run_scenario(
+    data_dir: Path,
+    *,
+    events: int,
+    endpoints: int,
+    rate: float | None,
+    hang: bool,
+    timeout: float,
+    console: Console | None = None,
+    label: str = "",
+    stall_seconds: float = 30.0,
+) -> dict[str, Any]:
+    """Publish `events` events (back to back when `rate` is None, else `rate` per second) and wait for the
+    healthy receivers to have every delivery (or for no new one to arrive in `stall_seconds`)."""
+    expected = events * endpoints
+    published: list[float] = [0.0] * events
+    with _world(data_dir, endpoints, hang, timeout) as (container, receivers):
+        started = time.perf_counter()
+        for seq in range(events):
+            if rate:
+                pause = started + seq / rate - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+            published[seq] = time.perf_counter()
+            data = {"document_id": f"doc_bench{seq:06d}", "chunk_count": 12, "page_count": 3, "version": 1, "seq": seq}
+            container.events.publish("document.indexed", TENANT, data)
+        publish_s = time.perf_counter() - started
+
+        last_count, last_change = -1, time.monotonic()
+        with _maybe_progress(console, label, expected) as advance:
+            while True:
+                count = sum(r.count() for r in receivers)
+                advance(count)
+                if count >= expected:
+                    break
+                if count != last_count:
+                    last_count, last_change = count, time.monotonic()
+                elif time.monotonic() - last_change > stall_seconds:
+                    break
+                time.sleep(0.05)
+        time.sleep(0.2)  # a repeat of a delivery would arrive just after it: give it the chance
+        arrivals = [(n, *a) for n, r in enumerate(receivers) for a in r.arrivals]
+    return summarize(arrivals, published, events, endpoints, rate, publish_s, hang)
+
+
+@contextmanager
+def _maybe_progress(console: Console | None, label: str, total: int) -> Iterator[Any]:
+    if console is None:
+        yield lambda completed: None
+        return
+    with progress_bar(console) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda completed: progress.update(task, completed=completed)
+
+
+def summarize(
+    arrivals: list[tuple[int, str, int, float]],
+    published: list[float],
+    events: int,
+    endpoints: int,
+    rate: float | None,
+    publish_s: float,
+    hang: bool,
+) -> dict[str, Any]:
+    """Latency per (event, endpoint) from its first arrival; repeats and losses counted."""
+    per_delivery = Counter((receiver, webhook_id) for receiver, webhook_id, _, _ in arrivals)
+    first: dict[tuple[int, str], tuple[int, float]] = {}
+    for receiver, webhook_id, seq, arrived in sorted(arrivals, key=lambda a: a[3]):
+        first.setdefault((receiver, webhook_id), (seq, arrived))
+    latencies = sorted(arrived - published[seq] for seq, arrived in first.values() if 0 <= seq < events)
+    events_seen = Counter(seq for seq, _ in first.values())
+    expected = events * endpoints
+    span = (max(a for _, a in first.values()) - published[0]) if first else float("nan")
+    ms = [s * 1000 for s in latencies]
+    return {
+        "pattern": "burst" if not rate else f"paced {rate:g}/s",
+        "rate": rate,
+        "hanging_endpoint": hang,
+        "events": events,
+        "endpoints": endpoints,
+        "expected": expected,
+        "requests": len(arrivals),
+        "delivered": len(first),
+        "duplicates": sum(n - 1 for n in per_delivery.values()),
+        "missing": expected - len(first),
+        "events_short": sum(1 for seq in range(events) if events_seen[seq] != endpoints),
+        "unknown_bodies": sum(1 for _, _, seq, _ in arrivals if not 0 <= seq < events),
+        "publish_s": round(publish_s, 3),
+        "span_s": round(span, 3),
+        "deliveries_per_s": round(len(first) / span, 1) if first and span > 0 else float("nan"),
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "p99_ms": round(percentile(ms, 99), 1),
+        "max_ms": round(max(ms), 1) if ms else float("nan"),
+    }
+
+
+# ---- the benchmark ---------------------------------------------------------------------------------
+def run(args: argparse.Namespace, console: Console) -> Report:
+    if args.events < 1 or args.endpoints < 1:
+        raise BenchError("--events and --endpoints must be at least 1")
+    if args.endpoints > 19:
+        raise BenchError("--endpoints: at most 19 (a tenant has at most 20 endpoints; one more hangs)")
+    patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    report = Report("webhooks")
+    results: dict[str, dict[str, Any]] = {}
+    with bench_data_dir(args.data_dir, "webhooks") as data_dir:
+        for pattern in patterns:
+            rate = None if pattern == "burst" else args.rate
+            for hang in (False, True):
+                key = f"{pattern}{'_hang' if hang else ''}"
+                label = f"{pattern}: {args.endpoints} endpoints" + (" + 1 hanging" if hang else "")
+                results[key] = run_scenario(
+                    data_dir / key,
+                    events=args.events,
+                    endpoints=args.endpoints,
+                    rate=rate,
+                    hang=hang,
+                    timeout=args.hang_timeout,
+                    console=console,
+                    label=label,
+                )
+    report.figures = {"events": args.events, "endpoints": args.endpoints, "rate": args.rate, "scenarios": results}
+    for pattern in patterns:
+        healthy, hung = results[pattern], results[f"{pattern}_hang"]
+        ratio = hung["p99_ms"] / healthy["p99_ms"] if healthy["p99_ms"] else float("nan")
+        healthy["hang_p99_ratio"] = hung["hang_p99_ratio"] = round(ratio, 2)
+        name = "burst" if pattern == "burst" else f"paced {args.rate:g}/s"
+        report.targets.append(at_most(f"{name}: event → delivery p99", healthy["p99_ms"], TARGET_P99_MS, "ms"))
+        report.targets.append(
+            at_most(f"{name}: healthy p99 with a hanging endpoint ÷ without", round(ratio, 2), TARGET_HANG_RATIO, "×")
+        )
+        for figures in (healthy, hung):
+            if figures["duplicates"] or figures["missing"]:
+                report.notes.append(
+                    f"{figures['pattern']}{' + hanging' if figures['hanging_endpoint'] else ''}: "
+                    f"{figures['duplicates']} duplicate(s), {figures['missing']} missing"
+                )
+    print_report(report.figures, console)
+    for note in report.notes:
+        console.print(f"[red]{note}[/]")
+    return report
+
+
+def print_report(figures: dict[str, Any], console: Console) -> None:
+    rows = []
+    for s in figures["scenarios"].values():
+        rows.append(
+            (
+                s["pattern"],
+                f"{s['endpoints']} + 1 hanging" if s["hanging_endpoint"] else f"{s['endpoints']}",
+                f"{s['delivered']:,}/{s['expected']:,}",
+                s["duplicates"],
+                s["deliveries_per_s"],
+                s["p50_ms"],
+                s["p95_ms"],
+                s["p99_ms"],
+                s["max_ms"],
+                s["hang_p99_ratio"] if s["hanging_endpoint"] else None,
+                s["publish_s"],
+            )
+        )
+    console.print(
+        make_table(
+            f"webhooks: {figures['events']:,} events × {figures['endpoints']} endpoints, event published → "
+            "request received (healthy endpoints only)",
+            (
+                "publishing",
+                "endpoints",
+                "delivered once",
+                "dupes",
+                "deliveries/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "p99 ÷ no hang",
+                "publish s",
+            ),
+            rows,
+            caption="burst: every event published back to back (publish() writes the deliveries to SQLite "
+            "before it returns); paced: at the given rate. deliveries/s: delivered ÷ (last arrival − first "
+            f"publish). Targets: p99 ≤ {TARGET_P99_MS:g} ms; p99 with a hanging endpoint ≤ {TARGET_HANG_RATIO:g}× "
+            "without. Receivers, dispatcher and publisher share this process and the machine's cores.",
+        )
+    )
