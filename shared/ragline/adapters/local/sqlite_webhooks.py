@@ -7,7 +7,10 @@ the server resumes them: the local dispatcher reads what is due from ``due_deliv
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ragline.adapters.local.sqlite_database import SqliteDatabase
@@ -34,8 +37,38 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries(tenant_id, webhook_id, id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(webhook_id, next_attempt_at, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries(created_at);
 """
+
+_DUE_DELIVERIES = """
+WITH RECURSIVE hooks(id) AS (
+    SELECT (SELECT MIN(webhook_id) FROM deliveries WHERE status = 'pending')
+    UNION ALL
+    SELECT (SELECT MIN(webhook_id) FROM deliveries WHERE status = 'pending' AND webhook_id > hooks.id)
+    FROM hooks WHERE hooks.id IS NOT NULL
+), skip(id) AS MATERIALIZED (SELECT value FROM json_each(?3))
+SELECT d.doc FROM hooks CROSS JOIN deliveries AS d
+WHERE hooks.id IS NOT NULL
+  AND hooks.id NOT IN (SELECT value FROM json_each(?2))
+  AND d.rowid IN (
+      SELECT rowid FROM deliveries
+      WHERE webhook_id = hooks.id AND status = 'pending' AND next_attempt_at <= ?1 AND id NOT IN skip
+      ORDER BY next_attempt_at, id LIMIT ?4
+  )
+ORDER BY d.next_attempt_at, d.id LIMIT ?5
+"""
+
+
+class _Save:
+    """One save_delivery waiting for its group commit."""
+
+    __slots__ = ("done", "error", "row")
+
+    def __init__(self, row: tuple[str, str | None, str, str, str]) -> None:
+        self.row = row
+        self.done = False
+        self.error: BaseException | None = None
 
 
 def _endpoint(doc: str) -> WebhookEndpoint:
@@ -62,7 +95,18 @@ class SqliteWebhookStore(SqliteDatabase):
     """WebhookStore and DueDeliveries over one SQLite file."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        # Writers of this process take turns on a lock: waiting on SQLite's own lock would sleep in
+        # steps of up to 100 ms (its busy handler polls), which a dispatcher's sixteen senders, each
+        # writing its outcome, turned into a queue of sleepers. Other processes still meet busy_timeout.
+        self._write_lock = threading.Lock()
+        self._saves: list[_Save] = []  # outcomes waiting for the next group commit (under _saves_lock)
+        self._saves_lock = threading.Lock()
         super().__init__(path, _SCHEMA, what="the webhooks database", busy_timeout=busy_timeout)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock, super()._write() as db:
+            yield db
 
     # ---- endpoints -------------------------------------------------------------------------------
     def create_webhook(self, endpoint: WebhookEndpoint) -> None:
@@ -162,12 +206,32 @@ class SqliteWebhookStore(SqliteDatabase):
         return _delivery(row["doc"]) if row else None
 
     def save_delivery(self, delivery: WebhookDelivery) -> None:
-        with self._write() as db:
-            # An UPDATE, not an upsert: a delivery whose endpoint was deleted meanwhile stays deleted.
-            db.execute(
-                "UPDATE deliveries SET status = ?, next_attempt_at = ?, doc = ? WHERE webhook_id = ? AND id = ?",
-                (*_delivery_row(delivery)[3:5], delivery.model_dump_json(), delivery.webhook_id, delivery.id),
-            )
+        """Returns once the delivery is committed. Saves made at the same time by other threads (the
+        dispatcher's senders, each recording an attempt) share one transaction: whichever gets the
+        write lock first commits every save waiting by then (group commit), the others find theirs done."""
+        _, _, _, status, next_attempt_at, _, doc = _delivery_row(delivery)  # serialized outside the lock
+        save = _Save((status, next_attempt_at, doc, delivery.webhook_id, delivery.id))
+        with self._saves_lock:
+            self._saves.append(save)
+        with self._write_lock:
+            if not save.done:
+                with self._saves_lock:
+                    batch, self._saves = self._saves, []
+                try:
+                    with super()._write() as db:  # this lock is held: the base class's transaction
+                        # An UPDATE, not an upsert: a delivery whose endpoint was deleted meanwhile stays deleted.
+                        db.executemany(
+                            "UPDATE deliveries SET status = ?, next_attempt_at = ?, doc = ? WHERE webhook_id = ? AND id = ?",
+                            [waiting.row for waiting in batch],
+                        )
+                except BaseException as exc:
+                    for waiting in batch:
+                        waiting.error = exc
+                finally:
+                    for waiting in batch:
+                        waiting.done = True
+        if save.error is not None:
+            raise save.error
 
     def list_deliveries(
         self, tenant_id: str, webhook_id: str, *, status: DeliveryStatus | None, limit: int, cursor: str | None
@@ -192,21 +256,12 @@ class SqliteWebhookStore(SqliteDatabase):
         self, now: str, *, limit: int, per_webhook: int, skip_webhooks: Sequence[str], skip_ids: Sequence[str]
     ) -> list[WebhookDelivery]:
         # A window per endpoint, so that one endpoint's backlog cannot fill the page and starve the rest.
-        skip_hooks = json.dumps(list(skip_webhooks))
-        skip_deliveries = json.dumps(list(skip_ids))
+        # Index seeks only: the endpoints with pending deliveries one by one (a skip-scan of
+        # deliveries_pending), then each one's soonest due; no pass over the whole backlog.
         with self._connection() as db:
             rows = db.execute(
-                """
-                SELECT doc FROM (
-                    SELECT doc, next_attempt_at,
-                           ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS place
-                    FROM deliveries
-                    WHERE status = 'pending' AND next_attempt_at <= ?
-                      AND webhook_id NOT IN (SELECT value FROM json_each(?))
-                      AND id NOT IN (SELECT value FROM json_each(?))
-                ) WHERE place <= ? ORDER BY next_attempt_at LIMIT ?
-                """,
-                (now, skip_hooks, skip_deliveries, per_webhook, limit),
+                _DUE_DELIVERIES,
+                (now, json.dumps(list(skip_webhooks)), json.dumps(list(skip_ids)), per_webhook, limit),
             ).fetchall()
         return [_delivery(row["doc"]) for row in rows]
 
