@@ -190,6 +190,12 @@ def _webhooks_args(p: argparse.ArgumentParser) -> None:
         help="the sender's timeout, which ends each attempt at the hanging endpoint (default 15, as "
         "RAGLINE_WEBHOOK_TIMEOUT_SECONDS)",
     )
+    p.add_argument(
+        "--receivers-in-process",
+        action="store_true",
+        help="run the HTTP receivers on threads of the benchmark's process (default: a child process, so "
+        "that they do not take the GIL from the dispatcher being measured)",
+    )
 
 
 # Benchmarks whose runner is not `run` in ragline_bench.<name>.

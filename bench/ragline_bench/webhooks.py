@@ -6,21 +6,27 @@ each pointing at its own HTTP receiver on 127.0.0.1 (a ThreadingHTTPServer that 
 request arrives and answers 204), and the webhook dispatcher started as `ragline serve` starts it
 (ragline.background). `--events` ``document.indexed``-like events are published through
 ``container.events.publish``; for every (event, endpoint) the latency is event published → request
-received (both clocks are this process's ``perf_counter``). The ``webhook-id`` header (the event id)
+received (``time.monotonic``: CLOCK_MONOTONIC, one clock for every process of the machine). The ``webhook-id`` header (the event id)
 and the receiver tell each delivery apart, so duplicates and losses are counted, not assumed away.
 
 Two scenarios, each on a fresh data directory: 1. the healthy endpoints only; 2. the same plus one
 endpoint that accepts connections and never answers (each attempt ends at the sender's timeout,
 `--hang-timeout`, 15 s by default as RAGLINE_WEBHOOK_TIMEOUT_SECONDS), of which only the healthy
 endpoints' deliveries are measured. Each runs with two publishing patterns: a burst (all events
-back to back) and paced at `--rate` events/s. The receivers share this process (and its GIL) with the
-dispatcher: their cost is counted in the figures, as a fast receiver on the same machine would be.
+back to back) and paced at `--rate` events/s.
+
+The receivers run in a child process (`python -m ragline_bench.webhooks --receivers …`), as real
+receivers would be elsewhere: in this process they would take about a third of the GIL (a thread per
+request, http.server's parsing) from the dispatcher being measured. `--receivers-in-process` runs them
+here instead; the machine's cores are shared either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -28,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragline_bench.common import (
     BenchError,
@@ -57,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        arrived = time.perf_counter()
+        arrived = time.monotonic()
         if self.server.hang:
             # Accepted and read, never answered: the sender waits out its timeout.
             self.server.release.wait()
@@ -113,10 +119,113 @@ class Receiver(ThreadingHTTPServer):
         self.server_close()
 
 
+class Receivers(Protocol):
+    """The healthy receivers (then the hanging one, if any): their URLs, how many requests they have had,
+    and at the end every arrival as (receiver number, webhook-id, event sequence number, time)."""
+
+    urls: list[str]
+
+    def count(self) -> int: ...
+    def release(self) -> None: ...
+    def close(self) -> list[tuple[int, str, int, float]]: ...
+
+
+class LocalReceivers:
+    """Receivers on threads of this process."""
+
+    def __init__(self, healthy: int, hang: bool) -> None:
+        self.healthy = [Receiver().start() for _ in range(healthy)]
+        self.hanging = [Receiver(hang=True).start()] if hang else []
+        self.urls = [r.url for r in [*self.healthy, *self.hanging]]
+
+    def count(self) -> int:
+        return sum(r.count() for r in self.healthy)
+
+    def release(self) -> None:
+        for receiver in self.hanging:
+            receiver.release.set()  # the senders stuck on it get their answer (a closed connection)
+
+    def close(self) -> list[tuple[int, str, int, float]]:
+        for receiver in [*self.healthy, *self.hanging]:
+            receiver.close()
+        return [(n, *a) for n, r in enumerate(self.healthy) for a in r.arrivals]
+
+
+class ChildReceivers:
+    """Receivers in a child process, driven over its stdin/stdout one line per command."""
+
+    def __init__(self, healthy: int, hang: bool) -> None:
+        command = [sys.executable, "-m", "ragline_bench.webhooks", "--receivers", str(healthy)]
+        self.process = subprocess.Popen(
+            [*command, *(["--hang"] if hang else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._lock = threading.Lock()
+        try:
+            self.urls = json.loads(self._readline())
+        except (ValueError, BenchError):
+            self.process.kill()
+            raise BenchError(f"the receivers' process did not start (exit code {self.process.wait()})") from None
+
+    def _readline(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise BenchError("the receivers' process ended early")
+        return line
+
+    def _ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        with self._lock:
+            self.process.stdin.write(command + "\n")
+            self.process.stdin.flush()
+            return self._readline()
+
+    def count(self) -> int:
+        return int(self._ask("count"))
+
+    def release(self) -> None:
+        self._ask("release")
+
+    def close(self) -> list[tuple[int, str, int, float]]:
+        try:
+            arrivals = json.loads(self._ask("close"))
+        finally:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return [tuple(a) for a in arrivals]  # type: ignore[misc]
+
+
+def _receivers_main(argv: list[str]) -> int:
+    """The child of ChildReceivers: prints the URLs, then answers count / release / close on stdin."""
+    parser = argparse.ArgumentParser(prog="python -m ragline_bench.webhooks")
+    parser.add_argument("--receivers", type=int, required=True)
+    parser.add_argument("--hang", action="store_true")
+    args = parser.parse_args(argv)
+    receivers = LocalReceivers(args.receivers, args.hang)
+    print(json.dumps(receivers.urls), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "count":
+            print(receivers.count(), flush=True)
+        elif command == "release":
+            receivers.release()
+            print("ok", flush=True)
+        elif command == "close":
+            print(json.dumps(receivers.close()), flush=True)
+            return 0
+    receivers.close()
+    return 0
+
+
 # ---- one scenario ----------------------------------------------------------------------------------
 @contextmanager
-def _world(data_dir: Path, endpoints: int, hang: bool, timeout: float) -> Iterator[tuple[Any, list[Receiver]]]:
-    """A Container with its endpoints registered and the dispatcher running; the healthy receivers."""
+def _world(
+    data_dir: Path, endpoints: int, hang: bool, timeout: float, in_process: bool
+) -> Iterator[tuple[Any, Receivers]]:
+    """A Container with its endpoints registered and the dispatcher running; the receivers."""
     from ragline.background import _webhook_dispatcher
     from ragline.config import Settings
     from ragline.container import Container
@@ -125,23 +234,21 @@ def _world(data_dir: Path, endpoints: int, hang: bool, timeout: float) -> Iterat
         data_dir=data_dir, backend="local", webhooks_allow_private_targets=True, webhook_timeout_seconds=timeout
     )
     container = Container(settings)
-    healthy = [Receiver().start() for _ in range(endpoints)]
-    hanging = [Receiver(hang=True).start()] if hang else []
+    receivers: Receivers = LocalReceivers(endpoints, hang) if in_process else ChildReceivers(endpoints, hang)
     try:
-        for number, receiver in enumerate([*healthy, *hanging]):
-            label = "hangs" if receiver.hang else f"receiver {number}"
-            container.webhooks.create(TENANT, receiver.url, ["*"], f"bench: {label}", True)
+        for number, url in enumerate(receivers.urls):
+            label = "hangs" if number >= endpoints else f"receiver {number}"
+            container.webhooks.create(TENANT, url, ["*"], f"bench: {label}", True)
         dispatcher = _webhook_dispatcher(container)
         dispatcher.start()
         try:
-            yield container, healthy
+            yield container, receivers
         finally:
-            for receiver in hanging:
-                receiver.release.set()  # the senders stuck on it get their answer (a closed connection)
+            receivers.release()
             dispatcher.stop()
-    finally:
-        for receiver in [*healthy, *hanging]:
-            receiver.close()
+    except BaseException:
+        receivers.close()
+        raise
 
 
 def run_scenario(
@@ -155,27 +262,28 @@ def run_scenario(
     console: Console | None = None,
     label: str = "",
     stall_seconds: float = 30.0,
+    receivers_in_process: bool = False,
 ) -> dict[str, Any]:
     """Publish `events` events (back to back when `rate` is None, else `rate` per second) and wait for the
     healthy receivers to have every delivery (or for no new one to arrive in `stall_seconds`)."""
     expected = events * endpoints
     published: list[float] = [0.0] * events
-    with _world(data_dir, endpoints, hang, timeout) as (container, receivers):
-        started = time.perf_counter()
+    with _world(data_dir, endpoints, hang, timeout, receivers_in_process) as (container, receivers):
+        started = time.monotonic()
         for seq in range(events):
             if rate:
-                pause = started + seq / rate - time.perf_counter()
+                pause = started + seq / rate - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-            published[seq] = time.perf_counter()
+            published[seq] = time.monotonic()
             data = {"document_id": f"doc_bench{seq:06d}", "chunk_count": 12, "page_count": 3, "version": 1, "seq": seq}
             container.events.publish("document.indexed", TENANT, data)
-        publish_s = time.perf_counter() - started
+        publish_s = time.monotonic() - started
 
         last_count, last_change = -1, time.monotonic()
         with _maybe_progress(console, label, expected) as advance:
             while True:
-                count = sum(r.count() for r in receivers)
+                count = receivers.count()
                 advance(count)
                 if count >= expected:
                     break
@@ -185,7 +293,7 @@ def run_scenario(
                     break
                 time.sleep(0.05)
         time.sleep(0.2)  # a repeat of a delivery would arrive just after it: give it the chance
-        arrivals = [(n, *a) for n, r in enumerate(receivers) for a in r.arrivals]
+    arrivals = receivers.close()
     return summarize(arrivals, published, events, endpoints, rate, publish_s, hang)
 
 
@@ -265,8 +373,15 @@ def run(args: argparse.Namespace, console: Console) -> Report:
                     timeout=args.hang_timeout,
                     console=console,
                     label=label,
+                    receivers_in_process=args.receivers_in_process,
                 )
-    report.figures = {"events": args.events, "endpoints": args.endpoints, "rate": args.rate, "scenarios": results}
+    report.figures = {
+        "events": args.events,
+        "endpoints": args.endpoints,
+        "rate": args.rate,
+        "receivers": "this process" if args.receivers_in_process else "a child process",
+        "scenarios": results,
+    }
     for pattern in patterns:
         healthy, hung = results[pattern], results[f"{pattern}_hang"]
         ratio = hung["p99_ms"] / healthy["p99_ms"] if healthy["p99_ms"] else float("nan")
@@ -327,6 +442,10 @@ def print_report(figures: dict[str, Any], console: Console) -> None:
             caption="burst: every event published back to back (publish() writes the deliveries to SQLite "
             "before it returns); paced: at the given rate. deliveries/s: delivered ÷ (last arrival − first "
             f"publish). Targets: p99 ≤ {TARGET_P99_MS:g} ms; p99 with a hanging endpoint ≤ {TARGET_HANG_RATIO:g}× "
-            "without. Receivers, dispatcher and publisher share this process and the machine's cores.",
+            "without. Receivers in " + figures["receivers"] + "; everything shares the machine's cores.",
         )
     )
+
+
+if __name__ == "__main__":
+    sys.exit(_receivers_main(sys.argv[1:]))

@@ -185,9 +185,10 @@ class LocalWebhookDispatcher:
             skip_ids = [*self._in_flight, *self._buffered, *self._cooling]
             full = [webhook for webhook, ready in self._ready.items() if len(ready) >= self.prefetch // 2]
             self._next_read = now_mono + self.poll_seconds
+        limit = max(1024, self.threads * self.prefetch)
         due = self.due.due_deliveries(
             utcnow(),
-            limit=max(1024, self.threads * self.prefetch),
+            limit=limit,
             per_webhook=self.prefetch,
             skip_webhooks=full,
             skip_ids=skip_ids,
@@ -204,7 +205,11 @@ class LocalWebhookDispatcher:
                     self._more.add(webhook)
                 else:
                     self._more.discard(webhook)
-            self._more.difference_update(w for w in list(self._more) if w not in read and w not in full)
+            # Not read for lack of room: whatever fell due for them since is read once their buffer runs low.
+            self._more.difference_update(w for w in list(self._more) if w not in read)
+            self._more.update(full)
+            if len(due) >= limit:
+                self._next_read = now_mono  # the page was full: read the rest on the next turn of the loop
 
     def _hand_out(self) -> None:
         """Give buffered deliveries to idle senders, round-robin over the endpoints, at most
