@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ragline.adapters.local.sqlite_database import SqliteDatabase
 from ragline.errors import NotFound
@@ -60,15 +61,21 @@ ORDER BY d.next_attempt_at, d.id LIMIT ?5
 """
 
 
-class _Save:
-    """One save_delivery waiting for its group commit."""
+T = TypeVar("T")
 
-    __slots__ = ("done", "error", "row")
 
-    def __init__(self, row: tuple[str, str | None, str, str, str]) -> None:
-        self.row = row
+class _Grouped:
+    """One write waiting for its group commit: ``op`` runs inside the group's transaction."""
+
+    __slots__ = ("done", "error", "lead", "op", "result", "wake")
+
+    def __init__(self, op: Callable[[sqlite3.Connection], Any]) -> None:
+        self.op = op
         self.done = False
+        self.lead = False  # this caller commits the queue (it was first, or was handed the turn)
+        self.result: Any = None
         self.error: BaseException | None = None
+        self.wake = threading.Event()
 
 
 def _endpoint(doc: str) -> WebhookEndpoint:
@@ -99,14 +106,59 @@ class SqliteWebhookStore(SqliteDatabase):
         # steps of up to 100 ms (its busy handler polls), which a dispatcher's sixteen senders, each
         # writing its outcome, turned into a queue of sleepers. Other processes still meet busy_timeout.
         self._write_lock = threading.Lock()
-        self._saves: list[_Save] = []  # outcomes waiting for the next group commit (under _saves_lock)
-        self._saves_lock = threading.Lock()
+        # Writes waiting for a group commit, in arrival order; _leading while some caller commits them.
+        self._queue: list[_Grouped] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
         super().__init__(path, _SCHEMA, what="the webhooks database", busy_timeout=busy_timeout)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock, super()._write() as db:
             yield db
+
+    def _grouped(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op`` in a write transaction shared with the writes queued meanwhile (group commit), and
+        return once that transaction is committed. The dispatcher's senders each record an attempt and
+        a publisher adds an event's deliveries: one transaction for all of them, in the order they came,
+        instead of one each, with every caller waiting its turn on the lock. If the transaction fails,
+        every write in it gets the error (none is committed)."""
+        grouped = _Grouped(op)
+        with self._queue_lock:
+            self._queue.append(grouped)
+            if not self._leading:
+                self._leading = grouped.lead = True
+        if not grouped.lead:
+            grouped.wake.wait()  # until committed by another caller, or handed the turn to commit
+        if not grouped.done:
+            self._commit_queue()
+        if grouped.error is not None:
+            raise grouped.error
+        return grouped.result  # type: ignore[no-any-return]
+
+    def _commit_queue(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        try:
+            with self._write() as db:
+                for grouped in batch:
+                    grouped.result = grouped.op(db)
+        except BaseException as exc:
+            for grouped in batch:
+                grouped.error = exc
+        nxt = None
+        with self._queue_lock:
+            for grouped in batch:
+                grouped.done = True
+            if self._queue:
+                nxt = self._queue[0]  # it commits what queued meanwhile: callers take turns, none leads forever
+                nxt.lead = True
+            else:
+                self._leading = False
+        for grouped in batch:
+            grouped.wake.set()
+        if nxt is not None:
+            nxt.wake.set()
 
     # ---- endpoints -------------------------------------------------------------------------------
     def create_webhook(self, endpoint: WebhookEndpoint) -> None:
@@ -183,19 +235,26 @@ class SqliteWebhookStore(SqliteDatabase):
 
     # ---- deliveries ------------------------------------------------------------------------------
     def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> list[WebhookDelivery]:
-        added: list[WebhookDelivery] = []
         if not deliveries:
-            return added
-        with self._write() as db:
-            for delivery in deliveries:
+            return []
+        rows = [_delivery_row(delivery) for delivery in deliveries]  # serialized outside the lock
+
+        def insert(db: sqlite3.Connection) -> set[tuple[str, str]]:
+            # One statement per 100 rows, not one per delivery: each call into SQLite lets go of the GIL,
+            # and getting it back behind a dispatcher's busy senders is what a publisher waits for.
+            inserted: set[tuple[str, str]] = set()
+            for start in range(0, len(rows), 100):
+                chunk = rows[start : start + 100]
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO deliveries (id, tenant_id, webhook_id, status, next_attempt_at, created_at,"
-                    " doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    _delivery_row(delivery),
+                    " doc) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)) + " RETURNING webhook_id, id",
+                    [value for row in chunk for value in row],
                 )
-                if cursor.rowcount:
-                    added.append(delivery)
-        return added
+                inserted.update((row[0], row[1]) for row in cursor.fetchall())
+            return inserted
+
+        inserted = self._grouped(insert)
+        return [delivery for delivery in deliveries if (delivery.webhook_id, delivery.id) in inserted]
 
     def get_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> WebhookDelivery | None:
         with self._connection() as db:
@@ -206,32 +265,18 @@ class SqliteWebhookStore(SqliteDatabase):
         return _delivery(row["doc"]) if row else None
 
     def save_delivery(self, delivery: WebhookDelivery) -> None:
-        """Returns once the delivery is committed. Saves made at the same time by other threads (the
-        dispatcher's senders, each recording an attempt) share one transaction: whichever gets the
-        write lock first commits every save waiting by then (group commit), the others find theirs done."""
+        """Returns once the delivery is committed, in a transaction shared with the other writes queued
+        meanwhile (``_grouped``): the dispatcher's senders each record an attempt at once."""
         _, _, _, status, next_attempt_at, _, doc = _delivery_row(delivery)  # serialized outside the lock
-        save = _Save((status, next_attempt_at, doc, delivery.webhook_id, delivery.id))
-        with self._saves_lock:
-            self._saves.append(save)
-        with self._write_lock:
-            if not save.done:
-                with self._saves_lock:
-                    batch, self._saves = self._saves, []
-                try:
-                    with super()._write() as db:  # this lock is held: the base class's transaction
-                        # An UPDATE, not an upsert: a delivery whose endpoint was deleted meanwhile stays deleted.
-                        db.executemany(
-                            "UPDATE deliveries SET status = ?, next_attempt_at = ?, doc = ? WHERE webhook_id = ? AND id = ?",
-                            [waiting.row for waiting in batch],
-                        )
-                except BaseException as exc:
-                    for waiting in batch:
-                        waiting.error = exc
-                finally:
-                    for waiting in batch:
-                        waiting.done = True
-        if save.error is not None:
-            raise save.error
+        row = (status, next_attempt_at, doc, delivery.webhook_id, delivery.id)
+
+        def update(db: sqlite3.Connection) -> None:
+            # An UPDATE, not an upsert: a delivery whose endpoint was deleted meanwhile stays deleted.
+            db.execute(
+                "UPDATE deliveries SET status = ?, next_attempt_at = ?, doc = ? WHERE webhook_id = ? AND id = ?", row
+            )
+
+        self._grouped(update)
 
     def list_deliveries(
         self, tenant_id: str, webhook_id: str, *, status: DeliveryStatus | None, limit: int, cursor: str | None
