@@ -176,7 +176,12 @@ def _webhooks_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--endpoints", type=int, default=10, help="healthy endpoints, each with its own receiver (default 10)"
     )
-    p.add_argument("--rate", type=float, default=200.0, help="events/s of the paced pattern (default 200)")
+    p.add_argument(
+        "--rate",
+        type=_floats,
+        default=[100.0, 200.0],
+        help="events/s of the paced pattern, comma-separated for several (default 100,200)",
+    )
     p.add_argument(
         "--pattern",
         choices=("both", "burst", "paced"),

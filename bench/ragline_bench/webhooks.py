@@ -54,7 +54,6 @@ TARGET_P99_MS = 1000.0
 # "Unchanged within noise": the healthy endpoints' p99 with a hanging endpoint beside them, at most
 # this many times their p99 without it (this 2-core machine's run-to-run spread is ~±20 %).
 TARGET_HANG_RATIO = 1.5
-PATTERNS = ("burst", "paced")
 
 
 # ---- the receivers ---------------------------------------------------------------------------------
@@ -355,17 +354,21 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         raise BenchError("--events and --endpoints must be at least 1")
     if args.endpoints > 19:
         raise BenchError("--endpoints: at most 19 (a tenant has at most 20 endpoints; one more hangs)")
-    patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    rates = list(args.rate) if isinstance(args.rate, (list, tuple)) else [args.rate]
+    patterns: list[tuple[str, float | None]] = []
+    if args.pattern in ("both", "burst"):
+        patterns.append(("burst", None))
+    if args.pattern in ("both", "paced"):
+        patterns += [(f"paced {rate:g}/s", rate) for rate in rates]
     report = Report("webhooks")
     results: dict[str, dict[str, Any]] = {}
     with bench_data_dir(args.data_dir, "webhooks") as data_dir:
-        for pattern in patterns:
-            rate = None if pattern == "burst" else args.rate
+        for name, rate in patterns:
             for hang in (False, True):
-                key = f"{pattern}{'_hang' if hang else ''}"
-                label = f"{pattern}: {args.endpoints} endpoints" + (" + 1 hanging" if hang else "")
+                key = f"{name}{' + hang' if hang else ''}"
+                label = f"{name}: {args.endpoints} endpoints" + (" + 1 hanging" if hang else "")
                 results[key] = run_scenario(
-                    data_dir / key,
+                    data_dir / f"{len(results)}",
                     events=args.events,
                     endpoints=args.endpoints,
                     rate=rate,
@@ -378,15 +381,14 @@ def run(args: argparse.Namespace, console: Console) -> Report:
     report.figures = {
         "events": args.events,
         "endpoints": args.endpoints,
-        "rate": args.rate,
+        "rates": rates,
         "receivers": "this process" if args.receivers_in_process else "a child process",
         "scenarios": results,
     }
-    for pattern in patterns:
-        healthy, hung = results[pattern], results[f"{pattern}_hang"]
+    for name, _ in patterns:
+        healthy, hung = results[name], results[f"{name} + hang"]
         ratio = hung["p99_ms"] / healthy["p99_ms"] if healthy["p99_ms"] else float("nan")
         healthy["hang_p99_ratio"] = hung["hang_p99_ratio"] = round(ratio, 2)
-        name = "burst" if pattern == "burst" else f"paced {args.rate:g}/s"
         report.targets.append(at_most(f"{name}: event → delivery p99", healthy["p99_ms"], TARGET_P99_MS, "ms"))
         report.targets.append(
             at_most(f"{name}: healthy p99 with a hanging endpoint ÷ without", round(ratio, 2), TARGET_HANG_RATIO, "×")
