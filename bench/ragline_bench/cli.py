@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -171,6 +171,38 @@ def _package_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=8, help="largest packages to list per layer (default 8)")
 
 
+def _webhooks_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events", type=int, default=1000, help="events published per scenario (default 1000)")
+    p.add_argument(
+        "--endpoints", type=int, default=10, help="healthy endpoints, each with its own receiver (default 10)"
+    )
+    p.add_argument(
+        "--rate",
+        type=_floats,
+        default=[100.0, 200.0],
+        help="events/s of the paced pattern, comma-separated for several (default 100,200)",
+    )
+    p.add_argument(
+        "--pattern",
+        choices=("both", "burst", "paced"),
+        default="both",
+        help="publish back to back, at --rate, or both in turn (default both)",
+    )
+    p.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=15.0,
+        help="the sender's timeout, which ends each attempt at the hanging endpoint (default 15, as "
+        "RAGLINE_WEBHOOK_TIMEOUT_SECONDS)",
+    )
+    p.add_argument(
+        "--receivers-in-process",
+        action="store_true",
+        help="run the HTTP receivers on threads of the benchmark's process (default: a child process, so "
+        "that they do not take the GIL from the dispatcher being measured)",
+    )
+
+
 # Benchmarks whose runner is not `run` in ragline_bench.<name>.
 RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
 
@@ -182,6 +214,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "fairness": ("one tenant's searches, quiet and while another floods the server (p99 ratio)", _fairness_args),
     "coldstart": ("each Lambda function's init, model load, first invocation and peak RSS (moto)", _coldstart_args),
     "package": ("unzipped size of the built layers and each function vs Lambda's 250 MiB (sam build)", _package_args),
+    "webhooks": (
+        "event published → webhook received, p50/p95/p99, with and without a hanging endpoint",
+        _webhooks_args,
+    ),
     "all": ("ingest, search, quality (SciFact), memory and fairness in turn, then a pass/fail summary", _all_args),
 }
 
@@ -201,7 +237,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in (*SEQUENCE, "coldstart", "package"):
+    for name in (*SEQUENCE, "coldstart", "package", "webhooks"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 
