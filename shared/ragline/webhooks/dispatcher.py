@@ -23,6 +23,7 @@ import time
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 
+from ragline.errors import DependencyUnavailable
 from ragline.models import utcnow
 from ragline.ports import DueDeliveries
 from ragline.webhooks.models import WebhookDelivery
@@ -158,8 +159,8 @@ class LocalWebhookDispatcher:
                     self._read_due()
                 self._hand_out()
                 sleep = self._sleep_seconds()
-            except Exception:  # noqa: BLE001 - the loop must outlive a locked database; logged, retried next poll
-                log.exception("webhook dispatcher could not read due deliveries")
+            except DependencyUnavailable as exc:  # a locked or unreachable database: retried next poll
+                log.error("webhook dispatcher could not read due deliveries: %s", exc)
                 with self._lock:
                     self._next_read = time.monotonic() + self.poll_seconds
                 sleep = self.poll_seconds
@@ -246,8 +247,8 @@ class LocalWebhookDispatcher:
         cutoff = (datetime.now(UTC) - self.retention).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         try:
             pruned = self.due.prune_deliveries(cutoff)
-        except Exception:  # noqa: BLE001 - pruning is housekeeping: logged, tried again in an hour
-            log.exception("webhook delivery log could not be pruned")
+        except DependencyUnavailable as exc:  # housekeeping: tried again in an hour
+            log.error("webhook delivery log could not be pruned: %s", exc)
             return
         if pruned:
             log.info("webhook delivery log: %d deliveries older than %s removed", pruned, cutoff)
