@@ -202,7 +202,9 @@ class Container:
         if self.settings.backend == "aws":
             from ragline.adapters.aws.dynamodb.webhooks import DynamoWebhookStore
 
-            return DynamoWebhookStore(self.settings.table_name)
+            return DynamoWebhookStore(
+                self.settings.table_name, retention_days=self.settings.webhook_delivery_retention_days
+            )
         from ragline.adapters.local.sqlite_webhooks import SqliteWebhookStore
 
         return SqliteWebhookStore(self.settings.webhooks_db)

@@ -1,7 +1,8 @@
 """What invokes the Lambda functions when deployed, emulated for `ragline serve --backend aws`: an
 SQS event source mapping and an EventBridge schedule.
 
-The poller does what Lambda's poller does with the ingest queue, so the real ingest handler runs against
+The poller does what Lambda's poller does with a queue (the ingest queue, the webhook deliveries
+queue), so the real handler runs against
 a real queue (moto server or LocalStack): long-poll up to ``batch_size`` messages, hand them to
 the handler as one SQS event in Lambda's shape, delete the ones that succeeded, and leave the
 ones reported in ``batchItemFailures`` (or all of them, when the handler raises) to become
@@ -152,7 +153,7 @@ class SqsEventSourcePoller(_LoopThread):
 
     def poll_once(self) -> int:
         """Receive one batch and run it; returns how many messages it held."""
-        with clients.unavailable_when_down("the ingest queue (SQS)"):
+        with clients.unavailable_when_down(f"the queue of {self.function_name} (SQS)"):
             answer = self._sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=self.batch_size,
@@ -174,7 +175,7 @@ class SqsEventSourcePoller(_LoopThread):
         failed = failed_message_ids(response, event)
         done = [record for record in event["Records"] if record["messageId"] not in failed]
         if done:
-            with clients.unavailable_when_down("the ingest queue (SQS)"):
+            with clients.unavailable_when_down(f"the queue of {self.function_name} (SQS)"):
                 self._sqs.delete_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done)],

@@ -2,7 +2,7 @@
 
 The template is the single list of resources: this module reads it, resolves the intrinsics it
 needs, and creates its S3 buckets (with their queue notifications), SQS queues and queue policies,
-SNS topics and DynamoDB tables, idempotently. Everything else (functions, API, OpenSearch, IAM)
+SNS topics and subscriptions and DynamoDB tables, idempotently. Everything else (functions, API, OpenSearch, IAM)
 cannot run on the emulators here and is skipped.
 
 ``deployable_subset`` turns the SAM template into a plain CloudFormation template holding only
@@ -35,11 +35,14 @@ INGEST_QUEUE = "IngestQueue"
 DEAD_LETTER_QUEUE = "IngestDeadLetterQueue"
 EVENTS_TOPIC = "EventsTopic"
 METADATA_TABLE = "MetadataTable"
+WEBHOOK_QUEUE = "WebhookQueue"
+WEBHOOK_DEAD_LETTER_QUEUE = "WebhookDeadLetterQueue"
 
 S3_BUCKET = "AWS::S3::Bucket"
 SQS_QUEUE = "AWS::SQS::Queue"
 SQS_QUEUE_POLICY = "AWS::SQS::QueuePolicy"
 SNS_TOPIC = "AWS::SNS::Topic"
+SNS_SUBSCRIPTION = "AWS::SNS::Subscription"
 DYNAMODB_TABLE = "AWS::DynamoDB::Table"
 
 TABLE_WAIT_SECONDS = 60
@@ -386,6 +389,32 @@ def _ensure_topic(logical_id: str, properties: dict[str, Any], ctx: _Context) ->
     return _Created(ref=arn, attributes={"TopicArn": arn, "TopicName": name})
 
 
+# Subscription properties that are subscription attributes (the rest are Subscribe's own arguments).
+_SUBSCRIPTION_ATTRIBUTES = ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy")
+
+
+def _ensure_subscription(logical_id: str, properties: dict[str, Any], ctx: _Context) -> _Created:
+    sns = client("sns")
+    topic, protocol, endpoint = properties["TopicArn"], properties["Protocol"], properties["Endpoint"]
+    attributes = {key: _attribute_string(properties[key]) for key in _SUBSCRIPTION_ATTRIBUTES if key in properties}
+    existing = [
+        subscription["SubscriptionArn"]
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic)
+        for subscription in page["Subscriptions"]
+        if subscription["Protocol"] == protocol and subscription["Endpoint"] == endpoint
+    ]
+    if existing:
+        # Subscribe again with other attributes is an error: bring the one there to the template's.
+        arn = existing[0]
+        for key, value in attributes.items():
+            sns.set_subscription_attributes(SubscriptionArn=arn, AttributeName=key, AttributeValue=value)
+    else:
+        arn = sns.subscribe(
+            TopicArn=topic, Protocol=protocol, Endpoint=endpoint, Attributes=attributes, ReturnSubscriptionArn=True
+        )["SubscriptionArn"]
+    return _Created(ref=arn, attributes={"Arn": arn})
+
+
 def _s3_filter(cfn_filter: Mapping[str, Any] | None) -> dict[str, Any]:
     if not cfn_filter:
         return {}
@@ -544,6 +573,7 @@ _CREATORS: dict[str, Callable[[str, dict[str, Any], _Context], _Created]] = {
     SQS_QUEUE: _ensure_queue,
     SQS_QUEUE_POLICY: _ensure_queue_policy,
     SNS_TOPIC: _ensure_topic,
+    SNS_SUBSCRIPTION: _ensure_subscription,
     DYNAMODB_TABLE: _ensure_table,
 }
 EMULATED_TYPES = frozenset(_CREATORS)
@@ -559,6 +589,8 @@ class ProvisionedResources:
     table_name: str
     max_receive_count: int
     visibility_timeout: int
+    webhook_queue_url: str
+    webhook_dead_letter_queue_url: str
     # Every created resource: logical id → physical id (what !Ref gives).
     physical_ids: dict[str, str] = field(default_factory=dict)
 
@@ -594,7 +626,15 @@ def provision(
         resolver.created[logical_id] = _CREATORS[spec["Type"]](logical_id, properties, context)
         log.debug("provisioned %s: %s", logical_id, resolver.created[logical_id].ref)
 
-    missing = {DOCUMENTS_BUCKET, INGEST_QUEUE, DEAD_LETTER_QUEUE, EVENTS_TOPIC, METADATA_TABLE} - set(resolver.created)
+    missing = {
+        DOCUMENTS_BUCKET,
+        INGEST_QUEUE,
+        DEAD_LETTER_QUEUE,
+        EVENTS_TOPIC,
+        METADATA_TABLE,
+        WEBHOOK_QUEUE,
+        WEBHOOK_DEAD_LETTER_QUEUE,
+    } - set(resolver.created)
     if missing:
         raise TemplateError(f"the template does not declare {sorted(missing)}")
     queue = resolver.resolve(resources[INGEST_QUEUE].get("Properties", {}))
@@ -608,6 +648,8 @@ def provision(
         table_name=created[METADATA_TABLE].ref,
         max_receive_count=int(queue["RedrivePolicy"]["maxReceiveCount"]),
         visibility_timeout=int(queue.get("VisibilityTimeout", 30)),
+        webhook_queue_url=created[WEBHOOK_QUEUE].ref,
+        webhook_dead_letter_queue_url=created[WEBHOOK_DEAD_LETTER_QUEUE].ref,
         physical_ids={logical_id: item.ref for logical_id, item in created.items()},
     )
 
@@ -617,6 +659,7 @@ def settings_overrides(resources: ProvisionedResources) -> dict[str, Any]:
     return {
         "documents_bucket": resources.documents_bucket,
         "ingest_queue_url": resources.ingest_queue_url,
+        "webhook_queue_url": resources.webhook_queue_url,
         "events_topic_arn": resources.events_topic_arn,
         "table_name": resources.table_name,
         "ingest_max_receives": resources.max_receive_count,

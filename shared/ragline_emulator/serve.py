@@ -1,6 +1,7 @@
 """`ragline serve --backend aws`: template.yaml's resources on the emulator at AWS_ENDPOINT_URL, and
-besides the API what Lambda runs when deployed: the ingest function fed by the ingest queue (the
-event source mapping) and the events-redelivery function on its schedule."""
+besides the API what Lambda runs when deployed: the ingest function fed by the ingest queue and the
+webhook dispatcher function fed by the webhook deliveries queue (their event source mappings), and
+the events-redelivery function on its schedule."""
 
 from __future__ import annotations
 
@@ -41,19 +42,27 @@ def emulate_aws(stack_name: str, *, data_dir: Path | None = None) -> None:
     get_container.cache_clear()
     print(
         f"Emulated AWS at {os.environ['AWS_ENDPOINT_URL']}: bucket {resources.documents_bucket}, "
-        f"queue {resources.ingest_queue_url}, topic {resources.events_topic_arn}, table {resources.table_name}",
+        f"queue {resources.ingest_queue_url}, topic {resources.events_topic_arn}, table {resources.table_name}, "
+        f"webhook queue {resources.webhook_queue_url}",
         flush=True,
     )
 
 
 def background_services(container: Container) -> Background:
-    """The ingest queue's poller and the events-redelivery schedule, running the real functions."""
+    """The ingest and webhook queues' pollers and the events-redelivery schedule, running the real functions."""
     settings = container.settings
     # The functions build their services with get_container(): emulate_aws made that this container.
     handler: Any = load_function("ingest").handler
-    assert settings.ingest_queue_url is not None
+    assert settings.ingest_queue_url is not None and settings.webhook_queue_url is not None
     poller = SqsEventSourcePoller(settings.ingest_queue_url, handler)
+    # As template.yaml's WebhookMessages event source: batches of up to 10, failures reported per record.
+    webhooks = SqsEventSourcePoller(
+        settings.webhook_queue_url,
+        load_function("webhook_dispatcher").handler,
+        function_name="WebhookDispatcherFunction",
+        batch_size=10,
+    )
     redelivery = ScheduledInvoker(
         load_function("events_redelivery").handler, settings.events_redelivery_seconds, name="events_redelivery"
     )
-    return Background([poller, redelivery], poller.notify)
+    return Background([poller, webhooks, redelivery], poller.notify)

@@ -421,3 +421,36 @@ def test_stream_chat_run_script_starts_uvicorn_on_localhost() -> None:
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     text = script.read_text()
     assert "exec python -m uvicorn" in text and "--host 127.0.0.1" in text and "app:app" in text
+
+
+# ---- webhooks ---------------------------------------------------------------------------------------
+def test_webhooks_function_manages_endpoints_and_queues_test_events(
+    make_stack: Any, context: EmulatedLambdaContext
+) -> None:
+    stack = make_stack(RAGLINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS="true")
+    webhooks = stack.handler("webhooks")
+    key = stack.keys["t1"]
+    created = webhooks(
+        rest_event("POST", "/v1/webhooks", key=key, body={"url": "http://127.0.0.1:9/hook", "events": ["*"]}), context
+    )
+    assert created["statusCode"] == 201, created
+    hook = response_json(created)
+    assert hook["secret"].startswith("whsec_")
+    listed = response_json(webhooks(rest_event("GET", "/v1/webhooks", key=key), context))
+    assert [w["id"] for w in listed["webhooks"]] == [hook["id"]] and "secret" not in listed["webhooks"][0]
+    assert webhooks(rest_event("GET", f"/v1/webhooks/{hook['id']}", key=stack.keys["t2"]), context)["statusCode"] == 404
+
+    sent = webhooks(rest_event("POST", f"/v1/webhooks/{hook['id']}/test", key=key), context)
+    assert sent["statusCode"] == 202
+    delivery_id = response_json(sent)["delivery_id"]
+    # The attempt is the dispatcher function's: a delivery message waits on the webhook queue.
+    queue_url = stack.container.settings.webhook_queue_url
+    messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+    assert [json.loads(m["Body"]) for m in messages["Messages"]] == [
+        {"kind": "delivery", "tenant_id": "t1", "webhook_id": hook["id"], "delivery_id": delivery_id}
+    ]
+    log = response_json(webhooks(rest_event("GET", f"/v1/webhooks/{hook['id']}/deliveries", key=key), context))
+    assert [(d["id"], d["status"]) for d in log["deliveries"]] == [(delivery_id, "pending")]
+    # Other functions do not serve the webhooks routes, nor this one theirs.
+    assert stack.handler("documents")(rest_event("GET", "/v1/webhooks", key=key), context)["statusCode"] == 404
+    assert webhooks(rest_event("GET", "/v1/kb/documents", key=key), context)["statusCode"] == 404

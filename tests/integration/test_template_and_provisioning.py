@@ -17,7 +17,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.dynamodb.table import table_definitions
+from ragline.adapters.aws.dynamodb.table import TTL_ATTRIBUTE, table_definitions, time_to_live
 from ragline_emulator.provision import (
     ProvisionedResources,
     Resolver,
@@ -67,6 +67,8 @@ def test_template_loads_with_short_tags_in_long_form():
         "StreamChatFunction",
         "AuthorizerFunction",
         "EventsRedeliveryFunction",
+        "WebhooksFunction",
+        "WebhookDispatcherFunction",
     }
 
 
@@ -213,6 +215,9 @@ MEMORY = {
     "DocumentsFunction": (330, 1024),  # an upload is 80 MB + up to 50 MB; /health/detailed loads the model
     "IngestFunction": (477, 2048),
     "EventsRedeliveryFunction": (60, 256),
+    # Init with the service's clients built, measured locally (python3.11, not yet on Lambda).
+    "WebhooksFunction": (89, 256),
+    "WebhookDispatcherFunction": (82, 256),
 }
 
 
@@ -300,6 +305,57 @@ def test_ingest_timing_and_retries_agree_across_function_queue_and_settings():
     assert int(env["RAGLINE_INGEST_RECLAIM_AFTER_SECONDS"]) == ingest["Timeout"] == 900
     assert int(env["RAGLINE_INGEST_MAX_RECEIVES"]) == queue["RedrivePolicy"]["maxReceiveCount"] == 5
     assert props("IngestDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_webhook_dispatch_timing_retries_and_permissions_agree():
+    dispatcher, queue = props("WebhookDispatcherFunction"), props("WebhookQueue")
+    (event,) = dispatcher["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= event["Properties"]["BatchSize"] <= 10
+    # Each attempt may take the whole webhook timeout (15 s); a batch's run at once, plus fan-out and writes.
+    assert dispatcher["Timeout"] >= 2 * 15
+    assert queue["VisibilityTimeout"] >= 6 * dispatcher["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 3
+    subscription = props("WebhookEventsSubscription")
+    assert subscription == {
+        "TopicArn": {"Ref": "EventsTopic"},
+        "Protocol": "sqs",
+        "Endpoint": {"Fn::GetAtt": ["WebhookQueue", "Arn"]},
+        "RawMessageDelivery": True,
+    }
+    (statement,) = props("WebhookQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Ref": "EventsTopic"}
+    assert TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["RAGLINE_WEBHOOK_QUEUE_URL"] == {
+        "Ref": "WebhookQueue"
+    }
+    assert props("MetadataTable")["TimeToLiveSpecification"] == time_to_live()
+    # Whoever schedules deliveries may send to the queue; the dispatcher also announces webhook.disabled.
+    for name in ("WebhooksFunction", "WebhookDispatcherFunction"):
+        policies = props(name)["Policies"]
+        assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["WebhookQueue", "QueueName"]}}} in policies
+        assert "DynamoDBCrudPolicy" in json.dumps(policies), name
+    assert "SNSPublishMessagePolicy" in json.dumps(dispatcher["Policies"])
+
+
+def test_the_webhooks_function_serves_the_webhooks_routes_and_only_them(tmp_path):
+    from ragline.api.app import create_app
+    from ragline.config import Settings
+    from ragline.container import Container
+
+    app = create_app(Container(Settings(data_dir=tmp_path)), routers=("webhooks",))
+    served = {
+        (re.sub(r"\{[^}]+\}", "{}", path), method.upper())
+        for path, ops in app.openapi()["paths"].items()
+        for method in ops
+    }
+    routed = {
+        (re.sub(r"\{[^}]+\}", "{}", path), method) for fn, path, method, _ in api_events() if fn == "WebhooksFunction"
+    }
+    assert routed == served
+    assert not {(path, method) for fn, path, method, _ in api_events() if fn != "WebhooksFunction"} & routed
 
 
 def test_bucket_notifications_are_as_specified():
@@ -580,6 +636,23 @@ def _check_resources(resources: ProvisionedResources) -> None:
     }
     backups = dynamodb.describe_continuous_backups(TableName=resources.table_name)["ContinuousBackupsDescription"]
     assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    ttl = dynamodb.describe_time_to_live(TableName=resources.table_name)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == TTL_ATTRIBUTE
+
+    # Webhooks: the events topic feeds the deliveries queue raw, and the queue has its dead-letter queue.
+    webhook_queue = sqs.get_queue_attributes(QueueUrl=resources.webhook_queue_url, AttributeNames=["All"])["Attributes"]
+    webhook_dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=resources.webhook_dead_letter_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert json.loads(webhook_queue["RedrivePolicy"]) == {"deadLetterTargetArn": webhook_dlq_arn, "maxReceiveCount": 5}
+    assert json.loads(webhook_queue["Policy"])["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == (
+        resources.events_topic_arn
+    )
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=resources.events_topic_arn)["Subscriptions"]
+    (subscription,) = [s for s in subscriptions if s["Endpoint"] == webhook_queue["QueueArn"]]
+    assert subscription["Protocol"] == "sqs"
+    subscription_attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])
+    assert subscription_attributes["Attributes"]["RawMessageDelivery"] == "true"
 
 
 @pytest.mark.usefixtures("emulator")
@@ -598,6 +671,7 @@ def test_provision_creates_the_template_resources_idempotently():
     assert settings_overrides(first) == {
         "documents_bucket": first.documents_bucket,
         "ingest_queue_url": first.ingest_queue_url,
+        "webhook_queue_url": first.webhook_queue_url,
         "events_topic_arn": first.events_topic_arn,
         "table_name": first.table_name,
         "ingest_max_receives": 5,
@@ -610,6 +684,10 @@ def test_provision_creates_the_template_resources_idempotently():
         "IngestQueuePolicy",
         "EventsTopic",
         "MetadataTable",
+        "WebhookQueue",
+        "WebhookDeadLetterQueue",
+        "WebhookQueuePolicy",
+        "WebhookEventsSubscription",
     }
 
 

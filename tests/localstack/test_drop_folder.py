@@ -1,12 +1,15 @@
-"""S3 drop folder → SQS → ingest → searchable, through `ragline serve --backend aws` on LocalStack.
+"""S3 drop folder → SQS → ingest → searchable, and an event on the topic → WebhookQueue → the webhook
+dispatcher → a signed POST to a receiver on 127.0.0.1, through `ragline serve --backend aws` on LocalStack.
 
 S3, SQS and SNS are LocalStack's (real S3→SQS notifications); DynamoDB is a moto server, because
 LocalStack's DynamoDB tries to download DynamoDB Local here and hangs. The server creates the
-template's resources itself and runs its SQS poller, which calls the real ingest handler.
+template's resources itself and runs its SQS pollers, which call the real ingest and webhook
+dispatcher handlers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -16,11 +19,15 @@ from typing import Any
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from standardwebhooks import Webhook
 
 from ragline.adapters.aws.clients import reset_clients
+from ragline.adapters.aws.sns_events import message_attributes
+from ragline.events import event_envelope
 from tests.localstack.conftest import REGION, LocalStack
 from tests.localstack.helpers import wait_until
 from tests.support import Server, ragline
+from tests.webhook_receiver import webhook_receiver
 
 FLOW_TIMEOUT_SECONDS = 60.0  # S3 event → SQS long poll → parse, embed, index
 
@@ -46,6 +53,9 @@ def emulated_env(localstack: LocalStack, moto_dynamodb: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "ANTHROPIC_API_KEY": "",
         "RAGLINE_LOG_LEVEL": "INFO",  # the poller's and ingest handler's steps, in the log a failure shows
+        # Webhook receivers here are on 127.0.0.1; a failed attempt is tried again after ~1 s.
+        "RAGLINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        "RAGLINE_WEBHOOK_RETRY_SECONDS": "0,1",
     }
 
 
@@ -130,3 +140,43 @@ def test_drop_folder_object_is_searchable_then_gone(
         print(f"drop folder: gone after {time.monotonic() - started:.1f}s")
         gone = client.get(f"/v1/kb/documents/{document_id}")
         assert gone.status_code == 404, gone.text
+
+
+def test_an_event_on_the_topic_is_delivered_signed_and_retried(
+    aws_server: Server, emulated_env: dict[str, str], aws: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = _resources(aws_server.stack_name, emulated_env, monkeypatch)
+    key_env = {**emulated_env, "RAGLINE_TABLE_NAME": resources.table_name}
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    key = ragline("keys", "create", "--backend", "aws", "--tenant", tenant, env=key_env).strip()
+    with (
+        webhook_receiver(500, 200) as receiver,
+        httpx.Client(base_url=aws_server.url, headers={"x-api-key": key}, timeout=30) as client,
+    ):
+        created = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["document.indexed"]})
+        assert created.status_code == 201, created.text
+        hook = created.json()
+        # An event as any function publishes it (SnsEventBus): the envelope, with its filter attributes.
+        event = event_envelope("document.indexed", tenant, {"document_id": "doc_ls", "chunks": 2})
+        aws("sns").publish(
+            TopicArn=resources.events_topic_arn,
+            Message=json.dumps(event),
+            MessageAttributes=message_attributes(event["type"], tenant),
+        )
+        started = time.monotonic()
+        _wait(aws_server, lambda: len(receiver.received) >= 2, "the event's delivery, failed once, then retried")
+        print(f"\nwebhook: delivered on the second attempt after {time.monotonic() - started:.1f}s")
+        first, second = receiver.received[:2]
+        payload = Webhook(hook["secret"]).verify(second.body, second.headers)
+        assert payload["id"] == event["id"] == second.headers["webhook-id"] == first.headers["webhook-id"]
+        assert payload["data"] == {"document_id": "doc_ls", "chunks": 2} and payload["tenant_id"] == tenant
+
+        def log() -> list[dict[str, Any]]:
+            response = client.get(f"/v1/webhooks/{hook['id']}/deliveries")
+            assert response.status_code == 200, response.text
+            return response.json()["deliveries"]
+
+        (delivery,) = _wait(
+            aws_server, lambda: [d for d in log() if d["status"] == "succeeded"], "the delivery logged as succeeded"
+        )
+        assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500, 200]

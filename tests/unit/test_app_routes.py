@@ -19,15 +19,30 @@ DOCUMENTS = {
     ("POST", "/v1/kb/delete"),
     ("GET", "/v1/kb/jobs/{job_id}"),
 }
+WEBHOOKS = {
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("PATCH", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
+}
 
 SERVED = [
     (("documents", "health"), DOCUMENTS | HEALTH),  # functions/documents
     (("search",), {("POST", "/v1/kb/search")}),  # functions/search
     (("chat",), {("POST", "/v1/kb/chat")}),  # functions/chat
     (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
+    (("webhooks",), WEBHOOKS),  # functions/webhooks
     (
         None,  # ragline serve: everything
-        DOCUMENTS | HEALTH | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
+        DOCUMENTS
+        | HEALTH
+        | WEBHOOKS
+        | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
     ),
 ]
 

@@ -2,7 +2,8 @@
 calls every port module makes on it (reads, queries, transactions, conditional updates).
 
 The ports live beside this module: ``documents``, ``jobs``, ``keys`` (API keys) and ``outbox``
-(held events); ``store.DynamoMetadataStore`` is all of them over one ``Table``.
+(held events); ``store.DynamoMetadataStore`` is all of them over one ``Table``. ``webhooks``
+(endpoints and their delivery log) is a store of its own on the same table.
 
 Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 
@@ -16,6 +17,8 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
 | key counter       | ``COUNTER``        | ``KEYS``            | (holds ``count``)                        |
 | held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope, as JSON)                  |
+| webhook endpoint  | ``TENANT#<t>``     | ``WEBHOOK#<id>``    | (webhooks.py)                            |
+| webhook delivery  | ``DELIVERIES#<t>#<webhook id>`` | ``<delivery id>`` | ``delete_after``, the TTL  |
 
 Access patterns (all five indexes are KEYS_ONLY and range on ``id``, so their order is id
 order, i.e. creation order; whole items are then read from the table with consistent reads,
@@ -66,6 +69,9 @@ from ragline.adapters.aws import clients
 from ragline.errors import Conflict, DependencyUnavailable, RaglineError
 
 DEFAULT_TABLE_NAME = "ragline-metadata"
+# The table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it. Only
+# webhook deliveries carry it (their retention); template.yaml's TimeToLiveSpecification names it.
+TTL_ATTRIBUTE = "delete_after"
 
 DOC_PREFIX = "DOC#"
 KEY_COUNTER = {"pk": "COUNTER", "sk": "KEYS"}
@@ -112,6 +118,11 @@ def table_definitions(table_name: str = DEFAULT_TABLE_NAME) -> list[dict[str, An
             "BillingMode": "PAY_PER_REQUEST",
         }
     ]
+
+
+def time_to_live() -> dict[str, Any]:
+    """The table's TimeToLiveSpecification (UpdateTimeToLive; the SAM template mirrors it)."""
+    return {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
 
 
 # ---- item keys shared by more than one port -------------------------------------------------------
