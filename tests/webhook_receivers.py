@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     hang: bool = False
+    pause_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.time() on arrival
+    path: str = "/hook"
 
     @property
     def json(self) -> dict[str, Any]:
@@ -57,6 +60,11 @@ def fail_then_ok(failures: int, status: int = 500) -> Answer:
     return lambda n: Reply(status, body=b"not yet") if n < failures else Reply(200, body=b"ok")
 
 
+def statuses(*codes: int, pause_seconds: float = 0.0) -> Answer:
+    """The n-th request gets ``codes[n]``; the last code repeats. Each answer after ``pause_seconds``."""
+    return lambda n: Reply(codes[min(n, len(codes) - 1)], body=b"ok", pause_seconds=pause_seconds)
+
+
 def hang() -> Answer:
     return lambda _n: Reply(200, hang=True)
 
@@ -81,19 +89,24 @@ class Receiver:
                 with receiver._lock:
                     n = len(receiver.received)
                     receiver.received.append(
-                        Received({k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                        Received({k.lower(): v for k, v in self.headers.items()}, body, time.time(), self.path)
                     )
                 reply = receiver.answer(n)
                 if reply.hang:
                     receiver._release.wait(120)
                     return
+                if reply.pause_seconds:
+                    time.sleep(reply.pause_seconds)
                 self.send_response(reply.status)
                 for name, value in reply.headers:
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(reply.body)))
                 self.send_header("connection", "close")
-                self.end_headers()
-                self.wfile.write(reply.body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up first (its timeout)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -139,3 +152,13 @@ class Receiver:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def webhook_receiver(*codes: int, pause_seconds: float = 0.0) -> Iterator[Receiver]:
+    """A receiver answering ``codes`` in turn (200 if none), closed on exit."""
+    receiver = Receiver(statuses(*(codes or (200,)), pause_seconds=pause_seconds))
+    try:
+        yield receiver
+    finally:
+        receiver.close()

@@ -17,7 +17,7 @@ from ragline.webhooks.models import DeliveryStatus
 from ragline_emulator.event_sources import EmulatedLambdaContext, SqsEventSourcePoller, sqs_event
 from ragline_emulator.functions import load_function
 from tests.aws.conftest import AwsStack
-from tests.webhook_receiver import webhook_receiver
+from tests.webhook_receivers import webhook_receiver
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

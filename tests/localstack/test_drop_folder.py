@@ -27,7 +27,7 @@ from ragline.events import event_envelope
 from tests.localstack.conftest import REGION, LocalStack
 from tests.localstack.helpers import wait_until
 from tests.support import Server, ragline
-from tests.webhook_receiver import webhook_receiver
+from tests.webhook_receivers import webhook_receiver
 
 FLOW_TIMEOUT_SECONDS = 60.0  # S3 event → SQS long poll → parse, embed, index
 

@@ -178,9 +178,35 @@ def test_the_same_event_twice_adds_no_second_delivery(world) -> None:
     service, _, _, scheduler, _ = world
     service.create("t1", "https://a.example.com/", ["*"], None, True)
     event = _event()
-    assert len(service.fan_out(event)) == 1
+    (delivery,) = service.fan_out(event)
+    service.attempt(delivery)
     assert service.fan_out(dict(event)) == []
-    assert len(scheduler.scheduled) == 1
+    assert len(scheduler.scheduled) == 1  # attempted already: not scheduled again
+
+
+def test_a_repeated_event_schedules_again_what_was_never_attempted(world) -> None:
+    """Deployed, a fan-out that stored its deliveries but died before queueing them comes back as the
+    same message: the deliveries must not stay pending forever."""
+    service, store, _, scheduler, _ = world
+    endpoint, _ = service.create("t1", "https://a.example.com/", ["*"], None, True)
+    event = _event()
+    (delivery,) = service.fan_out(event)
+    scheduler.scheduled.clear()  # as if the queue had refused the message
+    assert service.fan_out(dict(event)) == []
+    assert scheduler.scheduled == [(delivery.id, 0)]
+    assert len(store.list_deliveries("t1", endpoint.id, status=None, limit=10, cursor=None)[0]) == 1
+
+
+def test_the_log_keeps_the_latest_attempts_only(world) -> None:
+    service, store, sender, _, _ = world
+    service.policy = WebhookPolicy(retry_seconds=(0,), allow_private_targets=False, disable_after_failed_events=99)
+    endpoint, _ = service.create("t1", "https://a.example.com/", ["*"], None, True)
+    (delivery,) = service.fan_out(_event())
+    for _ in range(40):
+        sender.answer(500)
+        service.attempt(service.redeliver("t1", endpoint.id, delivery.id))
+    stored = _only_delivery(store, "t1", endpoint.id)
+    assert len(stored.attempts) == 30
 
 
 def test_the_body_is_the_standard_envelope_and_thin(world) -> None:

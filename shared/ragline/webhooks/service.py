@@ -37,6 +37,8 @@ log = logging.getLogger("ragline.webhooks")
 MAX_WEBHOOKS_PER_TENANT = 20
 # A delivery's body is thin (ids, counts, status, error text) and never more than this.
 MAX_BODY_BYTES = 20 * 1024
+# A delivery's log keeps its latest attempts (redeliveries add more; a DynamoDB item holds 400 KB).
+MAX_ATTEMPTS_KEPT = 30
 # Old secrets kept for their grace period after rotations, besides the current one.
 MAX_OLD_SECRETS = 2
 
@@ -227,9 +229,21 @@ class WebhookService:
         if not endpoints:
             return []
         body = event_body(event)
-        added = self.store.add_deliveries([self._delivery(e, event, body) for e in endpoints])
+        deliveries = [self._delivery(e, event, body) for e in endpoints]
+        added = self.store.add_deliveries(deliveries)
         for delivery in added:
             self.scheduler.schedule(delivery, 0)
+        if len(added) < len(deliveries):
+            # The same event again (a redelivered message): its deliveries exist. Any never attempted may
+            # have lost their scheduling with the first run (deployed, nothing else would find them), so
+            # they are scheduled again; a second send is harmless, receivers dedupe on webhook-id.
+            known = {d.id for d in added}
+            for delivery in deliveries:
+                if delivery.id in known:
+                    continue
+                stored = self.store.get_delivery(delivery.tenant_id, delivery.webhook_id, delivery.id)
+                if stored is not None and stored.status is DeliveryStatus.PENDING and not stored.attempts:
+                    self.scheduler.schedule(stored, 0)
         return added
 
     @staticmethod
@@ -290,6 +304,7 @@ class WebhookService:
                 response_body=outcome.response_body,
             )
         )
+        del delivery.attempts[:-MAX_ATTEMPTS_KEPT]
         delivery.round_attempts += 1
         delivery.updated_at = utcnow()
         if outcome.succeeded:
