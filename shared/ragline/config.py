@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     # Reads and writes go through the alias <index_alias>; the first start creates <index_alias>-v<index_version>.
     opensearch_index_alias: str = Field(default="ragline-chunks", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     opensearch_index_version: int = Field(default=1, ge=1)
+    # "shared": every tenant's chunks in one index, routed by tenant. "per_tenant": an index per
+    # tenant (alias <index_alias>-t-<slug>-<hash>), so BM25 statistics are that tenant's alone;
+    # at most opensearch_max_tenant_indices of them (see infra/opensearch/README.md).
+    opensearch_index_layout: Literal["shared", "per_tenant"] = "shared"
+    opensearch_max_tenant_indices: int = Field(default=100, ge=1)
     opensearch_shards: int = Field(default=1, ge=1)
     opensearch_replicas: int = Field(default=1, ge=0)
     opensearch_space_type: Literal["cosinesimil", "innerproduct"] = "cosinesimil"

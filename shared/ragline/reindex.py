@@ -18,6 +18,13 @@ Readers and writers only ever name the alias ``<alias>``, which points at one in
 
 The old version stays (unaliased) for rollback: ``POST /_aliases`` back, or delete it once happy.
 The embedded engine has no index versions: reindex refuses it (see ``run``).
+
+With ``RAGLINE_OPENSEARCH_INDEX_LAYOUT=per_tenant`` every tenant has an alias of its own, and the
+steps above run once per tenant (``--tenant``: that one; else every tenant with documents), with
+nothing to copy. A tenant without an alias yet gets ``<its alias>-v<index_version>`` and the alias
+is added: that is how the chunks of a shared index move into per-tenant indices (from the
+originals, or ``--from-chunks`` from the shared alias). See infra/opensearch/README.md,
+"Changing the layout".
 """
 
 from __future__ import annotations
@@ -113,24 +120,34 @@ class Reindexer:
         self.say = say
 
     # ---- plan ------------------------------------------------------------------------------------
-    def _next_version(self, tenant: str | None, discard_unfinished: bool) -> tuple[str, str]:
+    def _next_version(self, tenant: str | None, discard_unfinished: bool) -> tuple[str | None, str]:
+        """(the version the alias points at, the one to build). Per tenant, a tenant without an
+        alias yet has no old version: its first one is built and the alias added."""
         from ragline.adapters.aws.opensearch import queries as q
 
-        alias = self.index.alias
-        old = self.index.current_index()
-        version = q.index_version(alias, old)
-        if version is None:
-            raise ReindexError(f"alias {alias} points at {old}, which is not named {alias}-v<N>: rename it first")
-        new = q.versioned_index_name(alias, version + 1)
+        per_tenant = self.index.per_tenant
+        if per_tenant and tenant is None:
+            raise ReindexError("the per-tenant layout rebuilds one tenant's index at a time: name the tenant")
+        alias = self.index.scope_alias(tenant)
+        old = self.index.current_index(tenant, missing_ok=per_tenant)
+        if old is None:
+            new = q.versioned_index_name(alias, self.index.settings.index_version)
+        else:
+            version = q.index_version(alias, old)
+            if version is None:
+                raise ReindexError(f"alias {alias} points at {old}, which is not named {alias}-v<N>: rename it first")
+            new = q.versioned_index_name(alias, version + 1)
         if self.index.index_exists(new):
             if not discard_unfinished:
                 raise ReindexError(
-                    f"{new} already exists but {alias} points at {old}: an earlier reindex stopped before "
-                    "its switch. Nobody reads it; run again with --discard-unfinished to delete and rebuild it"
+                    f"{new} already exists but {alias} points at {old or 'nothing'}: an earlier reindex stopped "
+                    "before its switch. Nobody reads it; run again with --discard-unfinished to delete and rebuild it"
                 )
             self.say(f"deleting {new}, left by an unfinished reindex")
-            self.index.delete_index_version(new)
-        if tenant is not None and self.index.dimension_of(old) != self.embedder.dimension:
+            self.index.delete_index_version(new, tenant)
+        if old is None:
+            self.index.check_room(1)
+        elif tenant is not None and not per_tenant and self.index.dimension_of(old) != self.embedder.dimension:
             raise ReindexError(
                 f"{old} holds vectors of another dimension than the embedder's {self.embedder.dimension}: "
                 "a new model needs every tenant re-embedded, so reindex without --tenant"
@@ -151,6 +168,11 @@ class Reindexer:
             if cursor is None:
                 return
 
+    def _tenants(self) -> list[str]:
+        """Every tenant with a document that is or may become searchable."""
+        live = (DocumentStatus.QUEUED, DocumentStatus.PROCESSING, DocumentStatus.INDEXED)
+        return sorted({doc.tenant_id for status in live for doc in self.store.documents_with_status(status)})
+
     def _build(
         self, doc: Document, from_chunks: bool, source_index: str
     ) -> tuple[list[IndexedChunk], np.ndarray] | None:
@@ -162,18 +184,39 @@ class Reindexer:
             return None
 
     # ---- run -------------------------------------------------------------------------------------
+    def run_all(
+        self, tenant: str | None = None, *, from_chunks: bool = False, discard_unfinished: bool = False
+    ) -> list[ReindexReport]:
+        """``run`` for the scope the layout has: the shared alias, or each tenant's alias in turn."""
+        options = {"from_chunks": from_chunks, "discard_unfinished": discard_unfinished}
+        if tenant is not None or not self.index.per_tenant:
+            return [self.run(tenant, **options)]
+        tenants = self._tenants()
+        existing = self.index.tenant_indices()
+        new = [t for t in tenants if self.index.scope_alias(t) not in existing]
+        cap = self.index.settings.max_tenant_indices
+        if len(existing) + len(new) > cap:
+            raise ReindexError(
+                f"{len(new)} tenants need an index beside the {len(existing)} tenant indices there, over "
+                f"RAGLINE_OPENSEARCH_MAX_TENANT_INDICES={cap}: raise it (and check the cluster's shard room, "
+                "infra/opensearch/README.md) or keep the shared layout"
+            )
+        return [self.run(each, **options) for each in tenants]
+
     def run(
         self, tenant: str | None = None, *, from_chunks: bool = False, discard_unfinished: bool = False
     ) -> ReindexReport:
         old, new = self._next_version(tenant, discard_unfinished)
-        report = ReindexReport(from_index=old, to_index=new)
-        self.say(f"rebuilding {'tenant ' + tenant if tenant else 'all tenants'} from {old} into {new}")
-        self.index.create_index_version(new)
+        # A tenant's first index in the per-tenant layout: --from-chunks reads the shared alias.
+        source = old or self.index.alias
+        report = ReindexReport(from_index=old or "", to_index=new)
+        self.say(f"rebuilding {'tenant ' + tenant if tenant else 'all tenants'} from {old or source} into {new}")
+        self.index.create_index_version(new, tenant)
 
         rebuilt: dict[DocumentKey, int] = {}
         expected: Counter[str] = Counter()
         for doc in self._documents(tenant, DocumentStatus.INDEXED):
-            built = self._build(doc, from_chunks, old)
+            built = self._build(doc, from_chunks, source)
             if built is None:
                 report.skipped.append(doc.id)
                 continue
@@ -185,19 +228,27 @@ class Reindexer:
             report.chunks += len(chunks)
         if tenant is not None:
             expected.setdefault(tenant, 0)
-            report.copied_chunks = self.index.copy_other_tenants(old, new, tenant)
+            if old is not None and not self.index.per_tenant:
+                report.copied_chunks = self.index.copy_other_tenants(old, new, tenant)
         self.index.refresh(new)
         for each, count in sorted(expected.items()):
             found = self.index.count_in(new, each)
             if found != count:
                 raise ReindexError(
                     f"{new} holds {found} chunks of tenant {each}, {count} were written: not switching "
-                    f"(readers stay on {old}; rerun with --discard-unfinished)"
+                    f"(readers stay on {old or source}; rerun with --discard-unfinished)"
                 )
 
-        self.index.switch_alias(old, new)
+        alias = self.index.scope_alias(tenant)
+        if old is None and self.index.current_index(tenant, missing_ok=True) is not None:
+            # A process already on the per-tenant layout made the tenant's index meanwhile.
+            raise ReindexError(
+                f"{alias} appeared while {new} was built: not adding it twice. Run again: the tenant's "
+                "index is then rebuilt as a new version (--discard-unfinished removes this one)"
+            )
+        self.index.switch_alias(old, new, tenant)
         switched = self.clock()
-        self.say(f"{self.index.alias} now points at {new} ({report.documents} documents, {report.chunks} chunks)")
+        self.say(f"{alias} now points at {new} ({report.documents} documents, {report.chunks} chunks)")
         self._catch_up(tenant, switched, rebuilt, report)
         return report
 
@@ -298,13 +349,16 @@ def run(args: argparse.Namespace) -> int:
     reindexer = Reindexer(
         index, container.store, container.blobs, container.embedder, settle_seconds=args.settle_seconds, say=print
     )
-    report = reindexer.run(args.tenant, from_chunks=args.from_chunks, discard_unfinished=args.discard_unfinished)
-    print(
-        f"reindexed {report.documents} documents ({report.chunks} chunks) from {report.from_index} into "
-        f"{report.to_index}; copied {report.copied_chunks} chunks of other tenants; caught up "
-        f"{len(report.caught_up)}, removed {len(report.removed)}, skipped {len(report.skipped)}"
-    )
-    if report.unsettled:
-        print(f"still processing across the switch, re-run them if they end indexed: {', '.join(report.unsettled)}")
+    reports = reindexer.run_all(args.tenant, from_chunks=args.from_chunks, discard_unfinished=args.discard_unfinished)
+    unsettled: list[str] = []
+    for report in reports:
+        print(
+            f"reindexed {report.documents} documents ({report.chunks} chunks) from {report.from_index or '(none)'} "
+            f"into {report.to_index}; copied {report.copied_chunks} chunks of other tenants; caught up "
+            f"{len(report.caught_up)}, removed {len(report.removed)}, skipped {len(report.skipped)}"
+        )
+        unsettled.extend(report.unsettled)
+    if unsettled:
+        print(f"still processing across the switch, re-run them if they end indexed: {', '.join(unsettled)}")
         return 1
     return 0

@@ -349,8 +349,8 @@ def test_catch_up_gives_up_waiting_after_the_settle_time(world):
     h.cluster.answer(200, REFRESHED).answer(200, {"count": 1}).answer(200, {"acknowledged": True})
     switch_alias = h.index.switch_alias
 
-    def switch_while_a_worker_holds_a(old: str, new: str) -> None:
-        switch_alias(old, new)
+    def switch_while_a_worker_holds_a(old: str, new: str, tenant: str | None = None) -> None:
+        switch_alias(old, new, tenant)
         world.store.update_document("t1", a.id, status=DocumentStatus.PROCESSING)  # and never finishes
 
     h.index.switch_alias = switch_while_a_worker_holds_a  # type: ignore[method-assign]
@@ -375,3 +375,174 @@ def test_the_cli_refuses_the_embedded_engine_clearly(tmp_path, monkeypatch):
     assert args.func is run and args.tenant == "t1" and args.from_chunks and args.settle_seconds == 60.0
     with pytest.raises(ReindexError, match="needs OPENSEARCH_URL.*embedded engine"):
         run(args)
+
+
+# ---- the per-tenant layout -----------------------------------------------------------------------
+ALIAS_MISSING = {"error": "alias [x] missing", "status": 404}
+
+
+def tenant_alias(tenant: str) -> str:
+    return q.tenant_alias(ALIAS, tenant)
+
+
+def per_tenant_harness(**settings: Any) -> Harness:
+    return make_harness(index_layout="per_tenant", **settings)
+
+
+def unrouted_bulk_into(index: str, chunks: list[IndexedChunk], vectors: np.ndarray) -> Sent:
+    return Sent(
+        "POST",
+        "/_bulk",
+        {"refresh": "false", "require_alias": "false"},
+        q.bulk_actions(index, chunks, vectors, routing=False),
+    )
+
+
+def first_index_requests(h: Harness, tenant: str, built: tuple[list[IndexedChunk], np.ndarray]) -> list[Sent]:
+    alias = tenant_alias(tenant)
+    first = f"{alias}-v1"
+    return [
+        Sent("GET", f"/_alias/{alias}", {}, None),  # no alias yet: this tenant's first index
+        Sent("HEAD", f"/{first}", {}, None),
+        Sent("GET", f"/_alias/{ALIAS}-t-*", {}, None),  # room under the cap
+        Sent("PUT", f"/{first}", {}, h.index.index_definition(with_alias=False, tenant_id=tenant)),
+        unrouted_bulk_into(first, *built),
+        Sent("POST", f"/{first}/_refresh", {}, None),
+        Sent("POST", f"/{first}/_count", {}, q.count_query(tenant, MatchAll())),
+        Sent("GET", f"/_alias/{alias}", {}, None),  # still nobody else made it
+        Sent("POST", "/_aliases", {}, q.alias_swap(alias, None, first)),
+    ]
+
+
+def first_index_answers(h: Harness, ids: list[str], count: int) -> None:
+    h.cluster.answer(404, ALIAS_MISSING).answer(404).answer(200, {}).answer(200, {"acknowledged": True})
+    h.cluster.answer(200, bulk_ok(*ids)).answer(200, REFRESHED).answer(200, {"count": count})
+    h.cluster.answer(404, ALIAS_MISSING).answer(200, {"acknowledged": True})
+
+
+def test_moving_to_per_tenant_indices_builds_each_tenants_index_and_leaves_the_shared_one(world):
+    """What the operator runs to leave the shared layout: every tenant's first index is built from
+    its originals and its alias added; the shared alias (still serving) is never touched."""
+    world.add("t1", LONG)
+    world.add("t2", "short note about turbines")
+    world.add("t2", "another note, for the same tenant")
+    h = per_tenant_harness()
+    built = {
+        t: [chunks_from_original(d, world.blobs, world.embedder) for d in world.store.list_documents(t)[0]]
+        for t in ("t1", "t2")
+    }
+    h.cluster.answer(200, {})  # GET /_alias/<alias>-t-*: no tenant index yet
+    first_index_answers(h, [c.id for c in built["t1"][0][0]], 3)
+    # t2 has two documents: two bulks
+    t2_alias = tenant_alias("t2")
+    h.cluster.answer(404, ALIAS_MISSING).answer(404).answer(200, {}).answer(200, {"acknowledged": True})
+    for chunks, _ in built["t2"]:
+        h.cluster.answer(200, bulk_ok(*[c.id for c in chunks]))
+    h.cluster.answer(200, REFRESHED).answer(200, {"count": 2}).answer(404, ALIAS_MISSING)
+    h.cluster.answer(200, {"acknowledged": True})
+
+    reports = reindexer(world, h).run_all()
+
+    assert h.cluster.sent[0] == Sent("GET", f"/_alias/{ALIAS}-t-*", {}, None)
+    assert h.cluster.sent[1:10] == first_index_requests(h, "t1", built["t1"][0])
+    t2 = h.cluster.sent[10:]
+    assert [(s.method, s.path) for s in t2] == [
+        ("GET", f"/_alias/{t2_alias}"),
+        ("HEAD", f"/{t2_alias}-v1"),
+        ("GET", f"/_alias/{ALIAS}-t-*"),
+        ("PUT", f"/{t2_alias}-v1"),
+        ("POST", "/_bulk"),
+        ("POST", "/_bulk"),
+        ("POST", f"/{t2_alias}-v1/_refresh"),
+        ("POST", f"/{t2_alias}-v1/_count"),
+        ("GET", f"/_alias/{t2_alias}"),
+        ("POST", "/_aliases"),
+    ]
+    every_path = " ".join(s.path for s in h.cluster.sent)
+    assert f"/{ALIAS}/" not in every_path and f"/{ALIAS}-v" not in every_path  # the shared index untouched
+    assert "/_reindex" not in every_path  # nothing copied between tenants
+    for sent in h.cluster.sent:
+        if sent.path == "/_bulk":
+            tenants = {line["tenant_id"] for line in sent.body[1::2]}
+            targets = {line["index"]["_index"] for line in sent.body[0::2]}
+            assert len(tenants) == 1 and targets == {f"{tenant_alias(tenants.pop())}-v1"}
+    assert [(r.from_index, r.to_index, r.documents) for r in reports] == [
+        ("", f"{tenant_alias('t1')}-v1", 1),
+        ("", f"{t2_alias}-v1", 2),
+    ]
+
+
+def test_moving_with_from_chunks_reads_the_shared_alias(world):
+    a = world.add("t1", LONG)
+    h = per_tenant_harness()
+    kept = stored(world.embedded, a)
+    hits = [
+        {"_source": {"chunk_id": c.id, "tenant_id": "t1", "document_id": a.id, "text": c.text, "payload": c.payload}}
+        for c in kept
+    ]
+    alias = tenant_alias("t1")
+    h.cluster.answer(404, ALIAS_MISSING).answer(404).answer(200, {}).answer(200, {"acknowledged": True})
+    h.cluster.answer(200, {"hits": {"hits": hits}})
+    h.cluster.answer(200, bulk_ok(*[c.id for c in kept])).answer(200, REFRESHED).answer(200, {"count": 3})
+    h.cluster.answer(404, ALIAS_MISSING).answer(200, {"acknowledged": True})
+
+    reindexer(world, h).run("t1", from_chunks=True)
+
+    # the shared alias is where a tenant's chunks were; unrouted reads still see them all
+    assert h.cluster.sent[4] == Sent("POST", f"/{ALIAS}/_search", {}, q.stored_chunks_query("t1", a.id, 1000))
+    assert h.cluster.sent[5] == unrouted_bulk_into(
+        f"{alias}-v1", kept, world.embedder.embed_documents([c.text for c in kept])
+    )
+
+
+def test_one_tenants_reindex_swaps_only_its_alias(world):
+    a = world.add("t1", LONG)
+    world.add("t2", "someone else's note")
+    h = per_tenant_harness()
+    alias = tenant_alias("t1")
+    old, new = f"{alias}-v1", f"{alias}-v2"
+    chunks, vectors = chunks_from_original(a, world.blobs, world.embedder)
+    h.cluster.answer(200, {old: {"aliases": {alias: {"is_write_index": True}}}}).answer(404)
+    h.cluster.answer(200, {"acknowledged": True}).answer(200, bulk_ok(*[c.id for c in chunks]))
+    h.cluster.answer(200, REFRESHED).answer(200, {"count": 3}).answer(200, {"acknowledged": True})
+
+    (report,) = reindexer(world, h).run_all("t1")
+
+    assert h.cluster.sent == [
+        Sent("GET", f"/_alias/{alias}", {}, None),
+        Sent("HEAD", f"/{new}", {}, None),  # no dimension check, no cap check: nothing is copied or added
+        Sent("PUT", f"/{new}", {}, h.index.index_definition(with_alias=False, tenant_id="t1")),
+        unrouted_bulk_into(new, chunks, vectors),
+        Sent("POST", f"/{new}/_refresh", {}, None),
+        Sent("POST", f"/{new}/_count", {}, q.count_query("t1", MatchAll())),
+        Sent("POST", "/_aliases", {}, q.alias_swap(alias, old, new)),
+    ]
+    assert (report.from_index, report.to_index, report.copied_chunks) == (old, new, 0)
+
+
+def test_moving_refuses_to_pass_the_cap_before_creating_anything(world):
+    world.add("t1", "one")
+    world.add("t2", "two")
+    h = per_tenant_harness(max_tenant_indices=2)
+    existing = tenant_alias("t0")
+    h.cluster.answer(200, {f"{existing}-v1": {"aliases": {existing: {}}}})
+    with pytest.raises(ReindexError, match="2 tenants need an index beside the 1 .*MAX_TENANT_INDICES=2"):
+        reindexer(world, h).run_all()
+    assert len(h.cluster.sent) == 1
+
+
+def test_an_alias_made_meanwhile_is_never_added_twice(world):
+    a = world.add("t1", "alpha document text")
+    h = per_tenant_harness()
+    alias = tenant_alias("t1")
+    h.cluster.answer(404, ALIAS_MISSING).answer(404).answer(200, {}).answer(200, {"acknowledged": True})
+    h.cluster.answer(200, bulk_ok(f"{a.id}-v1-00000")).answer(200, REFRESHED).answer(200, {"count": 1})
+    h.cluster.answer(200, {f"{alias}-v1": {"aliases": {alias: {"is_write_index": True}}}})  # a worker made it
+    with pytest.raises(ReindexError, match="appeared while"):
+        reindexer(world, h).run("t1")
+    assert "/_aliases" not in [s.path for s in h.cluster.sent]
+
+
+def test_per_tenant_needs_a_tenant_for_one_run(world):
+    with pytest.raises(ReindexError, match="name the tenant"):
+        reindexer(world, per_tenant_harness()).run()

@@ -2,8 +2,9 @@
 
 The test bodies are the embedded engine's, imported from test_vector_index.py: pytest collects
 them again here, where `make_index` is this module's fixture and opens an OpenSearchVectorIndex
-on its own uniquely named index (deleted afterwards). Tests that only make sense for one engine
-are listed at the end, with the reason.
+on its own uniquely named index (deleted afterwards). Every test runs in both index layouts,
+``shared`` and ``per_tenant`` (RAGLINE_OPENSEARCH_INDEX_LAYOUT). Tests that only make sense for
+one engine are listed at the end, with the reason.
 
     OPENSEARCH_URL=https://admin:pass@localhost:9200 RAGLINE_OPENSEARCH_VERIFY_CERTS=false \
         .venv/bin/pytest tests/integration/test_vector_index_opensearch.py
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from ragline.adapters.aws.opensearch import queries as q
-from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex
+from ragline.adapters.aws.opensearch.index import OpenSearchVectorIndex, TenantIndexLimitReached
 from ragline.adapters.aws.opensearch.settings import OpenSearchSettings
 from ragline.config import Settings
 from ragline.retrieval.filters import MatchAll, parse_filter
@@ -60,13 +61,15 @@ def _settings(url: str, **overrides: Any) -> OpenSearchSettings:
 
 
 def _drop(index: OpenSearchVectorIndex) -> None:
+    """Every index this test made: the shared alias's versions and every tenant's (one prefix)."""
     client = index.client
-    versions = [index.settings.index_name, q.versioned_index_name(index.alias, index.settings.index_version + 1)]
-    client.indices.delete(index=",".join(versions), params={"ignore_unavailable": "true"})
+    found = client.indices.get(index=f"{index.alias}*", params={"allow_no_indices": "true"})
+    if found:
+        client.indices.delete(index=",".join(sorted(found)), params={"ignore_unavailable": "true"})
 
 
-@pytest.fixture
-def make_index() -> Iterator[IndexFactory]:
+@pytest.fixture(params=["shared", "per_tenant"])
+def make_index(request) -> Iterator[IndexFactory]:
     url = os.environ.get("OPENSEARCH_URL")
     if not url:
         pytest.skip(SKIP_REASON)
@@ -74,7 +77,9 @@ def make_index() -> Iterator[IndexFactory]:
 
     def factory(dimension: int = DIM, **options: Any) -> OpenSearchVectorIndex:
         options.pop("exact_search_max_candidates", None)  # OpenSearch picks exact or HNSW by itself
-        overrides = {"hnsw_ef_search": options.pop("ef_search")} if "ef_search" in options else {}
+        overrides: dict[str, Any] = {"index_layout": request.param}
+        if "ef_search" in options:
+            overrides["hnsw_ef_search"] = options.pop("ef_search")
         overrides.update(options.pop("settings", {}))
         if options:
             raise TypeError(f"options the OpenSearch index does not take: {sorted(options)}")
@@ -91,9 +96,12 @@ def make_index() -> Iterator[IndexFactory]:
 # ---- OpenSearch-only behaviour --------------------------------------------------------------------
 def test_dimension_is_checked(make_index):
     index = make_index()
+    index.replace_document("t1", "a", [chunk("a", 0, "kept")], unit(1).reshape(1, -1))
     other = OpenSearchVectorIndex(index.settings, DIM * 2)
+    wide = np.ones((1, DIM * 2), dtype=np.float32) / np.sqrt(DIM * 2)
     with pytest.raises(ValueError, match="dimensional"):
-        other.ensure_index()
+        other.ensure_index()  # the shared layout checks at start
+        other.replace_document("t1", "b", [chunk("b", 0, "x")], wide)  # per tenant, at its first write
 
 
 def test_ensure_index_twice_changes_nothing(make_index):
@@ -162,17 +170,50 @@ def test_reindex_primitives_switch_readers_at_once(make_index):
     """create a version, write, refresh, one _aliases call: the alias reads the new version."""
     index = make_index()
     index.replace_document("t1", "old", [chunk("old", 0, "old version")], unit(1).reshape(1, -1))
-    old = index.current_index()
-    new = q.versioned_index_name(index.alias, index.settings.index_version + 1)
-    index.create_index_version(new)
+    old = index.current_index("t1")  # the shared layout ignores the tenant
+    new = q.versioned_index_name(index.scope_alias("t1"), index.settings.index_version + 1)
+    index.create_index_version(new, "t1")
     index.write_chunks(new, [chunk("new", 0, "new version")], unit(1).reshape(1, -1))
     index.refresh(new)
     assert index.count_in(new, "t1") == 1
     assert documents_matching(index, "t1", MatchAll()) == {"old"}  # readers still on the old version
-    index.switch_alias(old, new)
-    assert index.current_index() == new
+    index.switch_alias(old, new, "t1")
+    assert index.current_index("t1") == new
     assert documents_matching(index, "t1", MatchAll()) == {"new"}
     assert [c.id for c in index.stored_chunks("t1", "old", old)] == ["old-00000"]
+
+
+def test_bm25_statistics_are_one_tenants_only_per_tenant(make_index):
+    """The side channel: on a shared index (one shard here) tenant t2's chunks change tenant t1's
+    BM25 scores, so t1 can estimate how many of t2's chunks hold a term; per tenant they cannot."""
+    index = make_index()
+    for i, text in enumerate(["merger talks with globex", "quarterly report", "holiday rota"]):
+        index.replace_document("t1", f"d{i}", [chunk(f"d{i}", 0, text)], unit(1).reshape(1, -1))
+    before = dict(index.search_keyword("t1", "merger", MatchAll(), 10))
+    for i in range(20):
+        index.replace_document(
+            "t2", f"e{i}", [chunk(f"e{i}", 0, f"merger plan {i}", tenant="t2")], unit(1).reshape(1, -1)
+        )
+    after = dict(index.search_keyword("t1", "merger", MatchAll(), 10))
+    assert list(after) == list(before) == ["d0-00000"]
+    if index.per_tenant:
+        assert after["d0-00000"] == pytest.approx(before["d0-00000"], rel=1e-6)
+    else:
+        assert after["d0-00000"] < before["d0-00000"]  # what infra/opensearch/README.md describes
+
+
+def test_per_tenant_indices_are_one_per_tenant_and_capped(make_index):
+    index = make_index(settings={"max_tenant_indices": 2})
+    if not index.per_tenant:
+        pytest.skip("the per-tenant layout only")
+    for tenant in ("Acme", "acme"):  # one slug, two tenants
+        index.replace_document(tenant, "d", [chunk("d", 0, "x", tenant=tenant)], unit(1).reshape(1, -1))
+    assert set(index.tenant_indices()) == {q.tenant_alias(index.alias, t) for t in ("Acme", "acme")}
+    assert index.stats()["chunks"] == 2 and index.stats()["tenant_indices"] == 2
+    assert index.count("Acme", MatchAll()) == index.count("acme", MatchAll()) == 1
+    assert index.count("never-wrote", MatchAll()) == 0
+    with pytest.raises(TenantIndexLimitReached):
+        index.replace_document("third", "d", [chunk("d", 0, "x", tenant="third")], unit(1).reshape(1, -1))
 
 
 # ---- tests of the embedded engine that do not apply here -----------------------------------------

@@ -4,11 +4,17 @@ Request bodies come from ``queries`` (pure, golden-tested), the client and its r
 ``client``; this module sends them and reads the answers. Reads and writes go through an alias
 (``<alias>`` → ``<alias>-v<version>``) so a reindex can swap index versions in one step.
 
-Tenant isolation has two independent layers, both from the tenant every read is given: each
-read carries a ``term`` on ``tenant_id``, and on managed clusters every chunk is routed by its
-tenant (``_routing`` required by the mapping), so a read with ``?routing=<tenant>`` only visits
-the shard holding that tenant's chunks. Serverless (aoss) has no custom routing: there the term
-filter alone isolates tenants.
+Two layouts (``RAGLINE_OPENSEARCH_INDEX_LAYOUT``):
+
+- ``shared``: one alias for every tenant. Tenant isolation has two independent layers, both from
+  the tenant every read is given: each read carries a ``term`` on ``tenant_id``, and on managed
+  clusters every chunk is routed by its tenant (``_routing`` required by the mapping), so a read
+  with ``?routing=<tenant>`` only visits the shard holding that tenant's chunks. Serverless (aoss)
+  has no custom routing: there the term filter alone isolates tenants. BM25 statistics are per
+  shard, so shared by the tenants on it (see infra/opensearch/README.md).
+- ``per_tenant``: one alias and index per tenant (``queries.tenant_alias``), created on the
+  tenant's first write; every read and write of a tenant names only its alias, and still carries
+  the tenant term. No custom routing: a tenant's index is its own, so its shards may spread it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 from ragline.adapters.aws.opensearch import queries as q
 from ragline.adapters.aws.opensearch.client import RETRYABLE_STATUSES, Retrying, client_for, opensearch_client
 from ragline.adapters.aws.opensearch.settings import OpenSearchConfigError, OpenSearchSettings
-from ragline.errors import DependencyUnavailable, RaglineError
+from ragline.errors import ConfigurationError, DependencyUnavailable, RaglineError
 from ragline.models import IndexedChunk
 from ragline.retrieval.filters import FilterNode, MatchAll, Term
 
@@ -52,6 +58,19 @@ class OpenSearchConsistencyError(DependencyUnavailable):
     """A write reported success but a count afterwards disagrees (a concurrent writer, or lag)."""
 
 
+class TenantIndexLimitReached(ConfigurationError):
+    """Per-tenant layout: a new tenant index would pass RAGLINE_OPENSEARCH_MAX_TENANT_INDICES.
+
+    The message reaches the tenant (a failed document's error), so it names the setting but not
+    how many tenants there are; the log line for the operator does."""
+
+    error = "Tenant index limit reached"
+
+
+def _index_missing(exc: TransportError) -> bool:
+    return isinstance(exc, NotFoundError) and exc.error == "index_not_found_exception"
+
+
 # ---- the index --------------------------------------------------------------------------------------
 class OpenSearchVectorIndex:
     """VectorIndex on an OpenSearch alias. See infra/opensearch/README.md for the request shapes."""
@@ -70,6 +89,8 @@ class OpenSearchVectorIndex:
         self._client = client
         self._owns_client = client is None
         self._retry = Retrying(settings, sleep=sleep, jitter=jitter)
+        # Per-tenant layout: tenants whose index this process has made sure of (created or checked).
+        self._ready_tenants: set[str] = set()
 
     @property
     def client(self) -> OpenSearch:
@@ -87,11 +108,33 @@ class OpenSearchVectorIndex:
 
     @property
     def alias(self) -> str:
+        """The configured alias: the shared layout's only alias, the per-tenant layout's prefix."""
         return self.settings.index_alias
 
+    @property
+    def per_tenant(self) -> bool:
+        return self.settings.per_tenant
+
+    def alias_for(self, tenant_id: str) -> str:
+        """The alias a tenant's reads and writes name."""
+        return q.tenant_alias(self.alias, tenant_id) if self.per_tenant else self.alias
+
+    def _scope_alias(self, tenant_id: str | None) -> str:
+        """The alias an index-version operation acts on: the shared one, or one tenant's."""
+        if not self.per_tenant:
+            return self.alias
+        if tenant_id is None:
+            raise OpenSearchConfigError("the per-tenant layout has an alias per tenant: name the tenant")
+        return q.tenant_alias(self.alias, tenant_id)
+
     # ---- plumbing -------------------------------------------------------------------------
+    @property
+    def _routes(self) -> bool:
+        """Custom routing by tenant: only on a shared index of a managed cluster."""
+        return not (self.settings.serverless or self.per_tenant)
+
     def _routing(self, tenant_id: str) -> dict[str, str]:
-        return {} if self.settings.serverless else {"routing": tenant_id}
+        return {"routing": tenant_id} if self._routes else {}
 
     def _require_managed(self, operation: str) -> None:
         if self.settings.serverless:
@@ -102,20 +145,42 @@ class OpenSearchVectorIndex:
 
     def _search(self, what: str, body: dict[str, Any], tenant_id: str, index: str | None = None) -> dict[str, Any]:
         params = self._routing(tenant_id)
-        target = index or self.alias
-        return self._retry.call(what, lambda: self.client.search(index=target, body=body, params=params))
+        target = index or self.alias_for(tenant_id)
+        try:
+            return self._retry.call(what, lambda: self.client.search(index=target, body=body, params=params))
+        except TransportError as exc:
+            if self.per_tenant and _index_missing(exc):  # a tenant that never wrote has no index
+                return {"hits": {"hits": []}}
+            raise
 
     def _count(self, tenant_id: str, body: dict[str, Any], index: str | None = None) -> int:
-        target = index or self.alias
-        answer = self._retry.call(
-            "count", lambda: self.client.count(index=target, body=body, params=self._routing(tenant_id))
-        )
+        target = index or self.alias_for(tenant_id)
+        try:
+            answer = self._retry.call(
+                "count", lambda: self.client.count(index=target, body=body, params=self._routing(tenant_id))
+            )
+        except TransportError as exc:
+            if self.per_tenant and _index_missing(exc):
+                return 0
+            raise
         return int(answer["count"])
 
+    def _delete_by_query(self, what: str, tenant_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = self.alias_for(tenant_id)
+        params = self._delete_params(tenant_id)
+        try:
+            return self._retry.call(what, lambda: self.client.delete_by_query(index=target, body=body, params=params))
+        except TransportError as exc:
+            if self.per_tenant and _index_missing(exc):
+                return {"deleted": 0}
+            raise
+
     # ---- set-up ---------------------------------------------------------------------------
-    def index_definition(self, *, with_alias: bool = True) -> dict[str, Any]:
-        """The body of PUT /<alias>-v<N> (infra/opensearch/index-v1.json for the defaults)."""
+    def index_definition(self, *, with_alias: bool = True, tenant_id: str | None = None) -> dict[str, Any]:
+        """The body of PUT /<alias>-v<N> (infra/opensearch/index-v1.json for the defaults); in the
+        per-tenant layout, of one tenant's index (its alias, its tenant in ``_meta``)."""
         s = self.settings
+        alias = self._scope_alias(tenant_id)
         return q.index_definition(
             self.dimension,
             m=s.hnsw_m,
@@ -124,8 +189,9 @@ class OpenSearchVectorIndex:
             space_type=s.space_type,
             shards=s.shards,
             replicas=s.replicas,
-            routing_required=not s.serverless,
-            alias=self.alias if with_alias else None,
+            routing_required=self._routes,
+            alias=alias if with_alias else None,
+            tenant_id=tenant_id if self.per_tenant else None,
         )
 
     def ensure_index(self) -> None:
@@ -135,62 +201,128 @@ class OpenSearchVectorIndex:
         starts only check: a different vector dimension is an error (reindex into a new version),
         and so is a concrete index that holds the alias's name (an older layout or a hand-made
         index: reads and writes must go through an alias, or reindex could not swap versions).
+
+        Per-tenant layout: tenant indices are made on each tenant's first write (``_ensure_tenant``),
+        so a start only looks for the shared alias and warns while it still exists (chunks not
+        moved yet, or kept for a rollback: infra/opensearch/README.md, "Changing the layout").
         """
         self._require_managed("ensure_index")
-        if self._alias_exists() or not self._create_index():
-            self._check_dimension()
+        if self.per_tenant:
+            if self._alias_exists(self.alias):
+                log.warning(
+                    "RAGLINE_OPENSEARCH_INDEX_LAYOUT=per_tenant, but the shared alias %s still exists: tenants read "
+                    "only their own indices, so chunks still in it are not searched. Move them with "
+                    "`ragline reindex`, then delete it",
+                    self.alias,
+                )
+            return
+        if self._alias_exists(self.alias) or not self._create_index(self.alias, self.settings.index_name):
+            self._check_index(self.alias)
 
-    def _alias_exists(self) -> bool:
-        return bool(self._retry.call("alias check", lambda: self.client.indices.exists_alias(name=self.alias)))
+    def _ensure_tenant(self, tenant_id: str) -> None:
+        """Per-tenant layout, before a write: the tenant's index exists, is of our dimension and is
+        this tenant's. Checked once per process and tenant (two round trips), created at most once."""
+        if tenant_id in self._ready_tenants:
+            return
+        alias = self.alias_for(tenant_id)
+        if self._alias_exists(alias) or not self._create_index(alias, None, tenant_id):
+            self._check_index(alias, tenant_id)
+        self._ready_tenants.add(tenant_id)
 
-    def _create_index(self) -> bool:
+    def _alias_exists(self, alias: str) -> bool:
+        return bool(self._retry.call("alias check", lambda: self.client.indices.exists_alias(name=alias)))
+
+    def _create_index(self, alias: str, index: str | None, tenant_id: str | None = None) -> bool:
         """Create the index version with its alias; False when another process just did."""
-        if self._retry.call("index check", lambda: self.client.indices.exists(index=self.alias)):
+        index = index or q.versioned_index_name(alias, self.settings.index_version)
+        if self._retry.call("index check", lambda: self.client.indices.exists(index=alias)):
             raise OpenSearchConfigError(
-                f"{self.alias} is an index, not an alias: Ragline reads and writes through the alias "
-                f"{self.alias} -> {self.settings.index_name}. Move the data with POST /_reindex into "
-                f"{self.settings.index_name}, delete {self.alias}, then add the alias (POST /_aliases), "
+                f"{alias} is an index, not an alias: Ragline reads and writes through the alias "
+                f"{alias} -> {index}. Move the data with POST /_reindex into "
+                f"{index}, delete {alias}, then add the alias (POST /_aliases), "
                 "or set RAGLINE_OPENSEARCH_INDEX_ALIAS to another name (see infra/opensearch/README.md)"
             )
-        body = self.index_definition()
+        if tenant_id is not None:
+            self.check_room(1)
+        body = self.index_definition(tenant_id=tenant_id)
         try:
-            self._retry.call(
-                "index creation", lambda: self.client.indices.create(index=self.settings.index_name, body=body)
-            )
+            self._retry.call("index creation", lambda: self.client.indices.create(index=index, body=body))
             return True
         except RequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
-            if not self._alias_exists():  # the index exists but the alias does not: not ours to fix
+            if not self._alias_exists(alias):  # the index exists but the alias does not: not ours to fix
                 raise OpenSearchConfigError(
-                    f"index {self.settings.index_name} exists without the alias {self.alias}: "
-                    "add the alias or remove the index"
+                    f"index {index} exists without the alias {alias}: add the alias or remove the index"
                 ) from exc
-            log.info("index %s was created concurrently", self.settings.index_name)
+            log.info("index %s was created concurrently", index)
             return False
 
-    def _check_dimension(self) -> None:
-        mapping = self._retry.call("mapping read", lambda: self.client.indices.get_mapping(index=self.alias))
+    def _check_index(self, alias: str, tenant_id: str | None = None) -> None:
+        """The alias's index holds our dimension and, per tenant, was made for this tenant."""
+        mapping = self._retry.call("mapping read", lambda: self.client.indices.get_mapping(index=alias))
         found = q.index_dimension(mapping)
         if found is None:
-            raise OpenSearchConfigError(f"{self.alias} has no {q.VECTOR_FIELD} field: it is not a Ragline chunk index")
+            raise OpenSearchConfigError(f"{alias} has no {q.VECTOR_FIELD} field: it is not a Ragline chunk index")
         if found != self.dimension:
             raise ValueError(
-                f"{self.alias} holds {found}-dimensional vectors but the embedder makes {self.dimension}: "
+                f"{alias} holds {found}-dimensional vectors but the embedder makes {self.dimension}: "
                 "reindex into a new index version"
+            )
+        if tenant_id is not None and q.index_tenant(mapping) != tenant_id:
+            # Only a 48-bit hash collision (or a hand-made index) gets here: never write into it.
+            raise OpenSearchConfigError(
+                f"{alias} was not created for this tenant (its _meta.{q.META_TENANT} says otherwise): "
+                "not writing into it",
+                error="Search index misconfigured",
+            )
+
+    # ---- per-tenant indices ----------------------------------------------------------------
+    def tenant_indices(self) -> dict[str, str]:
+        """Per-tenant layout: every tenant alias -> the index version it points at."""
+        pattern = q.tenant_alias_pattern(self.alias)
+        try:
+            answer = self._retry.call("alias list", lambda: self.client.indices.get_alias(name=pattern))
+        except NotFoundError:
+            return {}
+        return q.alias_targets(answer)
+
+    def check_room(self, new_indices: int) -> None:
+        """Refuse to pass RAGLINE_OPENSEARCH_MAX_TENANT_INDICES. A soft cap: processes creating
+        tenants at the same instant may each see room, so it can be passed by that many."""
+        existing = len(self.tenant_indices())
+        cap = self.settings.max_tenant_indices
+        if existing + new_indices > cap:
+            log.error(
+                "%d tenant indices exist under %s and %d more are needed: RAGLINE_OPENSEARCH_MAX_TENANT_INDICES=%d",
+                existing,
+                self.alias,
+                new_indices,
+                cap,
+            )
+            raise TenantIndexLimitReached(
+                "no index can be created for this tenant: the deployment's limit of tenant indices "
+                "(RAGLINE_OPENSEARCH_MAX_TENANT_INDICES) is reached"
             )
 
     # ---- index versions (ragline reindex) --------------------------------------------------
-    def current_index(self) -> str:
-        """The index version the alias points at now."""
+    # `tenant_id` picks the alias in the per-tenant layout; the shared layout ignores it.
+    def scope_alias(self, tenant_id: str | None = None) -> str:
+        return self._scope_alias(tenant_id)
+
+    def current_index(self, tenant_id: str | None = None, *, missing_ok: bool = False) -> str | None:
+        """The index version the alias points at now (None when it does not exist and missing_ok)."""
         self._require_managed("reindex")
+        alias = self._scope_alias(tenant_id)
         try:
-            answer = self._retry.call("alias read", lambda: self.client.indices.get_alias(name=self.alias))
+            answer = self._retry.call("alias read", lambda: self.client.indices.get_alias(name=alias))
         except NotFoundError as exc:
+            if missing_ok:
+                return None
             raise OpenSearchConfigError(
-                f"alias {self.alias} does not exist: there is nothing to reindex (the first start creates it)"
+                f"alias {alias} does not exist: there is nothing to reindex (the first start creates it)"
             ) from exc
-        return q.alias_target(self.alias, answer)
+        return q.alias_target(alias, answer)
 
     def index_exists(self, index: str) -> bool:
         return bool(self._retry.call("index check", lambda: self.client.indices.exists(index=index)))
@@ -199,17 +331,19 @@ class OpenSearchVectorIndex:
         mapping = self._retry.call("mapping read", lambda: self.client.indices.get_mapping(index=index))
         return q.index_dimension(mapping)
 
-    def create_index_version(self, index: str) -> None:
+    def create_index_version(self, index: str, tenant_id: str | None = None) -> None:
         """PUT /<alias>-v<N>: this adapter's definition and dimension, not yet behind the alias."""
-        if q.index_version(self.alias, index) is None:
-            raise ValueError(f"{index} is not a version of {self.alias} (<alias>-v<N>)")
-        body = self.index_definition(with_alias=False)
+        alias = self._scope_alias(tenant_id)
+        if q.index_version(alias, index) is None:
+            raise ValueError(f"{index} is not a version of {alias} (<alias>-v<N>)")
+        body = self.index_definition(with_alias=False, tenant_id=tenant_id)
         self._retry.call("index creation", lambda: self.client.indices.create(index=index, body=body))
 
-    def delete_index_version(self, index: str) -> None:
+    def delete_index_version(self, index: str, tenant_id: str | None = None) -> None:
         """DELETE /<alias>-v<N>, never the version the alias points at."""
-        if q.index_version(self.alias, index) is None or index == self.current_index():
-            raise OpenSearchConfigError(f"{index} is not an unused version of {self.alias}: not deleting it")
+        alias = self._scope_alias(tenant_id)
+        if q.index_version(alias, index) is None or index == self.current_index(tenant_id, missing_ok=True):
+            raise OpenSearchConfigError(f"{index} is not an unused version of {alias}: not deleting it")
         self._retry.call("index deletion", lambda: self.client.indices.delete(index=index))
 
     def write_chunks(self, index: str, chunks: Sequence[IndexedChunk], vectors: np.ndarray) -> None:
@@ -217,7 +351,7 @@ class OpenSearchVectorIndex:
         if not chunks:
             return
         self._check_write(chunks[0].tenant_id, chunks[0].document_id, chunks, vectors)
-        actions = q.bulk_actions(index, chunks, vectors, routing=not self.settings.serverless)
+        actions = q.bulk_actions(index, chunks, vectors, routing=self._routes)
         self._bulk(q.bulk_lines(actions), [], require_alias=False)
 
     def refresh(self, index: str) -> None:
@@ -242,9 +376,10 @@ class OpenSearchVectorIndex:
             )
         return int(answer.get("created", 0)) + int(answer.get("updated", 0))
 
-    def switch_alias(self, from_index: str, to_index: str) -> None:
-        """One POST /_aliases: readers and writers move from one index version to the next at once."""
-        body = q.alias_swap(self.alias, from_index, to_index)
+    def switch_alias(self, from_index: str | None, to_index: str, tenant_id: str | None = None) -> None:
+        """One POST /_aliases: readers and writers move from one index version to the next at once
+        (without `from_index`, a tenant's first index: the alias is added)."""
+        body = q.alias_swap(self._scope_alias(tenant_id), from_index, to_index)
         self._retry.call("alias switch", lambda: self.client.indices.update_aliases(body=body))
 
     def stored_chunks(self, tenant_id: str, document_id: str, index: str | None = None) -> list[IndexedChunk]:
@@ -284,11 +419,14 @@ class OpenSearchVectorIndex:
         self._check_write(tenant_id, document_id, chunks, vectors)
         keep = [chunk.id for chunk in chunks]
         if chunks:
+            if self.per_tenant:
+                self._ensure_tenant(tenant_id)
+            alias = self.alias_for(tenant_id)
             created: list[str] = []
             try:
-                actions = q.bulk_actions(self.alias, chunks, vectors, routing=True)
+                actions = q.bulk_actions(alias, chunks, vectors, routing=self._routes)
                 self._bulk(q.bulk_lines(actions), created)
-                self._refresh(self.alias)
+                self._refresh(alias)
             except (RaglineError, TransportError):
                 self._discard(tenant_id, document_id, keep, created)
                 raise
@@ -308,13 +446,7 @@ class OpenSearchVectorIndex:
             others = self._count(tenant_id, q.other_chunks_query(tenant_id, document_id, new_ids))
             doomed = new_ids if others else created
             if doomed:
-                body = q.delete_chunks_query(tenant_id, document_id, doomed)
-                self._retry.call(
-                    "discard",
-                    lambda: self.client.delete_by_query(
-                        index=self.alias, body=body, params=self._delete_params(tenant_id)
-                    ),
-                )
+                self._delete_by_query("discard", tenant_id, q.delete_chunks_query(tenant_id, document_id, doomed))
         except (RaglineError, TransportError) as exc:  # the original failure is the one to report
             log.error("could not discard the partial new version of %s/%s: %s", tenant_id, document_id, exc)
 
@@ -344,13 +476,10 @@ class OpenSearchVectorIndex:
     def _delete_and_verify(self, tenant_id: str, document_id: str, keep: list[str]) -> int:
         """Delete the document's chunks not in `keep` until a count shows exactly `keep` remain."""
         body = q.delete_by_document_query(tenant_id, document_id, keep)
-        params = self._delete_params(tenant_id)
         deleted = 0
         remaining = -1
         for attempt in range(self.settings.verify_attempts):
-            answer = self._retry.call(
-                "delete by query", lambda: self.client.delete_by_query(index=self.alias, body=body, params=params)
-            )
+            answer = self._delete_by_query("delete by query", tenant_id, body)
             deleted += int(answer.get("deleted", 0))
             remaining = self._count(tenant_id, q.count_query(tenant_id, Term(q.DOCUMENT_FIELD, (document_id,))))
             if remaining == len(keep):
@@ -447,6 +576,9 @@ class OpenSearchVectorIndex:
         return self._count(tenant_id, q.count_query(tenant_id, flt))
 
     def stats(self) -> dict[str, int]:
+        """Index-wide numbers for the operator (never a tenant: they describe other tenants too)."""
+        if self.per_tenant:
+            return self._tenant_stats()
         answer = self._retry.call("stats", lambda: self.client.indices.stats(index=self.alias, metric="docs,store"))
         primaries = answer["_all"]["primaries"]
         return {
@@ -454,6 +586,18 @@ class OpenSearchVectorIndex:
             "deleted_chunks": int(primaries["docs"]["deleted"]),
             "store_bytes": int(primaries["store"]["size_in_bytes"]),
         }
+
+    def _tenant_stats(self) -> dict[str, int]:
+        """Summed over the index versions the tenant aliases point at (not old, unaliased ones)."""
+        current = self.tenant_indices()
+        if not current:
+            return {"chunks": 0, "deleted_chunks": 0, "store_bytes": 0, "tenant_indices": 0}
+        pattern = q.tenant_alias_pattern(self.alias)
+        answer = self._retry.call(
+            "stats",
+            lambda: self.client.indices.stats(index=pattern, metric="docs,store", params={"level": "indices"}),
+        )
+        return {**q.primaries_stats(answer, current.values()), "tenant_indices": len(current)}
 
     def close(self) -> None:
         """Nothing to release: the client is shared per process (see opensearch_client)."""

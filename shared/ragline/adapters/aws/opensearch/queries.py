@@ -26,9 +26,12 @@ and strings with strings (as UTF-8 byte order, which is code point order, as Pyt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import struct
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -66,6 +69,14 @@ TOKEN_SEPARATOR = "\x1f"
 # Lucene refuses terms over 32766 bytes; 8191 characters is the most that always fits in UTF-8.
 MAX_TOKEN_CHARS = 8191
 
+# Per-tenant layout: <alias>-t-<slug>-<hash>[-v<N>]. Index names are at most 255 bytes; the tenant
+# part takes at most 3 + 48 + 1 + 12 and a version suffix at most 2 + 10, so the alias gets 150.
+TENANT_MARKER = "-t-"
+TENANT_SLUG_MAX_CHARS = 48
+TENANT_HASH_CHARS = 12
+MAX_TENANT_ALIAS_PREFIX = 150
+META_TENANT = "ragline_tenant_id"
+
 
 def tenant_term(tenant_id: str) -> dict[str, Any]:
     """The clause every read, count and delete carries (in filter context)."""
@@ -89,8 +100,10 @@ def index_definition(
     replicas: int = 1,
     routing_required: bool = True,
     alias: str | None = None,
+    tenant_id: str | None = None,
 ) -> dict[str, Any]:
-    """Settings and mappings of one chunk index version (PUT /<index>).
+    """Settings and mappings of one chunk index version (PUT /<index>); with `tenant_id`, a
+    per-tenant index that records its tenant in ``_meta``.
 
     `cosinesimil` on faiss needs OpenSearch 2.19+ and scores (1 + cos) / 2, the embedded engine's
     scale; `innerproduct` works on older clusters (vectors must be unit length) and the adapter
@@ -120,6 +133,8 @@ def index_definition(
             PAYLOAD_FIELD: {"type": "object", "enabled": False},
         },
     }
+    if tenant_id is not None:
+        mappings = {"_meta": {META_TENANT: tenant_id}, **mappings}
     if routing_required:
         mappings = {"_routing": {"required": True}, **mappings}
     definition: dict[str, Any] = {
@@ -138,6 +153,71 @@ def index_dimension(mapping_response: Mapping[str, Any]) -> int | None:
         if field is not None:
             return int(field["dimension"])
     return None
+
+
+def tenant_slug(tenant_id: str) -> str:
+    """The readable part of a tenant's index name: ASCII-folded, lowercased, every run of other
+    characters one '-', at most 48 characters. Lossy (Acme and acme share it): the hash is not."""
+    folded = unicodedata.normalize("NFKD", tenant_id).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:TENANT_SLUG_MAX_CHARS].rstrip("-")
+
+
+def tenant_alias(alias: str, tenant_id: str) -> str:
+    """The alias of one tenant's chunk index in the per-tenant layout: ``<alias>-t-<slug>-<hash>``.
+
+    ``<hash>`` is the first 12 hex digits of SHA-256 over the tenant id's UTF-8 bytes, so ids that
+    differ only in case, in characters index names cannot hold, or after the slug's 48 characters
+    get different names; the slug only makes the name readable (``_cat/indices``). Two ids would
+    share a name only if their hashes collide (48 bits): each index records its tenant in
+    ``_meta`` and the adapter refuses to write into another tenant's. The name is lowercase,
+    holds only ``[a-z0-9-]`` and starts like ``alias`` (a letter or digit). It must never change:
+    it is how a tenant finds its chunks (a new scheme needs a reindex into new names).
+    """
+    if not tenant_id:
+        raise ValueError("a tenant id is required")
+    if len(alias) > MAX_TENANT_ALIAS_PREFIX:
+        raise ValueError(f"an alias for tenant indices has at most {MAX_TENANT_ALIAS_PREFIX} characters")
+    digest = hashlib.sha256(tenant_id.encode("utf-8", "surrogatepass")).hexdigest()[:TENANT_HASH_CHARS]
+    slug = tenant_slug(tenant_id)
+    return f"{alias}{TENANT_MARKER}{slug}-{digest}" if slug else f"{alias}{TENANT_MARKER}{digest}"
+
+
+def tenant_alias_pattern(alias: str) -> str:
+    """Every tenant alias (and index version) of the per-tenant layout under ``alias``."""
+    return f"{alias}{TENANT_MARKER}*"
+
+
+def index_tenant(mapping_response: Mapping[str, Any]) -> str | None:
+    """The tenant a per-tenant index was created for (``_meta``), None for a shared index."""
+    for index in mapping_response.values():
+        tenant = index.get("mappings", {}).get("_meta", {}).get(META_TENANT)
+        if tenant is not None:
+            return str(tenant)
+    return None
+
+
+def alias_targets(get_alias_response: Mapping[str, Any]) -> dict[str, str]:
+    """alias -> the index it points at, from a GET /_alias/<pattern> answer (write index first)."""
+    targets: dict[str, str] = {}
+    for index in sorted(get_alias_response):
+        for alias, options in get_alias_response[index].get("aliases", {}).items():
+            if alias not in targets or options.get("is_write_index"):
+                targets[alias] = index
+    return targets
+
+
+def primaries_stats(stats_response: Mapping[str, Any], indices: Iterable[str]) -> dict[str, int]:
+    """Chunks, deleted chunks and bytes summed over some indices of a ``_stats?level=indices`` answer."""
+    totals = {"chunks": 0, "deleted_chunks": 0, "store_bytes": 0}
+    per_index = stats_response.get("indices", {})
+    for name in indices:
+        primaries = per_index.get(name, {}).get("primaries")
+        if primaries is None:
+            continue
+        totals["chunks"] += int(primaries["docs"]["count"])
+        totals["deleted_chunks"] += int(primaries["docs"]["deleted"])
+        totals["store_bytes"] += int(primaries["store"]["size_in_bytes"])
+    return totals
 
 
 def versioned_index_name(alias: str, version: int) -> str:
@@ -169,18 +249,17 @@ def alias_target(alias: str, get_alias_response: Mapping[str, Any]) -> str:
     raise ValueError(f"alias {alias} points at {indices} and none is its only write index")
 
 
-def alias_swap(alias: str, from_index: str, to_index: str) -> dict[str, Any]:
+def alias_swap(alias: str, from_index: str | None, to_index: str) -> dict[str, Any]:
     """POST /_aliases body that moves an alias from one index version to the next in one step.
 
     The actions of one request apply atomically: no reader or writer sees the alias on neither
-    or both indices. The new index becomes the alias's write index.
+    or both indices. The new index becomes the alias's write index. Without `from_index` (a
+    tenant's first index in the per-tenant layout) the alias is only added.
     """
-    return {
-        "actions": [
-            {"remove": {"index": from_index, "alias": alias}},
-            {"add": {"index": to_index, "alias": alias, "is_write_index": True}},
-        ]
-    }
+    add = {"add": {"index": to_index, "alias": alias, "is_write_index": True}}
+    if from_index is None:
+        return {"actions": [add]}
+    return {"actions": [{"remove": {"index": from_index, "alias": alias}}, add]}
 
 
 def copy_other_tenants(from_index: str, to_index: str, tenant_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from ragline.config import Settings
 from ragline.errors import RaglineError
 
 AuthMode = Literal["none", "basic", "sigv4-es", "sigv4-aoss"]
+IndexLayout = Literal["shared", "per_tenant"]
 T = TypeVar("T")
 
 
@@ -50,6 +51,8 @@ class OpenSearchSettings(BaseModel):
 
     index_alias: str = _global_default("opensearch_index_alias")
     index_version: int = _global_default("opensearch_index_version")
+    index_layout: IndexLayout = _global_default("opensearch_index_layout")
+    max_tenant_indices: int = _global_default("opensearch_max_tenant_indices")
     shards: int = _global_default("opensearch_shards")
     replicas: int = _global_default("opensearch_replicas")
     space_type: q.SpaceType = _global_default("opensearch_space_type")
@@ -82,6 +85,8 @@ class OpenSearchSettings(BaseModel):
             "write_timeout_seconds": s.opensearch_write_timeout_seconds,
             "index_alias": s.opensearch_index_alias,
             "index_version": s.opensearch_index_version,
+            "index_layout": s.opensearch_index_layout,
+            "max_tenant_indices": s.opensearch_max_tenant_indices,
             "shards": s.opensearch_shards,
             "replicas": s.opensearch_replicas,
             "space_type": s.opensearch_space_type,
@@ -119,6 +124,22 @@ class OpenSearchSettings(BaseModel):
         if mode.startswith("sigv4") and not self.region:
             raise ValueError("SigV4 needs a region: set RAGLINE_OPENSEARCH_REGION or AWS_REGION")
         return self
+
+    @model_validator(mode="after")
+    def _tenant_index_names_fit(self) -> OpenSearchSettings:
+        if self.per_tenant:
+            if self.serverless:
+                raise ValueError("RAGLINE_OPENSEARCH_INDEX_LAYOUT=per_tenant needs a managed cluster, not Serverless")
+            if len(self.index_alias) > q.MAX_TENANT_ALIAS_PREFIX:
+                raise ValueError(
+                    f"RAGLINE_OPENSEARCH_INDEX_ALIAS is {len(self.index_alias)} characters: with "
+                    f"per_tenant it may have at most {q.MAX_TENANT_ALIAS_PREFIX} (index names are <= 255 bytes)"
+                )
+        return self
+
+    @property
+    def per_tenant(self) -> bool:
+        return self.index_layout == "per_tenant"
 
     @property
     def resolved_auth_mode(self) -> AuthMode:
