@@ -119,8 +119,17 @@ def test_s3_drop_folder_create_overwrite_and_remove(aws_env) -> None:
     assert stack.container.store.get_document("t1", doc.id) is None
     assert search_ids(stack, "t1", "suspension bridge cables") == []
     assert stack.container.blobs.exists(doc.blob_key) is False
-    types = [e["type"] for e in stack.events()]
+    events = stack.events()
+    types = [e["type"] for e in events if e["type"].startswith("document.")]
     assert types.count("document.indexed") == 2 and types[-1] == "document.deleted"
+    assert types.count("document.updated") == 1  # the overwrite
+    # Each drain's batch was one burst: added, then updated, then deleted.
+    synced = [
+        (e["data"]["added"], e["data"]["updated"], e["data"]["deleted"])
+        for e in events
+        if e["type"] == "sync.completed"
+    ]
+    assert synced == [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
 
 
 def test_s3_events_out_of_order_follow_the_objects_current_state(aws_env) -> None:
