@@ -15,6 +15,7 @@ import pytest
 from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatBounds, ChatService
 from ragline.errors import DependencyUnavailable
+from ragline.ingest.dropfolder import Change, DropBurst
 from ragline.models import ChatRequest, DocumentStatus, IndexedChunk
 from ragline.retrieval.filters import Term
 from ragline.retrieval.service import SearchService
@@ -164,6 +165,19 @@ def test_a_burst_that_changed_nothing_says_nothing(world: World, tmp_path: Path)
         inbox.put("t1/x.tmp", b"half written")
         inbox.event("t1/x.tmp", True)
     assert world.events == []
+
+
+def test_a_summary_the_bus_cannot_take_does_not_fail_the_burst() -> None:
+    """Bus and outbox down as the burst ends: its changes are applied; failing it would only make an
+    S3 batch come back to find nothing to do."""
+
+    class DownBus:
+        def publish(self, event_type: str, tenant_id: str, data: dict[str, Any]) -> None:
+            raise DependencyUnavailable("the events topic and its outbox are down")
+
+    burst = DropBurst(DownBus(), "s3")
+    burst.record("t1", Change.ADDED)
+    burst.finish()  # logged, not raised
 
 
 def test_an_unreadable_inbox_file_is_failed_and_reported(world: World, tmp_path: Path, monkeypatch) -> None:

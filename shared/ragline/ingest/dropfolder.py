@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
-from ragline.errors import NotFound
+from ragline.errors import DependencyUnavailable, NotFound
 from ragline.ingest.service import IngestService
 from ragline.models import TENANT_ID_PATTERN, utcnow
 from ragline.ports import EventBus
@@ -104,7 +104,13 @@ class DropBurst:
                 "started_at": self.started_at,
                 "finished_at": finished_at,
             }
-            self.events.publish("sync.completed", tenant, data)
+            try:
+                self.events.publish("sync.completed", tenant, data)
+            except DependencyUnavailable as exc:
+                # The bus and its outbox both down. Every change was applied and its own events
+                # went out (or failed) with it: failing the burst for its summary would only
+                # make the S3 batch come back, to find nothing left to do.
+                log.error("drop folder: sync.completed for %s lost: %s", tenant, exc.message)
         self.counts.clear()
 
 
