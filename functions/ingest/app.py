@@ -36,4 +36,7 @@ def handle_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    # One batch is one drop-folder burst: what its S3 notifications changed is told by one
+    # sync.completed per tenant when the batch is done.
+    with messages.drop_folder_burst():
+        return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -119,8 +119,17 @@ def test_s3_drop_folder_create_overwrite_and_remove(aws_env) -> None:
     assert stack.container.store.get_document("t1", doc.id) is None
     assert search_ids(stack, "t1", "suspension bridge cables") == []
     assert stack.container.blobs.exists(doc.blob_key) is False
-    types = [e["type"] for e in stack.events()]
+    events = stack.events()
+    types = [e["type"] for e in events if e["type"].startswith("document.")]
     assert types.count("document.indexed") == 2 and types[-1] == "document.deleted"
+    assert types.count("document.updated") == 1  # the overwrite
+    # Each drain's batch was one burst: added, then updated, then deleted.
+    synced = [
+        (e["data"]["added"], e["data"]["updated"], e["data"]["deleted"])
+        for e in events
+        if e["type"] == "sync.completed"
+    ]
+    assert synced == [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
 
 
 def test_s3_events_out_of_order_follow_the_objects_current_state(aws_env) -> None:
@@ -238,3 +247,35 @@ def test_events_sns_refuses_are_held_then_redelivered_with_their_ids(aws_env, mo
     assert indexed["attributes"] == {"event_type": "document.indexed", "tenant_id": "t1"}
     assert stack.container.outbox_events.outbox.held_events(10) == []
     assert redelivery.handler({}, context) == {"redelivered": 0, "still_held": False}
+
+
+def test_one_batch_of_s3_notifications_is_one_sync_completed_per_tenant(aws_env) -> None:
+    stack = aws_env()
+    bucket = stack.resources.documents_bucket
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/old.txt", Body=ABOUT_BRIDGES.encode())
+    stack.drain()
+    stack.events()  # read past what came before
+
+    # Five notifications, one batch (the event source mapping's BatchSize is 5):
+    # three files added, one removed, one refused.
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/a.txt", Body=ABOUT_OTTERS.encode())
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/b.txt", Body=b"Glaciers carve U-shaped valleys as they grind.")
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/c.txt", Body=b"Coral reefs are built by colonies of animals.")
+    stack.s3.delete_object(Bucket=bucket, Key="inbox/t1/old.txt")
+    stack.s3.put_object(Bucket=bucket, Key="inbox/t1/tool.exe", Body=b"MZ\x90\x00\x03" + bytes(range(256)))
+    assert stack.poller.poll_once() == 5
+    events = stack.events()
+    [synced] = [e for e in events if e["type"] == "sync.completed"]
+    assert synced["tenant_id"] == "t1"
+    assert synced["attributes"] == {"event_type": "sync.completed", "tenant_id": "t1"}
+    data = synced["data"]
+    assert {name: data[name] for name in ("added", "updated", "deleted", "failed")} == {
+        "added": 3,
+        "updated": 0,
+        "deleted": 1,
+        "failed": 1,
+    }
+    assert (data["source"], data["inbox"]) == ("inbox", "s3")
+    assert [e["type"] for e in events][-1] == "sync.completed"  # after every change of the batch
+    stack.drain()  # the three queued jobs: indexed after the burst, told by document.indexed
+    assert [e["type"] for e in stack.events()] == ["document.indexed"] * 3

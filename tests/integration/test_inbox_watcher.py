@@ -124,3 +124,40 @@ def test_a_file_written_once_is_read_once_and_real_changes_still_act(world: Worl
         assert uploaded == [("a.txt", 1), ("a.txt", 2), ("b.txt", 1)]
     finally:
         watcher.stop()
+
+
+def test_a_burst_of_changes_is_one_sync_completed_once_the_folder_settles(world: World, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "t1").mkdir(parents=True)
+    (inbox / "t1" / "old.txt").write_text("Coral reefs are built by colonies of tiny animals.")
+    watcher = InboxWatcher(InboxSync(inbox, world.ingest, world.store, lambda: None), settle_seconds=SETTLE)
+    watcher.start()  # reconciling what was there is a burst of its own
+    try:
+        [reconciled] = world.published("sync.completed")
+        assert (reconciled["data"]["added"], reconciled["data"]["inbox"]) == (1, "local")
+        world.events.clear()
+
+        # One burst: three files added, one removed, one refused, written one after the other
+        # within less than the settle time of each other.
+        (inbox / "t1" / "a.txt").write_text("Sea otters hold hands while they sleep.")
+        (inbox / "t1" / "b.txt").write_text("Suspension bridges hang their deck from cables.")
+        time.sleep(SETTLE / 2)
+        (inbox / "t1" / "c.txt").write_text("Glaciers carve U-shaped valleys.")
+        (inbox / "t1" / "old.txt").unlink()
+        (inbox / "t1" / "tool.exe").write_bytes(b"MZ\x90\x00\x03" + bytes(range(256)))
+        [synced] = eventually(lambda: world.published("sync.completed"))
+        time.sleep(QUIET)
+        assert world.published("sync.completed") == [synced]  # one, not one per file
+        assert synced["tenant_id"] == "t1"
+        counts = {name: synced["data"][name] for name in ("added", "updated", "deleted", "failed")}
+        assert counts == {"added": 3, "updated": 0, "deleted": 1, "failed": 1}
+        assert len(world.published("document.uploaded")) == 3
+        assert [e["data"]["key"] for e in world.published("error.ingestion")] == ["inbox/t1/tool.exe"]
+        # The burst ended once the folder had settled: every change was applied before the event.
+        assert [e["type"] for e in world.events][-1] == "sync.completed"
+
+        (inbox / "t1" / "a.txt").write_text("Sea otters sleep floating on their backs.")  # overwritten
+        eventually(lambda: len(world.published("sync.completed")) == 2)
+        assert world.published("sync.completed")[-1]["data"]["updated"] == 1
+    finally:
+        watcher.stop()

@@ -98,17 +98,22 @@ class ChatService:
         )
         return PreparedChat(new_id("qry"), sources, answer_request, started)
 
-    def _completed(self, tenant_id: str, prepared: PreparedChat, usage: Usage, model: str) -> None:
+    def _completed(self, tenant_id: str, prepared: PreparedChat, usage: Usage, model: str) -> float:
+        """Publish `query.completed` once the answer is whole; returns the latency it reports, which
+        the response (or the stream's `done` event) reports too."""
+        latency_ms = round((time.perf_counter() - prepared.started) * 1000, 2)
         self.events.publish(
             "query.completed",
             tenant_id,
             {
                 "query_id": prepared.query_id,
-                "model": model,
+                "latency_ms": latency_ms,
                 "source_count": len(prepared.sources),
+                "model": model,
                 "usage": usage.model_dump(),
             },
         )
+        return latency_ms
 
     def answer(self, tenant_id: str, request: ChatRequest) -> ChatResponse:
         prepared = self.prepare(tenant_id, request)
@@ -120,13 +125,13 @@ class ChatService:
             else:
                 done = event
         assert done is not None, "an answer model must end with AnswerDone"
-        self._completed(tenant_id, prepared, done.usage, done.model)
+        latency_ms = self._completed(tenant_id, prepared, done.usage, done.model)
         return ChatResponse(
             answer=drop_unknown_citations("".join(pieces), len(prepared.sources)).strip(),
             sources=prepared.sources,
             usage=done.usage,
             model=done.model,
-            latency_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
+            latency_ms=latency_ms,
             query_id=prepared.query_id,
         )
 
@@ -143,13 +148,13 @@ class ChatService:
                 else:
                     if rest := citations.flush():
                         yield {"event": "message", "data": {"content": rest}}
-                    self._completed(tenant_id, prepared, event.usage, event.model)
+                    latency_ms = self._completed(tenant_id, prepared, event.usage, event.model)
                     yield {
                         "event": "done",
                         "data": {
                             "query_id": prepared.query_id,
                             "usage": event.usage.model_dump(),
                             "model": event.model,
-                            "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 2),
+                            "latency_ms": latency_ms,
                         },
                     }

@@ -16,12 +16,19 @@ deduplicated by hash. A message that must be seen again raises ``RetryLater``: t
 reports it as a batch item failure, SQS redelivers it after the visibility timeout, and after
 ``ingest_max_receives`` receives it goes to the dead-letter queue — on that last receive the
 document is marked failed and ``error.ingestion`` is published first.
+
+A burst of the S3 drop folder (one ``sync.completed`` per tenant it changed) is one batch of
+messages handled by one invocation of the ingest function (``drop_folder_burst`` around the
+batch): the event source mapping gathers up to 5 messages for up to 5 seconds, so a large drop
+is told by several ``sync.completed`` whose counts add up. A notification that must come back
+(RetryLater, or a dependency down) counts in the burst that finally applies it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +36,7 @@ from urllib.parse import unquote_plus
 
 from ragline.config import Settings
 from ragline.errors import DependencyUnavailable, NotFound, RaglineError
-from ragline.ingest.dropfolder import INBOX_PREFIX, DropFolder
+from ragline.ingest.dropfolder import INBOX_PREFIX, DropBurst, DropFolder
 from ragline.ingest.service import INTERNAL_ERROR, IngestService
 from ragline.models import Job, JobStatus
 from ragline.ports import BlobStore, JobQueue, MetadataStore
@@ -124,10 +131,15 @@ class IngestMessageHandler:
         self.ingest = ingest
         self.queue = queue
         self.store = store
-        self.drop_folder = DropFolder(ingest)
+        self.drop_folder = DropFolder(ingest, inbox="s3")
         self.inbox = inbox
         self.upload_drop = upload_drop
         self.upload_claims = upload_claims
+
+    def drop_folder_burst(self) -> AbstractContextManager[DropBurst]:
+        """The messages handled inside make one drop-folder burst (the function wraps each batch in
+        it); a message handled outside is a burst of its own."""
+        return self.drop_folder.burst()
 
     def handle(self, body: str, *, receive_count: int = 1) -> None:
         """Apply one message. Raises RetryLater (or a transient error) when it must come back."""

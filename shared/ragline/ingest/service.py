@@ -33,7 +33,7 @@ from ragline.ingest.parsers import detect_content_type
 from ragline.ingest.prefetch import grouped, prefetch
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
 from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
-from ragline.retrieval.filters import matches, scope_to_tenant
+from ragline.retrieval.filters import Term, matches, scope_to_tenant
 
 if TYPE_CHECKING:
     import numpy as np
@@ -298,7 +298,11 @@ class IngestService:
         self._drop_older_originals(indexed)
         data = {"document_id": doc.id, "chunk_count": len(chunks), "page_count": page_count, "version": doc.version}
         self.events.publish("document.indexed", doc.tenant_id, data)
-        if doc.version > 1:
+        if doc.version > 1 and doc.indexed_at is not None:
+            # A new version replaced one that had been searchable (the same external_id, an
+            # overwritten drop-folder file). indexed_at is carried over from version to version, so
+            # a document none of whose versions was ever indexed (a failed file retried) is only
+            # "indexed" the first time it is.
             self.events.publish("document.updated", doc.tenant_id, data)
         return indexed
 
@@ -330,9 +334,17 @@ class IngestService:
         except DependencyUnavailable:
             raise
         except RaglineError as exc:
-            log.warning("not ingested (%s): %s", subject, exc.message)
-            self.events.publish(INGESTION_ERROR, tenant_id, {**subject, "error": exc.message, "code": exc.status})
+            self.report_refused(tenant_id, subject, exc.message, code=exc.status)
             return None
+
+    def report_refused(self, tenant_id: str, subject: dict[str, str], error: str, *, code: int | None = None) -> None:
+        """`error.ingestion` for a file that never became a document (no caller to answer): ``subject``
+        names it, ``error`` says why, ``code`` is the HTTP status an API upload of it would have got."""
+        log.warning("not ingested (%s): %s", subject, error)
+        data: dict[str, Any] = {**subject, "error": error}
+        if code is not None:
+            data["code"] = code
+        self.events.publish(INGESTION_ERROR, tenant_id, data)
 
     def _drop_older_originals(self, doc: Document) -> None:
         for version in range(1, doc.version):
@@ -364,9 +376,17 @@ class IngestService:
         self._finish_delete(doc)
 
     def _finish_delete(self, doc: Document) -> None:
+        """Chunks first, then the originals, then the record; `document.deleted` last, once no chunk
+        of the document is left in the index."""
         self.index.delete_document(doc.tenant_id, doc.id)
         self.blobs.delete_prefix(f"{doc.tenant_id}/{doc.id}/")
         self.store.delete_document(doc.tenant_id, doc.id)
+        # An indexing of it already under way (process) may have written its chunks back after the
+        # removal above: it takes them away itself once it sees the record gone, but the event must
+        # not wait on that. (One writing after this check still removes them, only after the event.)
+        if self.index.count(doc.tenant_id, Term("document_id", (doc.id,))):
+            log.info("document %s: chunks written back while it was deleted; removing them", doc.id)
+            self.index.delete_document(doc.tenant_id, doc.id)
         self.events.publish("document.deleted", doc.tenant_id, {"document_id": doc.id})
 
     def delete_by_filter(self, tenant_id: str, filters: dict[str, Any], *, everything: bool = False) -> int:
