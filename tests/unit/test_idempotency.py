@@ -188,3 +188,20 @@ KEPT += [(401, False), (403, False), (429, False), (500, False), (503, False)]
 @pytest.mark.parametrize(("status", "kept"), KEPT)
 def test_which_answers_are_kept(status, kept):
     assert worth_storing(status) is kept
+
+
+def test_the_openapi_documents_the_header_and_the_409_on_the_listed_routes(tmp_path):
+    from ragline.api.app import create_app
+    from ragline.config import Settings
+    from ragline.container import Container
+
+    paths = create_app(Container(Settings(data_dir=tmp_path))).openapi()["paths"]
+    documented = {
+        (method.upper(), path)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation.get("parameters", []))
+    }
+    served = {(m, p) for m, p in IDEMPOTENT_ROUTES if p in paths and m.lower() in paths[p]}
+    assert documented == served and ("POST", "/v1/kb/chat") in served
+    assert all("409" in paths[path][method.lower()]["responses"] for method, path in served)
