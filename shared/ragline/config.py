@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     # How long the delivery log keeps a delivery and its attempts.
     webhook_delivery_retention_days: int = Field(default=30, ge=1)
 
+    # Idempotency-Key: how long a key replays its first answer, and how long a request may hold its key
+    # while it runs before another request may take the key over (its process died; longer than any
+    # request runs: the function timeout deployed, a slow 200 MB upload locally).
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    idempotency_stale_after_seconds: float = Field(default=900.0, gt=0)
+
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"
     bedrock_model_id: str = "amazon.titan-embed-text-v2:0"
@@ -227,6 +233,10 @@ class Settings(BaseSettings):
     @property
     def webhooks_db(self) -> Path:
         return self.data_dir / "webhooks.db"
+
+    @property
+    def idempotency_db(self) -> Path:
+        return self.data_dir / "idempotency.db"
 
     @property
     def vector_dir(self) -> Path:

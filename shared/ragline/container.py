@@ -23,6 +23,7 @@ from ragline.ports import (
     Embedder,
     EventBus,
     HoldsConnections,
+    IdempotencyStore,
     JobQueue,
     MetadataStore,
     PresigningBlobStore,
@@ -240,6 +241,17 @@ class Container:
             self.events,
             SystemResolver(),
         )
+
+    # ---- idempotent writes ------------------------------------------------------------------------
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb.idempotency import DynamoIdempotencyStore
+
+            return DynamoIdempotencyStore(self.settings.table_name)
+        from ragline.adapters.local.sqlite_idempotency import SqliteIdempotencyStore
+
+        return SqliteIdempotencyStore(self.settings.idempotency_db)
 
     def warm(self) -> Container:
         """Build everything now: a server should pay for the model load at start, not on a request."""

@@ -13,6 +13,7 @@ from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedCh
 from ragline.retrieval.filters import FilterNode
 
 if TYPE_CHECKING:
+    from ragline.idempotency import IdempotencyRecord, StoredResponse
     from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
@@ -235,6 +236,28 @@ class DeliveryScheduler(Protocol):
     (which reads due deliveries from the store), deployed by a delayed message on the deliveries queue."""
 
     def schedule(self, delivery: WebhookDelivery, delay_seconds: float) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Records of Idempotency-Keys (ragline.idempotency), by (scope, key). Times are epoch seconds,
+    passed in by the caller."""
+
+    def claim(
+        self, scope: str, key: str, token: str, *, now: float, ttl_seconds: float, stale_after_seconds: float
+    ) -> IdempotencyRecord | None:
+        """Atomically claim the key for a request about to run: None when this call claimed it (an
+        in-progress record with ``token``, expiring ``ttl_seconds`` from ``now``), else the live record
+        that holds it. An expired record, or one in progress for ``stale_after_seconds`` or more (its
+        process died), is taken over as if absent."""
+        ...
+
+    def complete(self, scope: str, key: str, token: str, fingerprint: str, response: StoredResponse) -> bool:
+        """Keep the answer on the claim; False when the claim is no longer ``token``'s (taken over)."""
+        ...
+
+    def release(self, scope: str, key: str, token: str) -> None:
+        """Drop the claim (the request failed and may be retried), if it is still ``token``'s."""
+        ...
 
 
 @runtime_checkable

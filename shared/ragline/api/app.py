@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from ragline import __version__
+from ragline.api.auth import current_principal
 from ragline.api.errors import install_error_handlers
+from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 
 if TYPE_CHECKING:
@@ -64,8 +66,27 @@ def create_app(
     app.state.background = background
     app.state.notify_worker = background.notify if background is not None else _no_worker
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(container.settings))
+    settings = container.settings
+    # Inside the body limits (added later = outer): an oversized body is refused before any key is claimed.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        store=lambda: container.idempotency,
+        authenticate=lambda request: current_principal(container, request, request.headers.get("x-api-key")),
+        policy=IdempotencyPolicy(settings.idempotency_ttl_seconds, settings.idempotency_stale_after_seconds),
+    )
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)
+    _document_idempotency(app)
     return app
+
+
+def _document_idempotency(app: FastAPI) -> None:
+    """The middleware's header and 409 in the OpenAPI of the routes it covers (built once, then cached)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_idempotency(build())
+
+    app.openapi = openapi  # type: ignore[method-assign]

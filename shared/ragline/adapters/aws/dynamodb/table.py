@@ -17,6 +17,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
 | key counter       | ``COUNTER``        | ``KEYS``            | (holds ``count``)                        |
 | held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope, as JSON)                  |
+| idempotency record| ``IDEM#<scope>``   | ``KEY#<key>``       | (idempotency.py), ``delete_after``, the TTL |
 | webhook endpoint  | ``TENANT#<t>``     | ``WEBHOOK#<id>``    | (webhooks.py)                            |
 | webhook delivery  | ``DELIVERIES#<t>#<webhook id>`` | ``<delivery id>`` | ``delete_after``, the TTL  |
 
@@ -69,8 +70,9 @@ from ragline.adapters.aws import clients
 from ragline.errors import Conflict, DependencyUnavailable, RaglineError
 
 DEFAULT_TABLE_NAME = "ragline-metadata"
-# The table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it. Only
-# webhook deliveries carry it (their retention); template.yaml's TimeToLiveSpecification names it.
+# The table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it. Webhook
+# deliveries (their retention) and Idempotency-Key records (their 24 h) carry it; template.yaml's
+# TimeToLiveSpecification names it.
 TTL_ATTRIBUTE = "delete_after"
 
 DOC_PREFIX = "DOC#"
