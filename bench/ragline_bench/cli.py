@@ -80,6 +80,12 @@ def _quality_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tune", action="store_true", help="pick the hybrid semantic weight on the TRAIN qrels")
     p.add_argument(
+        "--skip-answers", action="store_true", help="leave out the extractive-answer figures over shared/pdfs"
+    )
+    p.add_argument(
+        "--answers-only", action="store_true", help="only the extractive-answer figures over shared/pdfs (quick)"
+    )
+    p.add_argument(
         "--weights", type=_floats, default=[0.3, 0.5, 0.7], help="weights --tune tries (default 0.3,0.5,0.7)"
     )
 

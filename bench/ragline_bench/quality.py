@@ -265,6 +265,8 @@ def run(args: argparse.Namespace, console: Console) -> Report:
     from ragline.container import build_container
 
     shared = resolve_shared(args.shared)
+    if args.answers_only:
+        return run_answers(shared, args, console, Report("quality"))
     dataset = load_beir(shared, args.dataset)
     if args.tune and not (dataset.directory / "qrels" / "train.tsv").exists():
         raise BenchError(f"--tune needs train qrels, and {args.dataset} has none (tuning on test is not allowed)")
@@ -317,6 +319,8 @@ def run(args: argparse.Namespace, console: Console) -> Report:
             "not comparable to published figures"
         )
     print_results(report, results, console)
+    if not args.skip_answers:
+        run_answers(shared, args, console, report)
     if not partial:
         by_mode = {r.label: r.ndcg_at_10 for r in results}
         for label, mode, value in PUBLISHED[args.dataset]:
@@ -354,3 +358,21 @@ def print_results(report: Report, results: list[ModeResult], console: Console) -
                 [(t["semantic_weight"], t["train_ndcg_at_10"], t["train_queries"]) for t in f["tuning"]],
             )
         )
+
+
+def run_answers(shared: Any, args: argparse.Namespace, console: Console, report: Report) -> Report:
+    """Extractive answers over the shared PDFs (ragline_bench.answers), in a data dir of their own."""
+    from ragline.container import build_container
+    from ragline_bench import answers
+
+    with bench_data_dir(None, "answers") as data_dir:
+        container = build_container(bench_settings(data_dir), snapshot_interval_seconds=0)
+        try:
+            warm_up(container.embedder)
+            figures, targets = answers.measure(container, shared, console)
+        finally:
+            container.close()
+    report.figures["answers"] = figures
+    report.targets.extend(targets)
+    answers.print_figures(figures, console)
+    return report

@@ -529,8 +529,8 @@ if cfg["ingest"]:
         result["pdf_chars"] = sum(len(block.text) for block in pdf.blocks)
 if cfg["chat"]:
     from ragline.config import Settings
-    from ragline.container import build_answerer
-    result["answerer"] = type(build_answerer(Settings())).__name__  # ANTHROPIC_API_KEY is set: Claude, nothing sent
+    from ragline.container import build_answerer, build_embedder
+    result["answerer"] = type(build_answerer(Settings(), lambda: build_embedder(Settings()))).__name__  # ANTHROPIC_API_KEY is set: Claude, nothing sent
 if cfg["documents"]:
     import types
     event = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {"Host": "x"},

@@ -61,6 +61,15 @@ def chunk_version(chunk_id: str) -> DocumentVersion | None:
     return (found["document"], int(found["version"])) if found else None
 
 
+def next_chunk_id(chunk_id_: str) -> str | None:
+    """The id of the chunk after this one in its document (whether it exists or not); None for other ids."""
+    found = _CHUNK_ID.match(chunk_id_)
+    if found is None:
+        return None
+    position = int(chunk_id_.rsplit("-", 1)[1])
+    return chunk_id(found["document"], int(found["version"]), position + 1)
+
+
 # ---- payloads -----------------------------------------------------------------------------------------
 def document_payload(doc: Document) -> dict[str, Any]:
     """Fields every chunk of a document carries (and what delete-by-filter matches documents on)."""

@@ -1,4 +1,4 @@
-"""`ragline serve | keys | ingest | search | ask | bench` — settings also come from RAGLINE_* variables."""
+"""`ragline serve | keys | ingest | search | ask | eval | bench` — settings also come from RAGLINE_* variables."""
 
 from __future__ import annotations
 
@@ -256,6 +256,99 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Golden questions against a server or a data dir; exit 1 when a metric fell more than --max-drop."""
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ragline import evaluation
+
+    golden = evaluation.load_golden(args.golden)
+    baseline = evaluation.load_baseline(args.baseline) if args.baseline else None
+    url = args.url or os.environ.get("RAGLINE_URL")
+    api_key = args.api_key or os.environ.get("RAGLINE_API_KEY")
+    if url and args.data_dir is None:
+        if not api_key:
+            raise evaluation.EvalError("--url needs --api-key (or RAGLINE_API_KEY)")
+        runner: Any = evaluation.HttpRunner(url, api_key)
+        target, close = url, runner.close
+    else:
+        if not args.tenant:
+            raise evaluation.EvalError("--data-dir needs --tenant (or give --url and --api-key)")
+        from ragline.container import build_container
+
+        container = build_container(_settings(args), snapshot_interval_seconds=0)
+        runner = evaluation.LocalRunner(container.search, container.chat, args.tenant)
+        target, close = f"{container.settings.data_dir} (tenant {args.tenant})", container.close
+    console = _console()
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,  # a CI log gets the tables, not a bar's redraws
+        ) as progress:
+            task = progress.add_task("asking", total=len(golden))
+            report = evaluation.evaluate(
+                runner, golden, k=args.k, target=target, progress=lambda n: progress.update(task, completed=n)
+            )
+    finally:
+        close()
+    out = _console(stderr=False)
+    table = Table("question", "doc rank", "page@5", "fragment", "abstained", "confidence", title="per question")
+    for result in report.questions:
+        table.add_row(
+            result.question[:70],
+            _cell(result.rank, "-"),
+            _cell(result.page_hit),
+            _cell(result.fragment_hit),
+            ("yes" if result.abstained else "no") + (" (expected)" if result.expect_no_answer else ""),
+            _cell(result.confidence),
+        )
+    out.print(table)
+    metrics = Table("metric", "value", *(["baseline", "change"] if baseline else []), title=f"{target}, k={args.k}")
+    for name in evaluation.METRICS:
+        value = report.metrics[name]
+        row = [name.replace("_at_k", f"@{args.k}"), _cell(value)]
+        if baseline:
+            before = baseline["metrics"].get(name)
+            change = "" if value is None or not isinstance(before, (int, float)) else f"{value - before:+.4f}"
+            row += [_cell(before), change]
+        metrics.add_row(*row)
+    out.print(metrics)
+    failed: dict[str, float] = {}
+    if baseline:
+        changes = evaluation.question_changes(report, baseline)
+        if changes:
+            diff = Table("question", "changed", "baseline", "now", title="per-question differences")
+            for question, what, before, now in changes:
+                diff.add_row(question[:70], what, before, now)
+            out.print(diff)
+        failed = {
+            m: d for m, d in evaluation.metric_drops(report.metrics, baseline["metrics"]).items() if d > args.max_drop
+        }
+        for name, drop in failed.items():
+            out.print(f"[red]{name} dropped by {drop:.4f} (more than --max-drop {args.max_drop})[/]")
+    args.out.write_text(json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"report written to {args.out}")
+    return 1 if failed else 0
+
+
+def _cell(value: object, none: str = "") -> str:
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true")
     data_dir(ask)
     ask.set_defaults(func=cmd_ask)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="run a golden question set (JSONL) and print retrieval, answer and abstention metrics",
+        description="Each line: {question, expected_document?, expected_page?, expected_fragment?, expect_no_answer?}.",
+    )
+    evaluate.add_argument("golden", type=Path, help="the golden set, JSONL")
+    evaluate.add_argument("--url", default=None, help="a server (or RAGLINE_URL); else --data-dir and --tenant")
+    evaluate.add_argument("--api-key", default=None, help="a key with search and chat scopes (or RAGLINE_API_KEY)")
+    evaluate.add_argument("--tenant", default=None, help="with --data-dir: whose documents")
+    evaluate.add_argument(
+        "--out", type=Path, default=Path("eval-report.json"), help="JSON report (default ./eval-report.json)"
+    )
+    evaluate.add_argument("--baseline", type=Path, default=None, help="an earlier report to compare with")
+    evaluate.add_argument(
+        "--max-drop", type=float, default=0.02, help="exit 1 when a metric fell more than this (default 0.02)"
+    )
+    evaluate.add_argument(
+        "--k", type=int, default=10, help="depth of recall@k (1-10, default 10)", choices=range(1, 11), metavar="K"
+    )
+    data_dir(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
 
     from ragline.reindex import add_parser as add_reindex_parser
 

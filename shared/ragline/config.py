@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # The most a request's `max_tokens` may ask for (more is a 422); chat_max_tokens may not exceed it either.
     chat_max_tokens_limit: int = Field(default=4096, ge=1, le=8192)
     chat_default_limit: int = Field(default=5, ge=1, le=50)
+    # Below this confidence (ragline.retrieval.evidence, 0-1) chat answers that the documents do not contain
+    # the answer, cites nothing and does not call the answer model. 0 always answers.
+    chat_answer_floor: float = Field(default=0.5, ge=0.0, le=1.0)
     chat_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_max_retries: int = Field(default=2, ge=0, le=5)
 

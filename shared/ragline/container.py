@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -147,7 +148,7 @@ class Container:
 
     @cached_property
     def answerer(self) -> AnswerModel:
-        return build_answerer(self.settings)
+        return build_answerer(self.settings, lambda: self.embedder)
 
     # ---- services -------------------------------------------------------------------------------------
     @cached_property
@@ -173,6 +174,7 @@ class Container:
             self.events,
             ChatBounds(self.settings.chat_models, self.settings.chat_max_tokens_limit),
             default_limit=self.settings.chat_default_limit,
+            answer_floor=self.settings.chat_answer_floor,
         )
 
     @cached_property
@@ -311,7 +313,8 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
-def build_answerer(settings: Settings) -> AnswerModel:
+def build_answerer(settings: Settings, embedder: Callable[[], Embedder]) -> AnswerModel:
+    """Claude when a key is set; else the extractive answerer, which scores sentences with the search model."""
     if settings.anthropic_api_key:
         from ragline.adapters.anthropic_claude import ClaudeAnswerModel
 
@@ -323,7 +326,7 @@ def build_answerer(settings: Settings) -> AnswerModel:
             timeout=settings.chat_timeout_seconds,
             max_retries=settings.chat_max_retries,
         )
-    return ExtractiveAnswerer()
+    return ExtractiveAnswerer(embedder())
 
 
 def build_vector_index(settings: Settings, dimension: int, *, snapshot_interval_seconds: float = 30.0) -> VectorIndex:

@@ -198,6 +198,14 @@ class ChatResponse(BaseModel):
     model: str
     latency_ms: float
     query_id: str
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="How well the best passages match the question, from their cosine similarity and the share of "
+        "the question's words they contain (absolute, not normalised per query); below the answer floor "
+        "the answer says the documents do not contain it",
+    )
+    grounded: bool = Field(description="Whether the answer cites at least one of `sources`")
 
 
 class TextDocumentRequest(BaseModel):

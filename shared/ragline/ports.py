@@ -123,6 +123,8 @@ class AnswerPassage:
     title: str | None
     page: int | None
     text: str
+    # The start of the next page, when this passage ends its page mid-sentence (see ragline.chat.pages).
+    continuation: str | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ragline.chat.prompt import SYSTEM_PROMPT
+from ragline.chat.prompt import NOT_IN_DOCUMENTS, SYSTEM_PROMPT
 from ragline.config import Settings
 from ragline_emulator.anthropic_server import FakeAnthropic
 
@@ -283,3 +283,38 @@ def test_one_overloaded_answer_is_retried(ragline: Ragline, scripted: FakeAnthro
     assert response.status_code == 200, response.text
     assert response.json()["answer"] == ANSWER
     assert len(scripted.requests) == 2
+
+
+def test_an_off_topic_question_is_not_sent_to_claude(ragline: Ragline, scripted: FakeAnthropic) -> None:
+    scripted.reset()
+    response = ragline.client.post("/v1/kb/chat", json={"query": "What is the capital of Mongolia?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"] == NOT_IN_DOCUMENTS
+    assert (body["sources"], body["grounded"]) == ([], False)
+    assert body["confidence"] < Settings().chat_answer_floor
+    assert scripted.requests == [], "below the relevance floor nothing is asked of the model"
+
+
+@pytest.mark.parametrize(
+    ("claude_says", "answer", "grounded"),
+    [
+        ("Invoices are due within 30 days [1, 2].", "Invoices are due within 30 days [1][2].", True),
+        ("Invoices are due within 30 days [7].", "Invoices are due within 30 days .", False),
+        ("Invoices are due within 30 days.", "Invoices are due within 30 days.", False),
+        (NOT_IN_DOCUMENTS, NOT_IN_DOCUMENTS, False),
+    ],
+)
+def test_claude_citations_one_number_per_bracket_and_grounded(
+    ragline: Ragline, scripted: FakeAnthropic, claude_says: str, answer: str, grounded: bool
+) -> None:
+    scripted.script(answer=claude_says, model=MODEL)
+    body = ragline.client.post("/v1/kb/chat", json={"query": QUESTION}).json()
+    assert (body["answer"], body["grounded"]) == (answer, grounded)
+    assert body["confidence"] >= Settings().chat_answer_floor
+    assert "Cite only the numbers of the passages given" in scripted.last.body["system"]
+
+    first, *messages, done, end = sse_frames(ragline.client.post("/v1/kb/chat/stream", json={"query": QUESTION}))
+    assert "".join(m["data"]["content"] for m in messages) == answer
+    assert done["data"]["grounded"] is grounded
+    assert done["data"]["confidence"] == body["confidence"]

@@ -16,7 +16,7 @@ from ragline.config import Settings
 from ragline.errors import Unprocessable
 from ragline.models import ChatRequest
 from ragline_emulator.anthropic_server import FakeAnthropic
-from tests.support import Server, ragline
+from tests.support import Server, ragline, wait_for_status
 
 CONFIGURED = Settings.model_fields["chat_model"].default
 ALLOWED = "claude-haiku-5-5"
@@ -70,6 +70,9 @@ def test_settings_refuse_a_default_max_tokens_above_the_limit() -> None:
 
 
 # ---- both routes of a real server, with Claude and without -------------------------------------
+INVOICES = "Invoices are due within 30 days of the invoice date. Late invoices accrue a fee of 2% per month."
+
+
 @dataclass
 class Served:
     client: httpx.Client
@@ -93,6 +96,10 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     server = Server(data_dir, env=env).start()
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": api_key}, timeout=60, trust_env=False) as client:
+            # A document that answers the question: below the relevance floor no model would be asked.
+            accepted = client.post("/v1/kb/documents", json={"title": "Billing", "text": INVOICES})
+            assert accepted.status_code == 202, accepted.text
+            wait_for_status(client, accepted.json()["data"]["document_id"], ("indexed",))
             yield Served(client, fake)
     finally:
         server.stop()

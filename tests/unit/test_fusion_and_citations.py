@@ -1,8 +1,6 @@
 import pytest
 
 from ragline.chat.citations import cited_numbers, drop_unknown_citations
-from ragline.chat.extractive import EXTRACTIVE_MODEL, NO_ANSWER, ExtractiveAnswerer, compose
-from ragline.ports import AnswerDelta, AnswerDone, AnswerPassage, AnswerRequest
 from ragline.retrieval.fusion import MIN_NORMALIZED_SCORE, min_max_normalize, weighted_fusion
 
 
@@ -53,31 +51,6 @@ def test_cited_numbers(answer, numbers):
 
 def test_drop_unknown_citations():
     assert drop_unknown_citations("A [1]. B [4]. C [0] [2].", 2) == "A [1]. B . C  [2]."
-
-
-PASSAGES = [
-    AnswerPassage(1, "Policy", 2, "Returns are accepted within 30 days of purchase. Shipping is free over $50."),
-    AnswerPassage(2, "FAQ", None, "Refunds for returns are paid to the original card within 5 business days."),
-]
-
-
-def test_extractive_cites_the_passages_it_quotes():
-    answer = compose("how many days do I have for returns?", PASSAGES)
-    assert answer.startswith("From the documents:")
-    assert "Returns are accepted within 30 days of purchase [1]." in answer
-    assert set(cited_numbers(answer)) <= {1, 2}
-
-
-def test_extractive_without_passages_says_so():
-    assert compose("anything", []) == NO_ANSWER
-
-
-def test_extractive_streams_then_finishes():
-    events = list(ExtractiveAnswerer().stream(AnswerRequest(question="refunds card", passages=PASSAGES)))
-    assert isinstance(events[-1], AnswerDone) and events[-1].model == EXTRACTIVE_MODEL
-    text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
-    assert text == compose("refunds card", PASSAGES)
-    assert "[2]" in text
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from ragline.ports import AnswerPassage
 
+# What every answer mode says when the documents do not answer the question (and then it cites nothing).
+NOT_IN_DOCUMENTS = "The documents do not contain an answer to this question."
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages from the user's knowledge base. "
-    "Cite every claim with the number of the passage it comes from in square brackets, like [1] or [2][3], "
-    "placed right after the claim. Use only passage numbers that exist. If the passages do not contain the "
-    "answer, say that the knowledge base does not say, and do not guess. Answer in the language of the question."
+    "Cite every claim with the number of the passage it comes from in square brackets, one number per "
+    "bracket, like [1] or [2][3], placed right after the claim. Cite only the numbers of the passages given; "
+    "never cite anything else in square brackets, such as a reference number that appears inside a passage. "
+    "Keep numbers and units exactly as the passages write them. If the passages do not contain the answer, "
+    f'reply only "{NOT_IN_DOCUMENTS}", cite nothing, and do not guess. Answer in the language of the question.'
 )
 
 

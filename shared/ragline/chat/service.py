@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations
+from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations, is_grounded
+from ragline.chat.pages import continuations
+from ragline.chat.prompt import NOT_IN_DOCUMENTS
 from ragline.errors import Unprocessable
 from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usage, new_id
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
+from ragline.retrieval.evidence import ANSWER_FLOOR
 from ragline.retrieval.service import SearchService
 
 
@@ -31,6 +34,11 @@ class ChatBounds:
             _reject("max_tokens", f"Input should be less than or equal to {self.max_tokens}", "less_than_equal")
 
 
+def _not_in_documents(model: str) -> Generator[AnswerDelta | AnswerDone, None, None]:
+    yield AnswerDelta(NOT_IN_DOCUMENTS)
+    yield AnswerDone(Usage(), model)
+
+
 def _reject(field: str, message: str, kind: str) -> None:
     raise Unprocessable(f"{field}: {message}", details=[{"loc": ["body", field], "msg": message, "type": kind}])
 
@@ -41,6 +49,9 @@ class PreparedChat:
     sources: list[Source]
     request: AnswerRequest
     started: float
+    confidence: float  # ragline.retrieval.evidence: how well the best passages match, absolutely
+    # Below the answer floor the model is not asked: the answer says the documents lack it, citing nothing.
+    abstained: bool = False
 
 
 class ChatService:
@@ -52,18 +63,20 @@ class ChatService:
         bounds: ChatBounds,
         *,
         default_limit: int = 5,
+        answer_floor: float = ANSWER_FLOOR,
     ) -> None:
         self.search = search
         self.answerer = answerer
         self.events = events
         self.bounds = bounds
         self.default_limit = default_limit
+        self.answer_floor = answer_floor
 
     def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
         """Checks and retrieval happen before any byte of a stream is sent, so their errors are plain HTTP errors."""
         self.bounds.check(request)
         started = time.perf_counter()
-        found = self.search.search(
+        found, evidence = self.search.search_with_evidence(
             tenant_id,
             SearchRequest(
                 query=request.query,
@@ -84,8 +97,14 @@ class ChatService:
             )
             for hit in found.items
         ]
+        abstained = evidence.confidence < self.answer_floor or not sources
+        if abstained:
+            sources = []
+        following = continuations(self.search.index, tenant_id, sources)
         passages = [
-            AnswerPassage(number=i, title=s.title or s.filename, page=s.page, text=s.text)
+            AnswerPassage(
+                number=i, title=s.title or s.filename, page=s.page, text=s.text, continuation=following.get(s.id)
+            )
             for i, s in enumerate(sources, start=1)
         ]
         answer_request = AnswerRequest(
@@ -96,7 +115,12 @@ class ChatService:
             temperature=request.temperature,
             max_tokens=request.max_tokens,
         )
-        return PreparedChat(new_id("qry"), sources, answer_request, started)
+        return PreparedChat(new_id("qry"), sources, answer_request, started, evidence.confidence, abstained)
+
+    def _answer_stream(self, prepared: PreparedChat) -> Iterator[AnswerDelta | AnswerDone]:
+        if prepared.abstained:
+            return _not_in_documents(prepared.request.model or self.answerer.name)
+        return self.answerer.stream(prepared.request)
 
     def _completed(self, tenant_id: str, prepared: PreparedChat, usage: Usage, model: str) -> float:
         """Publish `query.completed` once the answer is whole; returns the latency it reports, which
@@ -119,20 +143,23 @@ class ChatService:
         prepared = self.prepare(tenant_id, request)
         pieces: list[str] = []
         done: AnswerDone | None = None
-        for event in self.answerer.stream(prepared.request):
+        for event in self._answer_stream(prepared):
             if isinstance(event, AnswerDelta):
                 pieces.append(event.text)
             else:
                 done = event
         assert done is not None, "an answer model must end with AnswerDone"
         latency_ms = self._completed(tenant_id, prepared, done.usage, done.model)
+        answer = drop_unknown_citations("".join(pieces), len(prepared.sources)).strip()
         return ChatResponse(
-            answer=drop_unknown_citations("".join(pieces), len(prepared.sources)).strip(),
+            answer=answer,
             sources=prepared.sources,
             usage=done.usage,
             model=done.model,
             latency_ms=latency_ms,
             query_id=prepared.query_id,
+            confidence=prepared.confidence,
+            grounded=is_grounded(answer, len(prepared.sources)),
         )
 
     def stream_events(self, tenant_id: str, prepared: PreparedChat) -> Generator[dict[str, Any], None, None]:
@@ -140,7 +167,7 @@ class ChatService:
         yield {"event": "sources", "data": {"sources": [s.model_dump() for s in prepared.sources]}}
         citations = StreamingCitationFilter(len(prepared.sources))
         # Closing this generator closes the model's stream now, on this thread (see ragline.api.streaming).
-        with closing(self.answerer.stream(prepared.request)) as answer:
+        with closing(self._answer_stream(prepared)) as answer:
             for event in answer:
                 if isinstance(event, AnswerDelta):
                     if text := citations.feed(event.text):
@@ -156,5 +183,7 @@ class ChatService:
                             "usage": event.usage.model_dump(),
                             "model": event.model,
                             "latency_ms": latency_ms,
+                            "confidence": prepared.confidence,
+                            "grounded": citations.grounded,
                         },
                     }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
 from ragline.ports import Embedder, VectorIndex
+from ragline.retrieval.evidence import Evidence, cosine_from_score, term_coverage
 from ragline.retrieval.filters import FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
@@ -43,6 +45,21 @@ def newest_versions(
     return kept
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    ranked: list[tuple[str, float]]  # what the mode returns, best first
+    semantic: list[tuple[str, float]] | None = None  # the k-NN list: (1 + cosine) / 2, best first
+    keyword: list[tuple[str, float]] | None = None  # the BM25 list, best first
+
+    def evidence(self, query: str, texts: Sequence[str]) -> Evidence:
+        cosine = bm25 = None
+        if self.semantic is not None:  # an empty list: nothing the filter lets through, so no support
+            cosine = cosine_from_score(self.semantic[0][1]) if self.semantic else -1.0
+        if self.keyword is not None:
+            bm25 = self.keyword[0][1] if self.keyword else 0.0
+        return Evidence(cosine=cosine, bm25=bm25, coverage=term_coverage(query, texts))
+
+
 class SearchService:
     def __init__(
         self, index: VectorIndex, embedder: Embedder, *, hybrid_candidates: int = 100, semantic_weight: float = 0.5
@@ -63,21 +80,32 @@ class SearchService:
         return vector
 
     def ranked(self, tenant_id: str, query: str, flt: FilterNode, limit: int, mode: str) -> list[tuple[str, float]]:
+        return self.retrieve(tenant_id, query, flt, limit, mode).ranked
+
+    def retrieve(self, tenant_id: str, query: str, flt: FilterNode, limit: int, mode: str) -> Retrieved:
+        """The ranking of one mode, with the engines' own (absolute) lists it was made from."""
         if mode == "semantic":
-            return self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, limit)
+            semantic = self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, limit)
+            return Retrieved(semantic, semantic=semantic)
         if mode == "keyword":
-            return self.index.search_keyword(tenant_id, query, flt, limit)
+            keyword = self.index.search_keyword(tenant_id, query, flt, limit)
+            return Retrieved(keyword, keyword=keyword)
         depth = max(limit, self.hybrid_candidates)
         semantic = self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, depth)
         keyword = self.index.search_keyword(tenant_id, query, flt, depth)
-        return weighted_fusion([(semantic, self.semantic_weight), (keyword, 1.0 - self.semantic_weight)])
+        fused = weighted_fusion([(semantic, self.semantic_weight), (keyword, 1.0 - self.semantic_weight)])
+        return Retrieved(fused, semantic=semantic, keyword=keyword)
 
     def search(self, tenant_id: str, request: SearchRequest) -> SearchResponse:
+        return self.search_with_evidence(tenant_id, request)[0]
+
+    def search_with_evidence(self, tenant_id: str, request: SearchRequest) -> tuple[SearchResponse, Evidence]:
+        """The search answer, and how relevant its best passages are on an absolute scale (for chat)."""
         started = time.perf_counter()
         flt = scope_to_tenant(request.filters, tenant_id)
         for _ in range(PAYLOAD_ATTEMPTS):
-            ranked = [(cid, s) for cid, s in self.ranked(tenant_id, request.query, flt, request.limit, request.mode)]
-            ranked = [(cid, s) for cid, s in ranked if s >= request.score_threshold]
+            retrieved = self.retrieve(tenant_id, request.query, flt, request.limit, request.mode)
+            ranked = [(cid, s) for cid, s in retrieved.ranked if s >= request.score_threshold]
             ranked = newest_versions(ranked, {cid: chunk_version(cid) for cid, _ in ranked})
             top = ranked[: request.limit]
             payloads = self.index.get_payloads(tenant_id, [cid for cid, _ in top])
@@ -91,9 +119,10 @@ class SearchService:
             for cid, s in top
             if cid in payloads
         ]
-        return SearchResponse(
+        response = SearchResponse(
             items=items, total_found=len(ranked), latency_ms=round((time.perf_counter() - started) * 1000, 2)
         )
+        return response, retrieved.evidence(request.query, [item.payload["text"] for item in items])
 
 
 def public_payload(payload: dict[str, Any]) -> dict[str, Any]:
