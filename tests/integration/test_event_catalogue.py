@@ -307,7 +307,7 @@ def chat(world: World) -> ChatService:
     index_all(world)
     world.events.clear()
     search = SearchService(world.index, world.embedder)
-    return ChatService(search, ExtractiveAnswerer(), world.ingest.events, ChatBounds(frozenset(), 1000))
+    return ChatService(search, ExtractiveAnswerer(world.embedder), world.ingest.events, ChatBounds(frozenset(), 1000))
 
 
 def test_chat_publishes_query_completed_with_the_response_figures(world: World, chat: ChatService) -> None:
@@ -361,7 +361,7 @@ def test_each_flow_emits_its_events_for_its_tenant_only_and_no_document_text(wor
     for tenant in tenants:
         owner[world.store.find_document(tenant, external_id=f"inbox:{tenant}/drop.txt").id] = tenant
     search = SearchService(world.index, world.embedder)
-    chat = ChatService(search, ExtractiveAnswerer(), world.ingest.events, ChatBounds(frozenset(), 1000))
+    chat = ChatService(search, ExtractiveAnswerer(world.embedder), world.ingest.events, ChatBounds(frozenset(), 1000))
     for tenant, (_, second) in tenants.items():
         owner[chat.answer(tenant, ChatRequest(query=second[:40])).query_id] = tenant
         world.ingest.delete(tenant, world.store.find_document(tenant, external_id="same-id").id)
