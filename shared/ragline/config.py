@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     # How long the delivery log keeps a delivery and its attempts.
     webhook_delivery_retention_days: int = Field(default=30, ge=1)
 
+    # Key usage: how often the counted requests are written (one write per key and day). 0 writes each
+    # request's counts before it is answered (Lambda functions, where no thread runs between requests).
+    usage_flush_seconds: float = Field(default=1.0, ge=0, le=300)
+
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"
     bedrock_model_id: str = "amazon.titan-embed-text-v2:0"
@@ -218,6 +222,11 @@ class Settings(BaseSettings):
     @property
     def metadata_db(self) -> Path:
         return self.data_dir / "metadata.db"
+
+    @property
+    def activity_db(self) -> Path:
+        """Key usage and the audit log."""
+        return self.data_dir / "activity.db"
 
     @property
     def webhooks_db(self) -> Path:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from ragline import __version__
+from ragline.api.activity import ActivityMiddleware
 from ragline.api.errors import install_error_handlers
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 
@@ -27,6 +28,7 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "chat": ("chat",),
     "stream": ("stream",),
     "webhooks": ("webhooks",),
+    "keys": ("keys", "audit"),
 }
 
 
@@ -65,6 +67,8 @@ def create_app(
     app.state.notify_worker = background.notify if background is not None else _no_worker
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(container.settings))
+    # Added last, so it wraps the others: it sees the answer of every request that reached a route.
+    app.add_middleware(ActivityMiddleware, container=container)
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)
