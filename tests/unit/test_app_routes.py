@@ -20,14 +20,40 @@ DOCUMENTS = {
     ("GET", "/v1/kb/jobs/{job_id}"),
 }
 
+KEYS = {
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("GET", "/v1/keys/{key_id}"),
+    ("DELETE", "/v1/keys/{key_id}"),
+    ("POST", "/v1/keys/{key_id}/rotate"),
+    ("GET", "/v1/keys/{key_id}/usage"),
+    ("GET", "/v1/audit"),
+}
+WEBHOOKS = {
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("PATCH", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
+}
+
 SERVED = [
     (("documents", "health"), DOCUMENTS | HEALTH),  # functions/documents
     (("search",), {("POST", "/v1/kb/search")}),  # functions/search
     (("chat",), {("POST", "/v1/kb/chat")}),  # functions/chat
     (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
+    (("keys",), KEYS),  # functions/keys
     (
         None,  # ragline serve: everything
-        DOCUMENTS | HEALTH | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
+        DOCUMENTS
+        | HEALTH
+        | KEYS
+        | WEBHOOKS
+        | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
     ),
 ]
 
