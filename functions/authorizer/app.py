@@ -63,6 +63,8 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
             "tenant_id": principal.tenant_id,
             "scopes": ",".join(sorted(scope.value for scope in principal.scopes)),
             "key_id": principal.key_id,
+            # The key's own rate limit ("" when it follows the server's setting).
+            "rate_limit_per_minute": str(principal.rate_limit_per_minute or ""),
         },
     )
     response.allow_all_routes()  # arn:…:<api>/<stage>/*/*

@@ -112,7 +112,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args, backend=args.backend)
     container = Container(settings)  # only its metadata store is built: no model, no index
-    key, record = create_key(container.store, args.tenant, parse_scopes(args.scopes), args.expires_in_days)
+    key, record = create_key(
+        container.store, args.tenant, parse_scopes(args.scopes), args.expires_in_days, name=args.name
+    )
     if settings.backend == "aws" and settings.usage_plan_id:
         from ragline.adapters.aws.api_gateway import add_usage_plan_key
 
@@ -122,6 +124,85 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     print(
         f"created key {record.id} for tenant {record.tenant_id} ({', '.join(sorted(record.scopes))})", file=sys.stderr
     )
+    return 0
+
+
+def _key_container(args: argparse.Namespace) -> Any:
+    from ragline.container import Container
+
+    return Container(_settings(args, backend=args.backend))  # the stores only: no model, no index
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ragline.keys import validate_tenant
+
+    keys = _key_container(args).keys
+    shown: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = keys.list(validate_tenant(args.tenant), limit=100, cursor=cursor)
+        shown += keys.public_many(page)
+        if cursor is None:
+            break
+    if args.json:
+        _print_json(shown)
+        return 0
+    table = Table("id", "name", "prefix", "scopes", "created", "expires", "revoked", "last used")
+    for key in shown:
+        table.add_row(
+            key["id"],
+            key["name"] or "",
+            key["prefix"],
+            ",".join(key["scopes"]),
+            key["created_at"],
+            key["expires_at"] or "",
+            key["revoked_at"] or "",
+            key["last_used_at"] or "",
+        )
+    _console(stderr=False).print(table)
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    keys = _key_container(args).keys
+    old = keys.find(args.key_id)
+    secret, new = keys.rotate(old.tenant_id, old.id, args.grace_period_hours)
+    print(secret)
+    print(
+        f"rotated {old.id} to {new.id}; the old key works for {args.grace_period_hours:g} more hours", file=sys.stderr
+    )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    keys = _key_container(args).keys
+    key = keys.find(args.key_id)
+    revoked = keys.revoke(key.tenant_id, key.id)
+    print(f"revoked {revoked.id} (tenant {revoked.tenant_id}) at {revoked.revoked_at}")
+    return 0
+
+
+def cmd_keys_usage(args: argparse.Namespace) -> int:
+    container = _key_container(args)
+    key = container.keys.find(args.key_id)
+    usage = container.usage.usage(key.id, args.period_days)
+    if args.json:
+        print(usage.model_dump_json(indent=2))
+        return 0
+    print(f"key {key.id} (tenant {key.tenant_id}), the last {usage.period_days} days (since {usage.since})")
+    print(f"  requests {usage.requests}, errors {usage.errors}, unique client IPs {usage.unique_ips}")
+    tokens = usage.chat_tokens
+    print(
+        f"  chat tokens: {tokens.input_tokens} in, {tokens.output_tokens} out; last used {usage.last_used_at or 'never'}"
+    )
+    for route, count in usage.by_route.items():
+        print(f"  {count:>8}  {route}")
     return 0
 
 
@@ -376,11 +457,42 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--scopes", default=None, help="comma-separated: ingest,search,chat,admin (default all)")
     create.add_argument("--expires-in-days", type=int, default=None)
-    create.add_argument(
-        "--backend", choices=["local", "aws"], default=None, help="aws: the DynamoDB table named by RAGLINE_TABLE_NAME"
-    )
+    create.add_argument("--name", default=None, help="a label for the key (shown in lists)")
+
+    def backend(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--backend",
+            choices=["local", "aws"],
+            default=None,
+            help="aws: the DynamoDB table named by RAGLINE_TABLE_NAME",
+        )
+
+    backend(create)
     data_dir(create)
     create.set_defaults(func=cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="a tenant's keys (never their secrets)")
+    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--json", action="store_true")
+    rotate = keys_sub.add_parser("rotate", help="a new secret for a key (printed alone on stdout)")
+    rotate.add_argument("key_id")
+    rotate.add_argument(
+        "--grace-period-hours", type=float, default=24.0, help="how long the old secret keeps working (default 24)"
+    )
+    revoke = keys_sub.add_parser("revoke", help="refuse a key from its next request")
+    revoke.add_argument("key_id")
+    usage = keys_sub.add_parser("usage", help="what a key did")
+    usage.add_argument("key_id")
+    usage.add_argument("--period-days", type=int, default=30, choices=range(1, 91), metavar="1..90")
+    usage.add_argument("--json", action="store_true")
+    for command, func in (
+        (listing, cmd_keys_list),
+        (rotate, cmd_keys_rotate),
+        (revoke, cmd_keys_revoke),
+        (usage, cmd_keys_usage),
+    ):
+        backend(command)
+        data_dir(command)
+        command.set_defaults(func=func)
 
     ingest = sub.add_parser("ingest", help="ingest files or folders for a tenant")
     ingest.add_argument("paths", nargs="+", type=Path)

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     idempotency_stale_after_seconds: float = Field(default=900.0, gt=0)
 
+    # Key usage: how often the counted requests are written (one write per key and day). 0 writes each
+    # request's counts before it is answered (Lambda functions, where no thread runs between requests).
+    usage_flush_seconds: float = Field(default=1.0, ge=0, le=300)
+
     # Embeddings provider: the bundled ONNX model, or Amazon Bedrock (Titan Text Embeddings v2).
     embedding_provider: Literal["local", "bedrock"] = "local"
     bedrock_model_id: str = "amazon.titan-embed-text-v2:0"
@@ -232,6 +236,11 @@ class Settings(BaseSettings):
     @property
     def metadata_db(self) -> Path:
         return self.data_dir / "metadata.db"
+
+    @property
+    def activity_db(self) -> Path:
+        """Key usage and the audit log."""
+        return self.data_dir / "activity.db"
 
     @property
     def webhooks_db(self) -> Path:

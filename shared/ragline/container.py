@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
 # code, and one that does not embed never loads onnxruntime (cold start, package size).
+from ragline.activity import AuditTrail, UsageRecorder
 from ragline.chat.extractive import ExtractiveAnswerer
 from ragline.chat.service import ChatBounds, ChatService
 from ragline.config import Settings, get_settings
@@ -17,8 +18,11 @@ from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
+from ragline.keys import KeyService
+from ragline.models import ApiKey
 from ragline.ports import (
     AnswerModel,
+    AuditLog,
     BlobStore,
     DeliveryScheduler,
     Embedder,
@@ -28,6 +32,7 @@ from ragline.ports import (
     JobQueue,
     MetadataStore,
     PresigningBlobStore,
+    UsageStore,
     VectorIndex,
     WebhookStore,
 )
@@ -37,6 +42,10 @@ if TYPE_CHECKING:
     from ragline.webhooks.service import WebhookService
 
 log = logging.getLogger("ragline.container")
+
+
+class ActivityStore(UsageStore, AuditLog, Protocol):
+    """Key usage and the audit log live together (one SQLite file; the table)."""
 
 
 class Container:
@@ -255,6 +264,38 @@ class Container:
 
         return SqliteIdempotencyStore(self.settings.idempotency_db)
 
+    # ---- keys, usage, audit -------------------------------------------------------------------------
+    @cached_property
+    def activity(self) -> ActivityStore:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb.activity import DynamoActivityStore
+
+            return DynamoActivityStore(self.settings.table_name)
+        from ragline.adapters.local.sqlite_activity import SqliteActivityStore
+
+        return SqliteActivityStore(self.settings.activity_db)
+
+    @cached_property
+    def usage(self) -> UsageRecorder:
+        return UsageRecorder(self.activity, flush_seconds=self.settings.usage_flush_seconds)
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.activity)
+
+    @cached_property
+    def keys(self) -> KeyService:
+        on_created = None
+        usage_plan_id = self.settings.usage_plan_id
+        if self.settings.backend == "aws" and usage_plan_id:
+            from ragline.adapters.aws.api_gateway import add_usage_plan_key
+
+            def on_created(key: ApiKey, plaintext: str) -> None:
+                # Deployed, API Gateway checks the key before the authorizer does: it must know the new secret.
+                add_usage_plan_key(usage_plan_id, name=f"ragline-{key.tenant_id}-{key.id}", value=plaintext)
+
+        return KeyService(self.store, self.usage.last_used, on_created)
+
     def warm(self) -> Container:
         """Build everything now: a server should pay for the model load at start, not on a request."""
         for member in (
@@ -273,6 +314,8 @@ class Container:
         return self
 
     def close(self) -> None:
+        if "usage" in self.__dict__:  # the counts not written yet
+            self.usage.close()
         if "index" in self.__dict__:  # never build the index just to close it
             self.index.close()
 

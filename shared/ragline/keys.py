@@ -1,14 +1,22 @@
-"""API keys: shown once, stored only as a SHA-256 hash, bound to one tenant and a set of scopes."""
+"""API keys: shown once, stored only as a SHA-256 hash, bound to one tenant and a set of scopes.
+
+Rotation makes a new key (new id, new secret, the same name, scopes, limit and expiry) and gives the
+old one an expiry at the end of the grace period; revocation takes effect on the next request.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from ragline.errors import BadRequest, Unauthorized
-from ragline.models import ALL_SCOPES, TENANT_ID_PATTERN, ApiKey, Principal, Scope, new_id
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragline.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from ragline.models import ALL_SCOPES, TENANT_ID_PATTERN, ApiKey, Principal, Scope, new_id, utcnow
 from ragline.ports import MetadataStore
 
 KEY_PREFIX = "rl_"
@@ -35,26 +43,61 @@ def validate_tenant(tenant_id: str) -> str:
     return tenant_id
 
 
-def create_key(
-    store: MetadataStore, tenant_id: str, scopes: frozenset[Scope] = ALL_SCOPES, expires_in_days: int | None = None
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_key(
+    tenant_id: str,
+    scopes: frozenset[Scope] = ALL_SCOPES,
+    *,
+    expires_at: str | None = None,
+    name: str | None = None,
+    rate_limit_per_minute: int | None = None,
+    rotated_from: str | None = None,
 ) -> tuple[str, ApiKey]:
-    validate_tenant(tenant_id)
+    """A new secret and its record (not stored yet)."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    expires_at = None
-    if expires_in_days is not None:
-        if expires_in_days <= 0:
-            raise BadRequest("expires-in-days must be a positive number of days")
-        expires_at = (datetime.now(UTC) + timedelta(days=expires_in_days)).isoformat().replace("+00:00", "Z")
     key = ApiKey(
         id=new_id("key"),
         tenant_id=tenant_id,
         key_hash=hash_key(plaintext),
         prefix=plaintext[: len(KEY_PREFIX) + 6],
         scopes=scopes,
+        name=name,
         expires_at=expires_at,
+        rate_limit_per_minute=rate_limit_per_minute,
+        rotated_from=rotated_from,
+    )
+    return plaintext, key
+
+
+def create_key(
+    store: MetadataStore,
+    tenant_id: str,
+    scopes: frozenset[Scope] = ALL_SCOPES,
+    expires_in_days: int | None = None,
+    *,
+    name: str | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[str, ApiKey]:
+    plaintext, key = new_key(
+        validate_tenant(tenant_id),
+        scopes,
+        expires_at=_expiry(expires_in_days),
+        name=name,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     store.create_key(key)
     return plaintext, key
+
+
+def _expiry(expires_in_days: int | None) -> str | None:
+    if expires_in_days is None:
+        return None
+    if expires_in_days <= 0:
+        raise BadRequest("expires-in-days must be a positive number of days")
+    return _timestamp(datetime.now(UTC) + timedelta(days=expires_in_days))
 
 
 def _parse_time(value: str) -> datetime:
@@ -70,5 +113,159 @@ def authenticate(store: MetadataStore, presented: str | None) -> Principal:
     if key.revoked_at is not None:
         raise Unauthorized("the API key has been revoked", error="Invalid API key")
     if key.expires_at is not None and _parse_time(key.expires_at) <= datetime.now(UTC):
+        if key.replaced_by is not None:
+            raise Unauthorized(
+                "the API key was rotated and its grace period has ended: use its replacement", error="Invalid API key"
+            )
         raise Unauthorized("the API key has expired", error="Invalid API key")
-    return Principal(key_id=key.id, tenant_id=key.tenant_id, scopes=key.scopes)
+    return Principal(
+        key_id=key.id, tenant_id=key.tenant_id, scopes=key.scopes, rate_limit_per_minute=key.rate_limit_per_minute
+    )
+
+
+# ---- the Keys API ------------------------------------------------------------------------------------
+MAX_EXPIRES_IN_DAYS = 3650
+MAX_GRACE_PERIOD_HOURS = 30 * 24
+KeyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class CreateKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: KeyName
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+    expires_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_IN_DAYS)
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class RotateKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Fractions allowed (0.25 is 15 minutes); 0 ends the old key at once.
+    grace_period_hours: float = Field(default=24.0, ge=0, le=MAX_GRACE_PERIOD_HOURS)
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str | None
+    prefix: str
+    scopes: list[Scope]
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+    rate_limit_per_minute: int | None
+    replaced_by: str | None
+    rotated_from: str | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The secret: shown only in this answer")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+    next_cursor: str | None
+
+
+class KeyService:
+    """A tenant's keys. Every method names the tenant: another tenant's key is simply not found.
+
+    ``on_created`` (deployed: register the secret with API Gateway's usage plan) runs for every new
+    secret, from creation or rotation, before it is shown.
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        last_used: Callable[[list[str]], dict[str, str]],
+        on_created: Callable[[ApiKey, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.last_used = last_used
+        self.on_created = on_created
+
+    def public_many(self, keys: list[ApiKey]) -> list[dict[str, Any]]:
+        """What the API shows of these keys, with when each was last used."""
+        used = self.last_used([key.id for key in keys])
+        return [key.public(used.get(key.id)) for key in keys]
+
+    def public(self, key: ApiKey) -> dict[str, Any]:
+        return self.public_many([key])[0]
+
+    @staticmethod
+    def _no_escalation(caller: Principal | None, scopes: frozenset[Scope]) -> None:
+        # Literal subset: admin does not stand in for the other scopes here (API.md).
+        if caller is not None and not scopes <= caller.scopes:
+            missing = ", ".join(sorted(scopes - caller.scopes))
+            raise Forbidden(
+                f"a key cannot hand out scopes it does not hold itself (missing: {missing})", error="Insufficient scope"
+            )
+
+    def _issue(self, plaintext: str, key: ApiKey) -> None:
+        if self.on_created is not None:
+            self.on_created(key, plaintext)
+
+    def create(self, tenant_id: str, request: CreateKeyRequest, caller: Principal | None = None) -> tuple[str, ApiKey]:
+        scopes = frozenset(request.scopes)
+        self._no_escalation(caller, scopes)
+        plaintext, key = new_key(
+            validate_tenant(tenant_id),
+            scopes,
+            expires_at=_expiry(request.expires_in_days),
+            name=request.name,
+            rate_limit_per_minute=request.rate_limit_per_minute,
+        )
+        self._issue(plaintext, key)  # before storing: a stored key is never one the gateway refuses
+        self.store.create_key(key)
+        return plaintext, key
+
+    def get(self, tenant_id: str, key_id: str) -> ApiKey:
+        key = self.store.get_key(key_id)
+        if key is None or key.tenant_id != tenant_id:
+            raise NotFound(f"key {key_id} not found", error="Key not found")
+        return key
+
+    def find(self, key_id: str) -> ApiKey:
+        """By id alone (the CLI, which has the whole store anyway)."""
+        key = self.store.get_key(key_id)
+        if key is None:
+            raise NotFound(f"key {key_id} not found", error="Key not found")
+        return key
+
+    def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
+        return self.store.list_keys(tenant_id, limit=limit, cursor=cursor)
+
+    def rotate(
+        self, tenant_id: str, key_id: str, grace_period_hours: float, caller: Principal | None = None
+    ) -> tuple[str, ApiKey]:
+        if not 0 <= grace_period_hours <= MAX_GRACE_PERIOD_HOURS:
+            raise BadRequest(f"the grace period is 0 to {MAX_GRACE_PERIOD_HOURS} hours")
+        old = self.get(tenant_id, key_id)
+        # The new secret carries the old key's scopes: only a caller holding them all may receive it.
+        self._no_escalation(caller, old.scopes)
+        now = datetime.now(UTC)
+        if old.revoked_at is not None or old.replaced_by is not None:
+            state = "revoked" if old.revoked_at is not None else f"rotated already (to {old.replaced_by})"
+            raise Conflict(f"key {key_id} is {state}", error="Key not rotatable")
+        if old.expires_at is not None and _parse_time(old.expires_at) <= now:
+            raise Conflict(f"key {key_id} has expired", error="Key not rotatable")
+        grace_end = now + timedelta(hours=grace_period_hours)
+        if old.expires_at is not None:
+            grace_end = min(grace_end, _parse_time(old.expires_at))
+        plaintext, new = new_key(
+            tenant_id,
+            old.scopes,
+            expires_at=old.expires_at,
+            name=old.name,
+            rate_limit_per_minute=old.rate_limit_per_minute,
+            rotated_from=old.id,
+        )
+        self._issue(plaintext, new)
+        self.store.rotate_key(old.id, _timestamp(grace_end), new)
+        return plaintext, new
+
+    def revoke(self, tenant_id: str, key_id: str) -> ApiKey:
+        self.get(tenant_id, key_id)
+        revoked = self.store.revoke_key(key_id, utcnow())
+        if revoked is None:
+            raise NotFound(f"key {key_id} not found", error="Key not found")
+        return revoked

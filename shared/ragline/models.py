@@ -107,9 +107,22 @@ class ApiKey(BaseModel):
     key_hash: str
     prefix: str
     scopes: frozenset[Scope]
+    name: str | None = None
     created_at: str = Field(default_factory=utcnow)
     expires_at: str | None = None
     revoked_at: str | None = None
+    # Rotation makes a new key; the old one keeps working until its grace period ends (its expires_at).
+    replaced_by: str | None = None
+    rotated_from: str | None = None
+    # None: the server's setting (RAGLINE_RATE_LIMIT_PER_MINUTE) as it is when a request is served.
+    rate_limit_per_minute: int | None = None
+
+    def public(self, last_used_at: str | None = None) -> dict[str, Any]:
+        """What the Keys API shows: never the secret nor its hash."""
+        data = self.model_dump(mode="json", exclude={"tenant_id", "key_hash"})
+        data["scopes"] = sorted(data["scopes"])
+        data["last_used_at"] = last_used_at
+        return data
 
 
 class Principal(BaseModel):
@@ -119,6 +132,8 @@ class Principal(BaseModel):
     key_id: str
     tenant_id: str
     scopes: frozenset[Scope]
+    # The key's own limit, for the rate limiter (None: the server's default).
+    rate_limit_per_minute: int | None = None
 
     def can(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes

@@ -13,6 +13,7 @@ from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedCh
 from ragline.retrieval.filters import FilterNode
 
 if TYPE_CHECKING:
+    from ragline.activity import AuditEvent, UsageDay, UsageDelta
     from ragline.idempotency import IdempotencyRecord, StoredResponse
     from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
@@ -57,7 +58,49 @@ class MetadataStore(Protocol):
     def create_key(self, key: ApiKey) -> None: ...
     def find_key(self, key_hash: str) -> ApiKey | None: ...
     def count_keys(self) -> int: ...
+    def get_key(self, key_id: str) -> ApiKey | None:
+        """By id, whatever its tenant (the caller checks it)."""
+        ...
+
+    def list_keys(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
+        """The tenant's keys in id (creation) order; the cursor to the next page, or None on the last."""
+        ...
+
+    def revoke_key(self, key_id: str, revoked_at: str) -> ApiKey | None:
+        """Mark the key revoked (a revoked key keeps its first revocation time); None if there is none."""
+        ...
+
+    def rotate_key(self, old_id: str, expires_at: str, new: ApiKey) -> None:
+        """In one write: store ``new``, and make the old key expire at ``expires_at`` and name ``new`` as
+        its successor. Conflict if the old key is revoked, rotated already, or gone."""
+        ...
+
     def ping(self) -> None: ...
+
+
+class UsageStore(Protocol):
+    """Per key, per UTC day: requests, errors, routes, client IPs, chat tokens, last use."""
+
+    def add_usage(self, deltas: Sequence[UsageDelta]) -> None:
+        """Add these counts to the days' totals (counters only grow; concurrent writers add up)."""
+        ...
+
+    def usage_days(self, key_id: str, since_day: str) -> list[UsageDay]:
+        """The key's days from ``since_day`` (YYYY-MM-DD) on."""
+        ...
+
+    def last_used(self, key_ids: Sequence[str]) -> dict[str, str]:
+        """When each of these keys was last used (keys never used are absent)."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Append-only: nothing changes or removes an entry once written."""
+
+    def append_audit(self, event: AuditEvent) -> None: ...
+    def list_audit(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[AuditEvent], str | None]:
+        """The tenant's entries, newest first; the cursor to the next page, or None on the last."""
+        ...
 
 
 class JobQueue(Protocol):

@@ -1,6 +1,6 @@
 """Fixtures that build each port's two twins: the local adapter and the AWS one under moto.
 
-Every contract test takes one of ``blob_store``, ``metadata_store`` or ``event_channel`` and runs
+Every contract test takes one of ``blob_store``, ``metadata_store``, ``activity_store`` or ``event_channel`` and runs
 once per twin (``[local]`` and ``[aws]``). The AWS twins live inside ``mock_aws()`` (in-process,
 region us-east-1, fake credentials), with a fresh bucket, topic and table per test.
 """
@@ -17,12 +17,14 @@ import pytest
 from moto import mock_aws
 
 from ragline.adapters.aws.clients import client, reset_clients
+from ragline.adapters.aws.dynamodb.activity import DynamoActivityStore
 from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
 from ragline.adapters.aws.dynamodb.table import table_definitions
 from ragline.adapters.aws.s3_blobs import S3BlobStore
 from ragline.adapters.aws.sns_events import SnsEventBus
 from ragline.adapters.local.events import InProcessEventBus
 from ragline.adapters.local.filesystem import FilesystemBlobStore
+from ragline.adapters.local.sqlite_activity import SqliteActivityStore
 from ragline.adapters.local.sqlite_store import SqliteMetadataStore
 from ragline.ports import EventBus
 
@@ -86,6 +88,18 @@ def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteMeta
     for definition in table_definitions("ragline-test"):
         dynamodb.create_table(**definition)
     return DynamoMetadataStore("ragline-test")
+
+
+# ---- UsageStore + AuditLog ------------------------------------------------------------------------------
+@pytest.fixture(params=TWINS)
+def activity_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteActivityStore | DynamoActivityStore:
+    if request.param == "local":
+        return SqliteActivityStore(tmp_path / "activity.db")
+    request.getfixturevalue("aws")
+    dynamodb = client("dynamodb")
+    for definition in table_definitions("ragline-test"):
+        dynamodb.create_table(**definition)
+    return DynamoActivityStore("ragline-test")
 
 
 # ---- EventBus -----------------------------------------------------------------------------------------

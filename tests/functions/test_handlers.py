@@ -293,7 +293,12 @@ def test_authorizer_allows_a_valid_key_for_every_route_of_the_stage(
     authorizer = load_function("authorizer")
     answer = authorizer.handler(authorizer_event(stack.keys["t1_search"]), context)
     assert answer["principalId"] == stack.key_ids["t1_search"]
-    assert answer["context"] == {"tenant_id": "t1", "scopes": "search", "key_id": stack.key_ids["t1_search"]}
+    assert answer["context"] == {
+        "tenant_id": "t1",
+        "scopes": "search",
+        "key_id": stack.key_ids["t1_search"],
+        "rate_limit_per_minute": "",
+    }
     (statement,) = answer["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:Invoke"
     # Every route of the stage: the cached answer (keyed on x-api-key) is right for the next route too.
@@ -454,3 +459,44 @@ def test_webhooks_function_manages_endpoints_and_queues_test_events(
     # Other functions do not serve the webhooks routes, nor this one theirs.
     assert stack.handler("documents")(rest_event("GET", "/v1/webhooks", key=key), context)["statusCode"] == 404
     assert webhooks(rest_event("GET", "/v1/kb/documents", key=key), context)["statusCode"] == 404
+
+
+# ---- the keys function (deployed: authorizer mode, DynamoDB) ---------------------------------------
+def test_keys_function_creates_rotates_revokes_and_counts_on_dynamodb(
+    make_stack: Any, context: EmulatedLambdaContext
+) -> None:
+    stack = make_stack(RAGLINE_AUTH_MODE="authorizer", RAGLINE_USAGE_FLUSH_SECONDS="0")
+    keys = stack.handler("keys")
+    authorizer = load_function("authorizer")
+    admin = authorizer_context("t1", "admin,chat,ingest,search", stack.key_ids["t1"])
+    created = keys(rest_event("POST", "/v1/keys", body={"name": "ci", "scopes": ["search"]}, authorizer=admin), context)
+    assert created["statusCode"] == 201, created
+    new = response_json(created)
+    assert new["key"].startswith("rl_") and "key_hash" not in new
+    assert authorizer.handler(authorizer_event(new["key"]), context)["context"]["scopes"] == "search"
+
+    rotated = keys(
+        rest_event("POST", f"/v1/keys/{new['id']}/rotate", body={"grace_period_hours": 0}, authorizer=admin), context
+    )
+    assert rotated["statusCode"] == 200, rotated
+    successor = response_json(rotated)
+    assert successor["rotated_from"] == new["id"] and successor["id"] != new["id"]
+    assert authorizer.handler(authorizer_event(successor["key"]), context)["principalId"] == successor["id"]
+    with pytest.raises(Exception, match="Unauthorized"):  # the old secret: its grace period (0 h) is over
+        authorizer.handler(authorizer_event(new["key"]), context)
+
+    revoked = keys(rest_event("DELETE", f"/v1/keys/{successor['id']}", authorizer=admin), context)
+    assert revoked["statusCode"] == 204
+    with pytest.raises(Exception, match="Unauthorized"):
+        authorizer.handler(authorizer_event(successor["key"]), context)
+
+    t2 = authorizer_context("t2", "admin,chat,ingest,search", stack.key_ids["t2"])
+    assert keys(rest_event("GET", f"/v1/keys/{new['id']}", authorizer=t2), context)["statusCode"] == 404
+    listed = response_json(keys(rest_event("GET", "/v1/keys", authorizer=admin), context))
+    assert {new["id"], successor["id"]} <= {k["id"] for k in listed["keys"]}
+    usage = response_json(keys(rest_event("GET", f"/v1/keys/{stack.key_ids['t1']}/usage", authorizer=admin), context))
+    assert usage["requests"] == 4 and usage["errors"] == 0  # create, rotate, revoke, list (the 404 was t2's)
+    assert usage["by_route"]["POST /v1/keys"] == 1 and usage["unique_ips"] == 1
+    events = response_json(keys(rest_event("GET", "/v1/audit", authorizer=admin), context))["events"]
+    assert [e["action"] for e in events] == ["revoke_key", "rotate_key", "create_key"]
+    assert events[0]["ip"] == "203.0.113.7" and events[0]["outcome"] == 204

@@ -69,6 +69,7 @@ def test_template_loads_with_short_tags_in_long_form():
         "EventsRedeliveryFunction",
         "WebhooksFunction",
         "WebhookDispatcherFunction",
+        "KeysFunction",
     }
 
 
@@ -180,7 +181,16 @@ def test_every_route_but_health_needs_the_key_and_the_authorizer():
         ("/v1/kb/jobs/{job_id}", "GET"),
         ("/health", "GET"),
         ("/health/detailed", "GET"),
+        ("/v1/keys", "POST"),
+        ("/v1/keys", "GET"),
+        ("/v1/keys/{key_id}", "GET"),
+        ("/v1/keys/{key_id}", "DELETE"),
+        ("/v1/keys/{key_id}/rotate", "POST"),
+        ("/v1/keys/{key_id}/usage", "GET"),
+        ("/v1/audit", "GET"),
     }
+    # A revoked or rotated-out key is refused within a minute: the authorizer's cached answer lives at most this.
+    assert 0 < authorizer["Identity"]["ReauthorizeEvery"] <= 60
     for function, path, method, event in routes:
         assert event["RestApiId"] == {"Ref": "RagApi"}, (function, path)
         route_auth = event.get("Auth", {})
@@ -218,6 +228,8 @@ MEMORY = {
     # Init with the service's clients built, measured locally (python3.11, not yet on Lambda).
     "WebhooksFunction": (89, 256),
     "WebhookDispatcherFunction": (82, 256),
+    # Init, a request and its boto3 clients, with the test harness (moto, pytest) imported too: an upper bound.
+    "KeysFunction": (107, 256),
 }
 
 

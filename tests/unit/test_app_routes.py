@@ -31,16 +31,28 @@ WEBHOOKS = {
     ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
 
+KEYS = {
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("GET", "/v1/keys/{key_id}"),
+    ("DELETE", "/v1/keys/{key_id}"),
+    ("POST", "/v1/keys/{key_id}/rotate"),
+    ("GET", "/v1/keys/{key_id}/usage"),
+    ("GET", "/v1/audit"),
+}
+
 SERVED = [
     (("documents", "health"), DOCUMENTS | HEALTH),  # functions/documents
     (("search",), {("POST", "/v1/kb/search")}),  # functions/search
     (("chat",), {("POST", "/v1/kb/chat")}),  # functions/chat
     (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
     (("webhooks",), WEBHOOKS),  # functions/webhooks
+    (("keys",), KEYS),  # functions/keys
     (
         None,  # ragline serve: everything
         DOCUMENTS
         | HEALTH
+        | KEYS
         | WEBHOOKS
         | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
     ),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from ragline import __version__
+from ragline.api.activity import ActivityMiddleware
 from ragline.api.auth import current_principal
 from ragline.api.errors import install_error_handlers
 from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
@@ -29,6 +30,7 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "chat": ("chat",),
     "stream": ("stream",),
     "webhooks": ("webhooks",),
+    "keys": ("keys", "audit"),
 }
 
 
@@ -75,6 +77,8 @@ def create_app(
         policy=IdempotencyPolicy(settings.idempotency_ttl_seconds, settings.idempotency_stale_after_seconds),
     )
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
+    # Added last, so it wraps the others: it sees the answer of every request that reached a route.
+    app.add_middleware(ActivityMiddleware, container=container)
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)

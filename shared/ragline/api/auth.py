@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
+from ragline.api.activity import note_principal
 from ragline.errors import BadRequest, Unauthorized
 from ragline.keys import authenticate
 from ragline.models import Principal, Scope
@@ -61,12 +62,20 @@ def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
         scopes = frozenset(Scope(part.strip()) for part in str(raw_scopes or "").split(",") if part.strip())
     except ValueError as exc:
         raise Unauthorized("the authorizer context has an unknown scope", error="Invalid API key") from exc
-    return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes)
+    limit = context.get("rate_limit_per_minute")
+    try:
+        rate_limit = int(limit) if limit not in (None, "") else None
+    except (TypeError, ValueError) as exc:
+        raise Unauthorized("the authorizer context has a bad rate limit", error="Invalid API key") from exc
+    return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes, rate_limit_per_minute=rate_limit)
 
 
 def current_principal(container: Container, request: Request, key: str | None) -> Principal:
     if len(request.headers.getlist("x-api-key")) > 1:  # which one counts would be anyone's guess
         raise BadRequest("send one x-api-key header, not several", error="Duplicate API key header")
     if container.settings.auth_mode == "authorizer":
-        return principal_from_authorizer(_authorizer_context(request))
-    return authenticate(container.store, key)
+        principal = principal_from_authorizer(_authorizer_context(request))
+    else:
+        principal = authenticate(container.store, key)
+    note_principal(request, principal)  # the request is the key's from here on, whatever its answer
+    return principal

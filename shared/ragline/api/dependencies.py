@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ragline.activity import AuditTrail, UsageRecorder
 from ragline.api.auth import api_key_header, current_principal
 from ragline.chat.service import ChatService
 from ragline.config import Settings
@@ -20,6 +21,7 @@ from ragline.container import Container
 from ragline.errors import Forbidden
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import UploadService
+from ragline.keys import KeyService
 from ragline.models import Principal, Scope
 from ragline.retrieval.service import SearchService
 from ragline.webhooks.service import WebhookService
@@ -74,6 +76,18 @@ def get_webhook_service(container: ContainerDep) -> WebhookService:
     return container.webhooks
 
 
+def get_key_service(container: ContainerDep) -> KeyService:
+    return container.keys
+
+
+def get_usage(container: ContainerDep) -> UsageRecorder:
+    return container.usage
+
+
+def get_audit(container: ContainerDep) -> AuditTrail:
+    return container.audit
+
+
 def get_worker_wakeup(request: Request) -> Callable[[], None]:
     return request.app.state.notify_worker
 
@@ -84,5 +98,8 @@ UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+KeyServiceDep = Annotated[KeyService, Depends(get_key_service)]
+UsageDep = Annotated[UsageRecorder, Depends(get_usage)]
+AuditDep = Annotated[AuditTrail, Depends(get_audit)]
 # Call after accepting documents: wakes the local worker at once (does nothing on Lambda).
 WakeWorker = Annotated[Callable[[], None], Depends(get_worker_wakeup)]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.adapters.local.sqlite_database import SqliteDatabase
-from ragline.errors import DuplicateContent, NotFound
+from ragline.errors import Conflict, DuplicateContent, NotFound
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, utcnow
 
 _SCHEMA = """
@@ -66,6 +66,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT
 );
 """
+# Columns api_keys gained with the Keys API; a database from before gets them on open.
+_KEY_COLUMNS_ADDED = {
+    "name": "TEXT",
+    "replaced_by": "TEXT",
+    "rotated_from": "TEXT",
+    "rate_limit_per_minute": "INTEGER",
+}
+_KEYS_BY_TENANT = "CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys(tenant_id, id)"
+_KEY_COLUMNS = tuple(ApiKey.model_fields)
 
 # Two uploads of the same bytes racing must not both create a document. A document under an
 # external id may repeat another's bytes (a new version names its document), so it is left out.
@@ -103,6 +112,15 @@ class SqliteMetadataStore(SqliteDatabase):
         super().__init__(path, _SCHEMA, what="the metadata database", busy_timeout=busy_timeout)
         with self._connection() as db:
             self._migrate_unique_content(db)
+            self._migrate_key_columns(db)
+
+    @staticmethod
+    def _migrate_key_columns(db: sqlite3.Connection) -> None:
+        present = {row["name"] for row in db.execute("PRAGMA table_info(api_keys)")}
+        for column, kind in _KEY_COLUMNS_ADDED.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
+        db.execute(_KEYS_BY_TENANT)
 
     @staticmethod
     def _migrate_unique_content(db: sqlite3.Connection) -> None:
@@ -307,31 +325,61 @@ class SqliteMetadataStore(SqliteDatabase):
             return db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (JobStatus.QUEUED.value,)).fetchone()[0]
 
     # ---- API keys ---------------------------------------------------------------------------
+    @staticmethod
+    def _insert_key(db: sqlite3.Connection, key: ApiKey) -> None:
+        row = key.model_dump(mode="json")
+        row["scopes"] = ",".join(sorted(s.value for s in key.scopes))
+        marks = ",".join(f":{c}" for c in _KEY_COLUMNS)
+        db.execute(f"INSERT INTO api_keys ({','.join(_KEY_COLUMNS)}) VALUES ({marks})", row)
+
     def create_key(self, key: ApiKey) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, created_at, expires_at, revoked_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.id,
-                    key.tenant_id,
-                    key.key_hash,
-                    key.prefix,
-                    ",".join(sorted(s.value for s in key.scopes)),
-                    key.created_at,
-                    key.expires_at,
-                    key.revoked_at,
-                ),
-            )
+            self._insert_key(db, key)
 
-    def find_key(self, key_hash: str) -> ApiKey | None:
-        with self._connection() as db:
-            row = db.execute("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+    @staticmethod
+    def _key(row: sqlite3.Row | None) -> ApiKey | None:
         if row is None:
             return None
         data = dict(row)
         data["scopes"] = frozenset(Scope(s) for s in data["scopes"].split(",") if s)
         return ApiKey.model_validate(data)
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        with self._connection() as db:
+            return self._key(db.execute("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone())
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._connection() as db:
+            return self._key(db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone())
+
+    def list_keys(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT * FROM api_keys WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant_id, cursor or "", limit + 1),
+            ).fetchall()
+        keys = [key for key in map(self._key, rows[:limit]) if key is not None]
+        return keys, (keys[-1].id if len(rows) > limit else None)
+
+    def revoke_key(self, key_id: str, revoked_at: str) -> ApiKey | None:
+        with self._write() as db:
+            return self._key(
+                db.execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *",
+                    (revoked_at, key_id),
+                ).fetchone()
+            )
+
+    def rotate_key(self, old_id: str, expires_at: str, new: ApiKey) -> None:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE api_keys SET replaced_by = ?, expires_at = ? "
+                "WHERE id = ? AND revoked_at IS NULL AND replaced_by IS NULL",
+                (new.id, expires_at, old_id),
+            )
+            if changed.rowcount != 1:
+                raise Conflict(f"key {old_id} is revoked, rotated already, or gone", error="Key not rotatable")
+            self._insert_key(db, new)
 
     def count_keys(self) -> int:
         with self._connection() as db:

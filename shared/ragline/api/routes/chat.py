@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from ragline.api.activity import note_chat_tokens
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
 from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
 from ragline.models import ChatRequest, ChatResponse
@@ -12,5 +13,7 @@ router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_re
 
 
 @router.post("/chat", response_model=ChatResponse, summary="Ask a question; get a cited answer")
-def chat(body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep) -> ChatResponse:
-    return chat_service.answer(principal.tenant_id, body)
+def chat(request: Request, body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep) -> ChatResponse:
+    answer = chat_service.answer(principal.tenant_id, body)
+    note_chat_tokens(request, answer.usage.input_tokens, answer.usage.output_tokens)  # the key's usage
+    return answer

@@ -9,10 +9,11 @@ from collections.abc import Generator
 from contextlib import closing
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from ragline.api.activity import note_chat_tokens
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
 from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
 from ragline.api.streaming import ThreadedStreamingResponse
@@ -36,7 +37,9 @@ def sse_frame(payload: dict[str, Any] | str) -> str:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
-async def chat_stream(body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep) -> StreamingResponse:
+async def chat_stream(
+    request: Request, body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep
+) -> StreamingResponse:
     # Retrieval runs before the first byte, so its errors are ordinary HTTP errors.
     prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body)
 
@@ -44,6 +47,9 @@ async def chat_stream(body: ChatRequest, principal: ChatPrincipal, chat_service:
         try:
             with closing(chat_service.stream_events(principal.tenant_id, prepared)) as events:
                 for event in events:
+                    if event.get("event") == "done":  # the key's usage counts the answer's tokens
+                        used = event["data"]["usage"]
+                        note_chat_tokens(request, used["input_tokens"], used["output_tokens"])
                     yield sse_frame(event)
         except RaglineError as exc:
             yield sse_frame({"event": "error", "data": {"message": exc.message}})

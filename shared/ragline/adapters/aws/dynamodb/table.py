@@ -15,7 +15,10 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | job               | ``JOB#<id>``       | ``JOB``             | job_document_key, job_state_key (+ id)   |
 | API key           | ``KEY#<hash>``     | ``KEY``             |                                          |
 | key-id claim      | ``KEYID#<id>``     | ``KEY``             | (holds ``key_hash``)                     |
+| tenant's key      | ``TENANT#<t>``     | ``APIKEY#<id>``     | (holds ``key_hash``)                     |
 | key counter       | ``COUNTER``        | ``KEYS``            | (holds ``count``)                        |
+| key usage, a day  | ``USAGE#<key id>`` | ``DAY#<yyyy-mm-dd>``| (counters, ``route:…`` counters, ``ips``)|
+| audit entry       | ``AUDIT#<t>``      | ``<entry id>``      | (the entry, as JSON)                     |
 | held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope, as JSON)                  |
 | idempotency record| ``IDEM#<scope>``   | ``KEY#<key>``       | (idempotency.py), ``delete_after``, the TTL |
 | webhook endpoint  | ``TENANT#<t>``     | ``WEBHOOK#<id>``    | (webhooks.py)                            |
@@ -44,7 +47,11 @@ which also filters out index entries that lag behind the table):
 - queued / processing jobs (claim the oldest, count, recover): Query the sparse index
   ``by_job_state`` (``JOBS#queued`` / ``JOBS#processing``; finished jobs drop out of it).
 - API key by hash: GetItem ``KEY#<hash>``; key count: the counter item, incremented in the same
-  transaction as the key.
+  transaction as the key. By id: the claim, then the key. A tenant's keys: Query ``TENANT#<t>``,
+  ``sk BETWEEN APIKEY#<cursor> AND APIKEY$``, then BatchGet the keys.
+- a key's usage: one UpdateItem (ADD) per key and day per flush; read by Query ``USAGE#<key id>``.
+- a tenant's audit log: Query ``AUDIT#<t>`` newest first (ids are time-ordered); entries are only
+  ever put (``attribute_not_exists``), never updated or deleted by the code.
 
 The ``by_status`` and ``by_source`` partitions hold every document with that status or source:
 fine for a knowledge base's write rates (an index partition takes ~1000 writes/s), to be sharded
