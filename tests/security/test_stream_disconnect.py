@@ -49,6 +49,9 @@ def served(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "ANTHROPIC_BASE_URL": fake.url,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # Every question goes to the model, whatever its evidence: the numbered questions below are not
+        # all covered by the document, and an abstained answer never opens an upstream stream.
+        "RAGLINE_CHAT_ANSWER_FLOOR": "0",
     }
     api_key = ragline("keys", "create", "--tenant", "t1", "--data-dir", str(data_dir), env=env).strip()
     server = Server(data_dir, env=env).start()
