@@ -49,6 +49,8 @@ def served(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "ANTHROPIC_BASE_URL": fake.url,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # One tenant's storm of streams is the point here, not per-tenant admission (test_tenant_admission.py).
+        "RAGLINE_TENANT_MAX_CONCURRENT": "0",
     }
     api_key = ragline("keys", "create", "--tenant", "t1", "--data-dir", str(data_dir), env=env).strip()
     server = Server(data_dir, env=env).start()

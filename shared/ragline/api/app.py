@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from ragline import __version__
+from ragline.api.admission import AdmissionLimits, AdmissionMiddleware, tenant_resolver
 from ragline.api.errors import install_error_handlers
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 
@@ -65,6 +66,12 @@ def create_app(
     app.state.notify_worker = background.notify if background is not None else _no_worker
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(container.settings))
+    # Outermost: a request waits for its tenant's slot before any of its body is read.
+    app.add_middleware(
+        AdmissionMiddleware,
+        limits=AdmissionLimits.from_settings(container.settings),
+        tenant_of=tenant_resolver(container),
+    )
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.models import ChatRequest, ChatResponse
 
-router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY))
+router = APIRouter(
+    prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY, *LIMITED)
+)
 
 
 @router.post("/chat", response_model=ChatResponse, summary="Ask a question; get a cited answer")
