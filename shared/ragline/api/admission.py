@@ -4,8 +4,9 @@ The expensive routes (search, chat, the chat stream, uploads: `LIMITED_ROUTES`) 
 ``tenant_max_concurrent`` requests per tenant at once. A tenant's next one waits in that tenant's own
 queue (at most ``tenant_max_queued`` requests, at most ``tenant_queue_seconds``), so another tenant
 never waits behind it; past either bound it is answered **429** with ``Retry-After``. A stream holds
-its slot until its response ends or its client leaves. ``GET /health`` and the cheap routes are
-never limited.
+its slot until its response ends or its client leaves. A tenant's uploads are also read at most
+``tenant_upload_bytes_per_second`` (all its uploads together): reading, hashing and storing a file
+costs CPU in proportion to its bytes. ``GET /health`` and the cheap routes are never limited.
 
 `TenantSlots` is the policy, pure and synchronous (table-tested); `AdmissionMiddleware` applies it to
 the ASGI app: it learns the tenant from the API key (or the API Gateway authorizer's context, or a
@@ -35,7 +36,7 @@ from urllib.parse import parse_qs
 from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.errors import RaglineError
 
@@ -58,6 +59,19 @@ LIMITED_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+# The limited routes whose body is a file (or a text document): their bytes are read at a bounded rate.
+UPLOAD_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("POST", re.compile(r"/v1/kb/documents")),
+    ("PUT", UPLOAD_RECEIVER),
+)
+
+
+def is_upload(method: str, path: str) -> bool:
+    """Whether ``method path`` uploads a document, whose bytes count against the tenant's upload rate."""
+    path = path.rstrip("/") or "/"
+    return any(method == m and pattern.fullmatch(path) for m, pattern in UPLOAD_ROUTES)
+
+
 def is_limited(method: str, path: str) -> bool:
     """Whether a request to ``method path`` takes one of its tenant's slots."""
     path = path.rstrip("/") or "/"
@@ -65,10 +79,11 @@ def is_limited(method: str, path: str) -> bool:
 
 
 def default_max_concurrent(cpus: int | None = None) -> int:
-    """Half the cores, at least one: a tenant alone can keep at most half the machine busy."""
+    """One per core, at least two: a tenant cannot queue more CPU work than the machine has cores, and
+    can still keep two chat streams open. (Half the cores measured no fairer once uploads are paced.)"""
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // 2)
+    return max(2, cpus)
 
 
 class Decision(Enum):
@@ -151,12 +166,46 @@ class TenantSlots:
             del self._tenants[tenant]
 
 
+class ByteRate:
+    """Each tenant's upload bytes, read at most ``rate`` bytes/s on average with a burst of ``burst``
+    bytes (GCRA, a token bucket in one number: when the tenant's bytes read so far would be paid
+    off). `delay` says how long to wait before reading past a piece; pure, given the clock."""
+
+    IDLE_FORGET_SECONDS = 60.0
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0 or burst < 0:
+            raise ValueError("rate must be positive and burst at least 0")
+        self.rate = rate
+        self.burst = burst
+        self._paid_off: dict[str, float] = {}  # tenant → when its bytes so far are paid off
+        self._lock = threading.Lock()
+
+    def delay(self, tenant: str, size: int, now: float) -> float:
+        """Account ``size`` more bytes of ``tenant`` at ``now``; the seconds to wait before the next read."""
+        with self._lock:
+            paid_off = max(self._paid_off.get(tenant, now), now) + size / self.rate
+            self._paid_off[tenant] = paid_off
+            if len(self._paid_off) > 1024:
+                self._forget_idle(now)
+            return max(0.0, paid_off - now - self.burst / self.rate)
+
+    def tenants(self) -> int:
+        with self._lock:
+            return len(self._paid_off)
+
+    def _forget_idle(self, now: float) -> None:
+        for tenant in [t for t, paid_off in self._paid_off.items() if paid_off < now - self.IDLE_FORGET_SECONDS]:
+            del self._paid_off[tenant]
+
+
 @dataclass(frozen=True)
 class AdmissionLimits:
     max_concurrent: int  # per tenant; 0: no admission control
     max_queued: int
     queue_seconds: float
     retry_after_seconds: int
+    upload_bytes_per_second: int = 0  # per tenant, over all its uploads at once; 0: unbounded
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdmissionLimits:
@@ -167,6 +216,7 @@ class AdmissionLimits:
             max_queued=settings.tenant_max_queued,
             queue_seconds=settings.tenant_queue_seconds,
             retry_after_seconds=max(1, math.ceil(settings.tenant_queue_seconds)),
+            upload_bytes_per_second=settings.tenant_upload_bytes_per_second,
         )
 
 
@@ -208,22 +258,47 @@ class AdmissionMiddleware:
         self.limits = limits
         self.tenant_of = tenant_of
         self.slots = TenantSlots(max(1, limits.max_concurrent), limits.max_queued)
+        rate = limits.upload_bytes_per_second
+        # A burst of one second's worth: a small file is read at once, a big one at the rate.
+        self.upload_rate = ByteRate(rate, burst=rate) if rate else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limits.max_concurrent or not is_limited(scope["method"], scope["path"]):
+        limiting = self.limits.max_concurrent > 0
+        if (
+            scope["type"] != "http"
+            or not is_limited(scope["method"], scope["path"])
+            or not (limiting or self.upload_rate is not None)
+        ):
             await self.app(scope, receive, send)
             return
         tenant = await to_thread.run_sync(self.tenant_of, scope)
         if tenant is None:  # the route refuses it (401, 403, 404) before doing any work
             await self.app(scope, receive, send)
             return
-        if not await self._admit(tenant):
+        if limiting and not await self._admit(tenant):
             await too_many_requests(self.limits)(scope, receive, send)
             return
+        if self.upload_rate is not None and is_upload(scope["method"], scope["path"]):
+            receive = self._rate_limited(receive, tenant, self.upload_rate)
         try:
             await self.app(scope, receive, send)  # a stream returns when it ends or its client leaves
         finally:
-            self._release(tenant)
+            if limiting:
+                self._release(tenant)
+
+    @staticmethod
+    def _rate_limited(receive: Receive, tenant: str, rate: ByteRate) -> Receive:
+        """``receive``, pausing after each piece of the body as long as the tenant's upload rate asks."""
+        loop = asyncio.get_running_loop()
+
+        async def paced() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and (size := len(message.get("body", b""))):
+                if wait := rate.delay(tenant, size, loop.time()):
+                    await asyncio.sleep(wait)
+            return message
+
+        return paced
 
     async def _admit(self, tenant: str) -> bool:
         loop = asyncio.get_running_loop()
