@@ -58,6 +58,9 @@ def served(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "ANTHROPIC_BASE_URL": fake.url,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # Every question goes to the model (main's answer floor would let a weakly covered one abstain,
+        # and an abstained answer opens no stream to hold a slot); ignored where the setting is absent.
+        "RAGLINE_CHAT_ANSWER_FLOOR": "0",
         "RAGLINE_TENANT_MAX_CONCURRENT": str(LIMIT),
         "RAGLINE_TENANT_MAX_QUEUED": "1",
         "RAGLINE_TENANT_QUEUE_SECONDS": str(QUEUE_SECONDS),
