@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
@@ -19,7 +19,7 @@ from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageH
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
 from ragline.keys import KeyService
-from ragline.knowledge_bases import KnowledgeBaseService, PurgeScheduler
+from ragline.knowledge_bases import KnowledgeBaseService, PurgeScheduler, hidden_from_search
 from ragline.models import ApiKey
 from ragline.ports import (
     AnswerModel,
@@ -182,7 +182,8 @@ class Container:
             self.embedder,
             hybrid_candidates=self.settings.hybrid_candidates,
             semantic_weight=self.settings.hybrid_semantic_weight,
-            hidden=self.knowledge_bases.hidden_from_search,
+            # Only the store: a search function builds no ingest service nor purge queue for it.
+            hidden=partial(hidden_from_search, self.kb_store),
         )
 
     # ---- knowledge bases ------------------------------------------------------------------------------

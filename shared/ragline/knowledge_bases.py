@@ -49,6 +49,12 @@ def name_key(name: str) -> str:
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+def hidden_from_search(store: KnowledgeBaseStore, tenant_id: str) -> FilterNode | None:
+    """The clause search adds for the tenant's KBs being deleted (None when there are none)."""
+    deleting = store.deleting_kb_ids(tenant_id)
+    return Not(Term("kb_id", tuple(sorted(deleting)))) if deleting else None
+
+
 class KnowledgeBaseStatus(StrEnum):
     ACTIVE = "active"
     DELETING = "deleting"
@@ -211,9 +217,7 @@ class KnowledgeBaseService:
         return [self.show(kb, counts) for kb in page], (page[-1].id if len(everything) > limit else None)
 
     def hidden_from_search(self, tenant_id: str) -> FilterNode | None:
-        """The clause search adds for the tenant's KBs being deleted (None when there are none)."""
-        deleting = self.store.deleting_kb_ids(tenant_id)
-        return Not(Term("kb_id", tuple(sorted(deleting)))) if deleting else None
+        return hidden_from_search(self.store, tenant_id)
 
     # ---- writing ----------------------------------------------------------------------------------
     def _chunk_defaults(self, size: int | None, overlap: int | None) -> None:

@@ -11,8 +11,9 @@ import uuid
 import httpx
 import pytest
 
+from ragline.adapters.local.sqlite_store import SqliteMetadataStore
 from tests.api.test_documents_api import assert_error, unique, upload_text
-from tests.support import wait_for_status
+from tests.support import Server, ragline, wait_for_status
 
 
 def create_kb(client: httpx.Client, name: str | None = None, **fields) -> dict:
@@ -241,3 +242,30 @@ def test_delete_under_load_never_shows_a_chunk_after_the_202(client, api, mode):
     assert gone.json()["items"] == [] and gone.json()["total_found"] == 0
     for document_id in doomed:
         assert_error(client.get(f"/v1/kb/documents/{document_id}"), 404)
+
+
+def test_a_delete_cut_short_by_a_crash_finishes_at_the_next_start(tmp_path):
+    data_dir = tmp_path / "data"
+    key = ragline("keys", "create", "--tenant", "t1", "--data-dir", str(data_dir)).strip()
+    marker = f"quince{uuid.uuid4().hex[:6]}"
+    server = Server(data_dir).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=60) as c:
+            kb = create_kb(c)
+            ids = [upload_text(c, f"The {marker} tree, part {n}.", kb_id=kb["id"])["document_id"] for n in range(2)]
+            for document_id in ids:
+                assert wait_for_status(c, document_id)["status"] == "indexed"
+    finally:
+        server.kill()
+    # What a crash right after the 202 leaves: the KB marked deleting, its documents all still there.
+    SqliteMetadataStore(data_dir / "metadata.db").mark_kb_deleting("t1", kb["id"])
+    server = Server(data_dir).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=60) as c:
+            wait_until_gone(c, kb["id"])
+            for document_id in ids:
+                assert_error(c.get(f"/v1/kb/documents/{document_id}"), 404)
+            found = c.post("/v1/kb/search", json={"query": marker, "mode": "keyword", "filters": {"kb_id": kb["id"]}})
+            assert found.json()["total_found"] == 0
+    finally:
+        server.stop()
