@@ -269,3 +269,14 @@ def test_a_delete_cut_short_by_a_crash_finishes_at_the_next_start(tmp_path):
             assert found.json()["total_found"] == 0
     finally:
         server.stop()
+
+
+def test_creating_with_an_idempotency_key_creates_one_kb(client):
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"name": unique("once")}
+    first = client.post("/v1/knowledge-bases", json=body, headers=key)
+    again = client.post("/v1/knowledge-bases", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    names = [kb["name"] for kb in client.get("/v1/knowledge-bases").json()["knowledge_bases"]]
+    assert names.count(body["name"]) == 1
