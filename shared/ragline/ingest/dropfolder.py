@@ -182,7 +182,7 @@ class DropFolder:
         """The KB a file's first sub-folder names, if it is one of the tenant's (else None: the document's
         own, or ``default`` for a new one)."""
         parts = relative.split("/")
-        if len(parts) < 3 or self.ingest.knowledge_bases is None:
+        if len(parts) < 3 or self.ingest.knowledge_bases is None or not re.fullmatch(TENANT_ID_PATTERN, parts[1]):
             return None
         try:
             return self.ingest.knowledge_bases.for_upload(tenant, parts[1]).id

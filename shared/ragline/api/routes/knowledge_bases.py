@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -22,6 +22,9 @@ from ragline.knowledge_bases import (
     UpdateKnowledgeBaseRequest,
 )
 from ragline.models import DocumentStatus
+
+# Ids are short (kb_… or "default"); a longer one cannot exist, and would not fit a DynamoDB key.
+KbId = Annotated[str, Path(max_length=100)]
 
 router = APIRouter(prefix="/v1/knowledge-bases", tags=["knowledge bases"], responses=error_responses(*AUTHENTICATED))
 
@@ -51,7 +54,7 @@ def list_knowledge_bases(
 
 
 @router.get("/{kb_id}", summary="Get a knowledge base", response_model=KnowledgeBaseOut, responses=error_responses(404))
-def get_knowledge_base(kb_id: str, principal: ReaderPrincipal, kbs: KnowledgeBaseServiceDep) -> Any:
+def get_knowledge_base(kb_id: KbId, principal: ReaderPrincipal, kbs: KnowledgeBaseServiceDep) -> Any:
     return kbs.show(kbs.get(principal.tenant_id, kb_id))
 
 
@@ -62,7 +65,7 @@ def get_knowledge_base(kb_id: str, principal: ReaderPrincipal, kbs: KnowledgeBas
     responses=error_responses(*WITH_BODY, 404, 409),
 )
 def update_knowledge_base(
-    kb_id: str, body: UpdateKnowledgeBaseRequest, principal: IngestPrincipal, kbs: KnowledgeBaseServiceDep
+    kb_id: KbId, body: UpdateKnowledgeBaseRequest, principal: IngestPrincipal, kbs: KnowledgeBaseServiceDep
 ) -> Any:
     return kbs.show(kbs.update(principal.tenant_id, kb_id, body.model_dump(exclude_unset=True)))
 
@@ -77,7 +80,7 @@ def update_knowledge_base(
     response_model=KnowledgeBaseDeleting,
     responses=error_responses(404, 409),
 )
-async def delete_knowledge_base(kb_id: str, principal: IngestPrincipal, kbs: KnowledgeBaseServiceDep) -> JSONResponse:
+async def delete_knowledge_base(kb_id: KbId, principal: IngestPrincipal, kbs: KnowledgeBaseServiceDep) -> JSONResponse:
     kb = await run_in_threadpool(kbs.delete, principal.tenant_id, kb_id)
     shown = await run_in_threadpool(kbs.show, kb)
     return JSONResponse({"status": "accepted", "data": shown.model_dump(mode="json")}, status_code=202)
@@ -85,7 +88,7 @@ async def delete_knowledge_base(kb_id: str, principal: IngestPrincipal, kbs: Kno
 
 @router.get("/{kb_id}/documents", summary="List a knowledge base's documents", responses=error_responses(404))
 def list_kb_documents(
-    kb_id: str,
+    kb_id: KbId,
     principal: IngestPrincipal,
     kbs: KnowledgeBaseServiceDep,
     ingest: IngestServiceDep,
