@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # How long the delivery log keeps a delivery and its attempts.
     webhook_delivery_retention_days: int = Field(default=30, ge=1)
 
+    # Knowledge bases a tenant may have (the default one included).
+    max_knowledge_bases_per_tenant: int = Field(default=100, ge=1, le=10_000)
+
     # Idempotency-Key: how long a key replays its first answer, and how long a request may hold its key
     # while it runs before another request may take the key over (its process died; longer than any
     # request runs: the function timeout deployed, a slow 200 MB upload locally).

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 ROUTERS: dict[str, tuple[str, ...]] = {
     "health": ("health",),
     "documents": ("uploads", "documents", "jobs"),
+    "knowledge_bases": ("knowledge_bases",),
     "search": ("search",),
     "chat": ("chat",),
     "stream": ("stream",),
