@@ -32,6 +32,7 @@ from ragline.ports import (
     JobQueue,
     MetadataStore,
     PresigningBlobStore,
+    RateLimiter,
     UsageStore,
     VectorIndex,
     WebhookStore,
@@ -282,6 +283,16 @@ class Container:
     @cached_property
     def audit(self) -> AuditTrail:
         return AuditTrail(self.activity)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        if self.settings.backend == "aws":  # one counter per key and window for every Lambda container
+            from ragline.adapters.aws.dynamodb.rate_limits import DynamoRateLimiter
+
+            return DynamoRateLimiter(self.settings.table_name)
+        from ragline.adapters.local.memory_rate_limits import InMemoryRateLimiter
+
+        return InMemoryRateLimiter()
 
     @cached_property
     def keys(self) -> KeyService:

@@ -1,4 +1,4 @@
-"""One error body everywhere: {"error", "message", "code"} (+ details on 422)."""
+"""One error body everywhere: {"error", "message", "code"} (+ details on 422, retry_after on 429)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    """Every error's body (``details`` on a 422 from validation)."""
+    """Every error's body (``details`` on a 422 from validation, ``retry_after`` on a 429)."""
 
     error: str
     message: str
     code: int
     details: list[dict[str, Any]] | None = None
+    retry_after: int | None = None  # seconds, as in the Retry-After header
 
 
 _MEANINGS = {
