@@ -320,6 +320,7 @@ class Container:
             "ingest",
             "search",
             "chat",
+            "rate_limiter",  # before the first requests race to build it (in-memory: one set of counters)
         ):
             getattr(self, member)
         return self
