@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.api.auth import current_principal
@@ -54,10 +53,6 @@ def limited_principal(
             error="Rate limit exceeded",
         )
     return principal
-
-
-def decision_of(connection: HTTPConnection) -> Decision | None:
-    return getattr(connection.state, _DECISION, None)
 
 
 class RateLimitHeadersMiddleware:
