@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     idempotency_stale_after_seconds: float = Field(default=900.0, gt=0)
 
+    # Requests per minute per API key (a key's own rate_limit_per_minute wins): fixed 60 s windows,
+    # counted in the server locally and in the table deployed (ragline.rate_limits).
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+
     # Key usage: how often the counted requests are written (one write per key and day). 0 writes each
     # request's counts before it is answered (Lambda functions, where no thread runs between requests).
     usage_flush_seconds: float = Field(default=1.0, ge=0, le=300)

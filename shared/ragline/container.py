@@ -34,6 +34,7 @@ from ragline.ports import (
     KnowledgeBaseStore,
     MetadataStore,
     PresigningBlobStore,
+    RateLimiter,
     UsageStore,
     VectorIndex,
     WebhookStore,
@@ -332,6 +333,16 @@ class Container:
         return AuditTrail(self.activity)
 
     @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        if self.settings.backend == "aws":  # one counter per key and window for every Lambda container
+            from ragline.adapters.aws.dynamodb.rate_limits import DynamoRateLimiter
+
+            return DynamoRateLimiter(self.settings.table_name)
+        from ragline.adapters.local.memory_rate_limits import InMemoryRateLimiter
+
+        return InMemoryRateLimiter()
+
+    @cached_property
     def keys(self) -> KeyService:
         on_created = None
         usage_plan_id = self.settings.usage_plan_id
@@ -357,6 +368,7 @@ class Container:
             "ingest",
             "search",
             "chat",
+            "rate_limiter",  # before the first requests race to build it (in-memory: one set of counters)
         ):
             getattr(self, member)
         return self

@@ -72,6 +72,20 @@ class Unprocessable(RaglineError):
     error = "Validation error"
 
 
+class TooManyRequests(RaglineError):
+    """Over a limit: the body says when to retry (``retry_after``, seconds, as in ``Retry-After``)."""
+
+    status = 429
+    error = "Too many requests"
+
+    def __init__(self, message: str, *, retry_after: int, error: str | None = None) -> None:
+        super().__init__(message, error=error)
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after": self.retry_after}
+
+
 class DependencyUnavailable(RaglineError):
     status = 503
     error = "Service unavailable"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ragline.activity import AuditEvent, UsageDay, UsageDelta
     from ragline.idempotency import IdempotencyRecord, StoredResponse
     from ragline.knowledge_bases import KnowledgeBase
+    from ragline.rate_limits import Window
     from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
@@ -342,6 +343,16 @@ class IdempotencyStore(Protocol):
 
     def release(self, scope: str, key: str, token: str) -> None:
         """Drop the claim (the request failed and may be retried), if it is still ``token``'s."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Request counters per API key and window (ragline.rate_limits): the one atomic step that makes
+    a limit exact across threads, processes and Lambda containers."""
+
+    def acquire(self, key_id: str, window: Window, limit: int) -> int | None:
+        """Count one request of the key in ``window`` if fewer than ``limit`` are counted there: the
+        count with it. None when the window already holds ``limit`` (nothing is counted)."""
         ...
 
 

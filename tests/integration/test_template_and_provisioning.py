@@ -753,3 +753,19 @@ def test_the_plain_subset_deploys_on_moto_cloudformation():
 def test_template_path_defaults_to_the_repo_root(monkeypatch):
     monkeypatch.delenv("RAGLINE_TEMPLATE", raising=False)
     assert default_template_path() == Path(REPO / "template.yaml").resolve()
+
+
+def test_the_rate_limit_is_a_parameter_with_the_settings_default_and_the_functions_may_count():
+    from ragline.config import Settings
+
+    parameter = TEMPLATE["Parameters"]["RateLimitPerMinute"]
+    assert parameter["Default"] == Settings.model_fields["rate_limit_per_minute"].default == 120
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["RAGLINE_RATE_LIMIT_PER_MINUTE"] == {"Ref": "RateLimitPerMinute"}
+    # The counters expire by the table's TTL attribute; every keyed function may UpdateItem the table.
+    table = TEMPLATE["Resources"]["MetadataTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "delete_after", "Enabled": True}
+    for name in ("SearchFunction", "ChatFunction", "StreamChatFunction", "DocumentsFunction", "WebhooksFunction"):
+        policies = [next(iter(p)) for p in props(name)["Policies"] if isinstance(p, dict) and len(p) == 1]
+        assert {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"} & set(policies), name
+    assert {"DynamoDBCrudPolicy"} & {next(iter(p)) for p in props("KeysFunction")["Policies"] if isinstance(p, dict)}

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from ragline import __version__
 from ragline.api.activity import ActivityMiddleware
 from ragline.api.admission import AdmissionLimits, AdmissionMiddleware, tenant_resolver
-from ragline.api.auth import current_principal
 from ragline.api.errors import install_error_handlers
 from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
+from ragline.api.rate_limit import RateLimitHeadersMiddleware, document_rate_limits, limited_principal
 
 if TYPE_CHECKING:
     from ragline.background import Background
@@ -75,11 +75,13 @@ def create_app(
     app.add_middleware(
         IdempotencyMiddleware,
         store=lambda: container.idempotency,
-        authenticate=lambda request: current_principal(container, request, request.headers.get("x-api-key")),
+        authenticate=lambda request: limited_principal(container, request, request.headers.get("x-api-key")),
         policy=IdempotencyPolicy(settings.idempotency_ttl_seconds, settings.idempotency_stale_after_seconds),
     )
+    # Outside the idempotency middleware: its own answers (replays, 409s) carry the headers too.
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
-    # Added last, so it wraps the others: it sees the answer of every request that reached a route.
+    # Outside the others but admission: it sees the answer of every request that reached a route.
     app.add_middleware(ActivityMiddleware, container=container)
     # Outermost: a request waits for its tenant's slot before any of its body is read.
     app.add_middleware(
@@ -99,6 +101,6 @@ def _document_idempotency(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return document_idempotency(build())
+        return document_rate_limits(document_idempotency(build()))
 
     app.openapi = openapi  # type: ignore[method-assign]

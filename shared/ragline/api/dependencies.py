@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ragline.activity import AuditTrail, UsageRecorder
-from ragline.api.auth import api_key_header, current_principal
+from ragline.api.auth import api_key_header
+from ragline.api.rate_limit import limited_principal
 from ragline.chat.service import ChatService
 from ragline.config import Settings
 from ragline.container import Container
@@ -37,11 +38,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 def require(scope: Scope, *alternatives: Scope) -> Callable[..., Principal]:
     """A dependency: the caller, if their key grants ``scope`` or one of ``alternatives`` (401 without a
-    valid key, else 403)."""
+    valid key, 429 over the key's rate limit, else 403)."""
     accepted = (scope, *alternatives)
 
     def dependency(request: Request, container: ContainerDep, key: str | None = Depends(api_key_header)) -> Principal:
-        principal = current_principal(container, request, key)
+        principal = limited_principal(container, request, key)
         if not any(principal.can(one) for one in accepted):
             names = " or ".join(repr(one.value) for one in accepted)
             raise Forbidden(f"this API key lacks the {names} scope", error="Insufficient scope")

@@ -30,10 +30,9 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragline.api.errors import error_response
 from ragline.errors import Conflict, DependencyUnavailable, RaglineError
 from ragline.idempotency import (
     HEADER,
@@ -77,7 +76,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _answer_error(error: RaglineError, scope: Scope, receive: Receive, send: Send) -> None:
-    await error_response(error.status, error.error, error.message, error.details)(scope, receive, send)
+    # The error's own body: a 429 carries its retry_after.
+    await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
 
 
 def _domain_error(exc: HTTPException) -> RaglineError:

@@ -23,6 +23,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | audit entry       | ``AUDIT#<t>``      | ``<entry id>``      | (the entry, as JSON)                     |
 | held event        | ``OUTBOX``         | ``<time>#<evt id>`` | (the envelope, as JSON)                  |
 | idempotency record| ``IDEM#<scope>``   | ``KEY#<key>``       | (idempotency.py), ``delete_after``, the TTL |
+| rate-limit counter| ``RATE#<key id>``  | ``W#<window start>``| (rate_limits.py), ``n``, ``delete_after``  |
 | webhook endpoint  | ``TENANT#<t>``     | ``WEBHOOK#<id>``    | (webhooks.py)                            |
 | webhook delivery  | ``DELIVERIES#<t>#<webhook id>`` | ``<delivery id>`` | ``delete_after``, the TTL  |
 
@@ -80,7 +81,7 @@ from ragline.errors import Conflict, DependencyUnavailable, RaglineError
 
 DEFAULT_TABLE_NAME = "ragline-metadata"
 # The table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it. Webhook
-# deliveries (their retention) and Idempotency-Key records (their 24 h) carry it; template.yaml's
+# deliveries (their retention), Idempotency-Key records (their 24 h) and rate-limit counters carry it; template.yaml's
 # TimeToLiveSpecification names it.
 TTL_ATTRIBUTE = "delete_after"
 

@@ -1,0 +1,63 @@
+"""Rate-limit counters on the Table (the RateLimiter port of the AWS backend): the DynamoDB twin of
+InMemoryRateLimiter, shared by every Lambda container of the stack.
+
+| item    | pk               | sk               | other attributes               |
+|---------|------------------|------------------|--------------------------------|
+| counter | ``RATE#<key id>``| ``W#<start>``    | ``n`` (the count), ``delete_after`` (TTL) |
+
+One UpdateItem per request: ``ADD n 1`` under the condition ``n < limit`` (or no counter yet), so
+DynamoDB serialises the increments of one item and at most ``limit`` succeed per window, however
+many containers race. A refused request fails the condition and writes nothing. The item names its
+window, so an old counter is never read again; ``delete_after`` (a window after its end) lets
+DynamoDB's TTL remove it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ragline.adapters.aws import clients
+from ragline.adapters.aws.dynamodb.table import DEFAULT_TABLE_NAME, TTL_ATTRIBUTE, Expression, Table, serialize
+from ragline.rate_limits import Window
+
+
+def counter_key(key_id: str, window: Window) -> dict[str, str]:
+    return {"pk": f"RATE#{key_id}", "sk": f"W#{window.start}"}
+
+
+class DynamoRateLimiter:
+    def __init__(
+        self,
+        table_name: str = DEFAULT_TABLE_NAME,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, client=client)
+
+    def acquire(self, key_id: str, window: Window, limit: int) -> int | None:
+        expression = Expression()
+        count = expression.name("n")
+        update = (
+            f"ADD {count} {expression.value(1)} "
+            f"SET {expression.name(TTL_ATTRIBUTE)} = {expression.value(window.end + window.seconds)}"
+        )
+        condition = f"attribute_not_exists({count}) OR {count} < {expression.value(limit)}"
+        with self.table.down():
+            try:
+                answer = self.table.db.update_item(
+                    TableName=self.table.name,
+                    Key=serialize(counter_key(key_id, window)),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ReturnValues="UPDATED_NEW",
+                    **expression.arguments(),
+                )
+            except ClientError as exc:
+                if clients.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return None  # the window is full: this request is not counted
+        return int(answer["Attributes"]["n"]["N"])
