@@ -222,6 +222,16 @@ def _files(paths: list[Path]) -> list[Path]:
     return found
 
 
+def cmd_model_build(args: argparse.Namespace) -> int:
+    from ragline.adapters.local.model_build import build
+
+    started = time.perf_counter()
+    path, count = build(force=args.force)
+    took = time.perf_counter() - started
+    print(f"{path}: " + (f"built, {count} MatMuls in int8, {took:.1f} s" if count else "already built"))
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -540,6 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    model = sub.add_parser("model", help="the local embedding model")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    model_build = model_sub.add_parser(
+        "build",
+        help="make the int8-compute variant of the bundled model (run by make dev / make test; seconds)",
+    )
+    model_build.add_argument("--force", action="store_true", help="rebuild even when it is already there")
+    model_build.set_defaults(func=cmd_model_build)
 
     from ragline.reindex import add_parser as add_reindex_parser
 
