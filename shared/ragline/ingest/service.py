@@ -58,6 +58,10 @@ def safe_filename(name: str | None) -> str:
     return _UNSAFE.sub("_", base)[:120] or "document"
 
 
+# Told, after each group of chunks is embedded: (document, pages read so far, page count, chunks embedded).
+ProgressHook = Callable[[Document, int, int, int], None]
+
+
 def extract_passages(
     doc: Document,
     blobs: BlobStore,
@@ -65,11 +69,12 @@ def extract_passages(
     *,
     max_chars: int = DEFAULT_CHUNK_MAX_CHARS,
     parse_timeout_seconds: float = DEFAULT_PARSE_TIMEOUT_SECONDS,
+    progress: ProgressHook | None = None,
 ) -> tuple[list[Passage], np.ndarray, int, str | None]:
     """Parse a document's stored original (in a parser process: DocumentParseError once parsing takes
     longer than parse_timeout_seconds), chunk it (passages of at most max_chars characters) and embed
     the chunks (the next pages are parsed while the current ones are embedded): passages, vectors,
-    page count, parsed title."""
+    page count, parsed title. `progress`, if given, is told after each embedded group."""
     import numpy as np  # here, not at import: the API functions and the authorizer never need it
 
     parsed = parse_with_budget(blobs.get(doc.blob_key), doc.content_type, doc.filename, parse_timeout_seconds)
@@ -79,6 +84,9 @@ def extract_passages(
     for group in prefetch(grouped(chunks, EMBED_GROUP)):
         parts.append(embedder.embed_documents([p.text for p in group]))
         passages.extend(group)
+        if progress is not None:
+            pages = max((p.page for p in group if p.page is not None), default=parsed.page_count)
+            progress(doc, pages, parsed.page_count, len(passages))
     if not passages:
         raise DocumentParseError("no text found in the file: there is nothing to index")
     vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -126,6 +134,7 @@ class IngestService:
         self._index_provider = index
         self._embedder_provider = embedder
         self.events = events
+        self.progress: ProgressHook | None = None  # `ragline ingest` shows pages and chunks per second
 
     @cached_property
     def index(self) -> VectorIndex:
@@ -267,6 +276,7 @@ class IngestService:
                 self.embedder,
                 max_chars=self.settings.chunk_max_chars,
                 parse_timeout_seconds=self.settings.parse_timeout_seconds,
+                progress=self.progress,
             )
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
