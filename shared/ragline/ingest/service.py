@@ -30,7 +30,7 @@ from ragline.ingest.chunking import Passage, chunk_blocks
 from ragline.ingest.metadata import MetadataLimits, check_metadata
 from ragline.ingest.parse_budget import parse_with_budget
 from ragline.ingest.parsers import detect_content_type
-from ragline.ingest.prefetch import grouped, prefetch
+from ragline.ingest.prefetch import prefetch_groups
 from ragline.models import Document, DocumentStatus, IndexedChunk, Job, new_id, utcnow
 from ragline.ports import BlobStore, Embedder, EventBus, JobQueue, MetadataStore, VectorIndex
 from ragline.retrieval.filters import Term, matches, scope_to_tenant
@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EMBED_GROUP = 64  # passages embedded per call while the next ones are parsed
+EMBED_GROUP = 64  # at most this many passages embedded per call while the next ones are parsed
+# At least this many (fewer only at a document's end): embedding starts once a batch or two are chunked,
+# instead of waiting for a whole group (a 45-chunk PDF used to be parsed entirely before its first batch).
+EMBED_GROUP_MIN = 16
 INGESTION_ERROR = "error.ingestion"
 INTERNAL_ERROR = "internal error while indexing"  # what a bug says on the document (the log has the rest)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -81,7 +84,7 @@ def extract_passages(
     passages: list[Passage] = []
     parts: list[np.ndarray] = []
     chunks = chunk_blocks(parsed.blocks, embedder.tokenizer, doc.chunk_size, doc.chunk_overlap, max_chars)
-    for group in prefetch(grouped(chunks, EMBED_GROUP)):
+    for group in prefetch_groups(chunks, EMBED_GROUP_MIN, EMBED_GROUP):
         parts.append(embedder.embed_documents([p.text for p in group]))
         passages.extend(group)
         if progress is not None:
