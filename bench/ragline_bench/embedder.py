@@ -155,9 +155,11 @@ def run(args: argparse.Namespace, console: Console) -> Report:
                 vectors[config] = embedder.embed_documents(passages)
                 wall[config].append(time.perf_counter() - started)
                 cpu[config].append(time.process_time() - cpu_started)
-                for query in queries:
+            # One query at a time, the variants alternating per query (pairs close in time: fair under noise).
+            for number, query in enumerate(queries):
+                for config in configs if (number + round_) % 2 == 0 else configs[::-1]:
                     started = time.perf_counter()
-                    embedder.embed_query(query)
+                    embedders[config].embed_query(query)
                     query_s[config].append(time.perf_counter() - started)
             console.print(f"[dim]round {round_ + 1}/{args.rounds} done[/]")
         reference = vectors[(reference_name, args.batch_sizes[0])]
