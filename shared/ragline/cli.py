@@ -222,8 +222,68 @@ def _files(paths: list[Path]) -> list[Path]:
     return found
 
 
+def cmd_model_build(args: argparse.Namespace) -> int:
+    from ragline.adapters.local.model_build import build
+
+    started = time.perf_counter()
+    path, count = build(force=args.force)
+    took = time.perf_counter() - started
+    print(f"{path}: " + (f"built, {count} MatMuls in int8, {took:.1f} s" if count else "already built"))
+    return 0
+
+
+class IngestProgress:
+    """`ragline ingest`'s progress: files done, and the current file's pages with pages/s and chunks/s
+    over the whole run (embedding is what takes the time, so these move as each group is embedded).
+    Drawn only on a terminal: piped or redirected output gets the final table alone."""
+
+    def __init__(self, console: Any, files: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.files = self.progress.add_task("files", total=files, detail="")
+        self.pages = self.progress.add_task("pages", total=None, detail="", visible=False)
+        self.started = time.perf_counter()
+        self.pages_done = 0  # of finished files
+        self.chunks_done = 0
+        self._current = (0, 0)
+
+    def __enter__(self) -> IngestProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def start_file(self, name: str) -> None:
+        self.pages_done, self.chunks_done = self.pages_done + self._current[0], self.chunks_done + self._current[1]
+        self._current = (0, 0)
+        self.progress.update(self.files, description=f"ingesting {name[:40]}")
+        self.progress.update(self.pages, completed=0, total=None, visible=False)
+
+    def rates(self) -> str:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        pages, chunks = self.pages_done + self._current[0], self.chunks_done + self._current[1]
+        return f"{pages / seconds:.1f} pages/s  {chunks / seconds:.1f} chunks/s  ({chunks} chunks)"
+
+    def __call__(self, doc: Any, pages: int, page_count: int, chunks: int) -> None:
+        """IngestService's progress hook."""
+        self._current = (pages, chunks)
+        self.progress.update(self.pages, completed=pages, total=page_count or None, visible=True, detail=self.rates())
+
+    def file_done(self) -> None:
+        self.progress.update(self.files, advance=1, detail=self.rates())
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from ragline.container import build_container
@@ -235,12 +295,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     container = build_container(settings, snapshot_interval_seconds=0)
     results: list[tuple[str, str, str]] = []
     try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        ) as progress:
-            task = progress.add_task("ingesting", total=len(files))
+        with IngestProgress(console, len(files)) as progress:
+            container.ingest.progress = progress
             for path in files:
-                progress.update(task, description=f"ingesting {path.name[:40]}")
+                progress.start_file(path.name)
                 try:
                     accepted = container.ingest.accept(
                         args.tenant,
@@ -251,7 +309,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     )
                 except RaglineError as exc:
                     results.append((str(path), "rejected", exc.message))
-                    progress.advance(task)
+                    progress.file_done()
                     continue
                 doc = accepted.document
                 if accepted.duplicate:
@@ -270,7 +328,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         results.append((str(path), "deleted", ""))
                     else:
                         results.append((str(path), doc.status.value, doc.error or f"{doc.chunk_count} chunks"))
-                progress.advance(task)
+                progress.file_done()
     finally:
         container.close()
     table = Table("file", "status", "detail")
@@ -281,6 +339,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     failed = sum(1 for _, status, _ in results if status in ("failed", "rejected"))
     duplicates = sum(1 for _, status, _ in results if status.startswith("duplicate"))
     console.print(f"indexed {indexed}, failed {failed}, duplicates {duplicates}, of {len(results)} files")
+    console.print(f"[dim]{progress.rates()} over {time.perf_counter() - progress.started:.1f} s[/]")
     return 1 if failed else 0
 
 
@@ -540,6 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    model = sub.add_parser("model", help="the local embedding model")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    model_build = model_sub.add_parser(
+        "build",
+        help="make the int8-compute variant of the bundled model (run by make dev / make test; seconds)",
+    )
+    model_build.add_argument("--force", action="store_true", help="rebuild even when it is already there")
+    model_build.set_defaults(func=cmd_model_build)
 
     from ragline.reindex import add_parser as add_reindex_parser
 

