@@ -80,6 +80,12 @@ def _quality_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tune", action="store_true", help="pick the hybrid semantic weight on the TRAIN qrels")
     p.add_argument(
+        "--index-cache",
+        type=Path,
+        default=None,
+        help="keep the data set's index in DIR/<dataset> and reuse it on later runs (instead of --data-dir)",
+    )
+    p.add_argument(
         "--skip-answers", action="store_true", help="leave out the extractive-answer figures over shared/pdfs"
     )
     p.add_argument(

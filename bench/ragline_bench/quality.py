@@ -13,9 +13,11 @@ top-10 query fuses (hybrid_candidates = 100); Recall@100 uses the top 400 chunks
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragline_bench.common import (
@@ -119,6 +121,30 @@ def index_corpus(container: Container, docs: Sequence[BeirDoc], console: Console
                 out.chunks += 0 if outcome.duplicate else document.chunk_count
             progress.update(task, advance=1, description=f"indexing ({out.chunks:,} chunks)")
     return out
+
+
+CORPUS_FILE = "bench-corpus.json"
+
+
+def cached_corpus(cache: Path, documents: int) -> IndexedCorpus | None:
+    """The corpus an earlier run indexed into `cache`, when it indexed the same documents."""
+    path = cache / CORPUS_FILE
+    if not path.exists():
+        if cache.exists() and any(cache.iterdir()):
+            raise BenchError(f"--index-cache {cache} holds something other than a finished bench index")
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved["documents"] != documents:
+        raise BenchError(f"{cache} was built from {saved['documents']} documents, not {documents}: use another cache")
+    return IndexedCorpus(saved["beir_ids_of"], saved["failed"], saved["duplicates"], saved["chunks"], saved["seconds"])
+
+
+def save_corpus(container: Container, cache: Path, corpus: IndexedCorpus, documents: int) -> None:
+    snapshot = getattr(container.index, "snapshot", None)
+    if snapshot is not None:
+        snapshot()  # reopening then loads the snapshot instead of rebuilding the graph
+    saved = {"documents": documents, **asdict(corpus)}
+    (cache / CORPUS_FILE).write_text(json.dumps(saved), encoding="utf-8")
 
 
 # ---- retrieval -----------------------------------------------------------------------------------------
@@ -272,12 +298,19 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         raise BenchError(f"--tune needs train qrels, and {args.dataset} has none (tuning on test is not allowed)")
     docs = dataset.corpus[: args.limit_docs] if args.limit_docs else dataset.corpus
     report = Report("quality")
-    with bench_data_dir(args.data_dir, "quality") as data_dir:
-        settings = bench_settings(data_dir)
+    cache = args.index_cache.expanduser().resolve() / args.dataset if args.index_cache else None
+    corpus = cached_corpus(cache, len(docs)) if cache else None
+    with bench_data_dir(None if cache else args.data_dir, "quality") as data_dir:
+        settings = bench_settings(cache or data_dir)
         container = build_container(settings, snapshot_interval_seconds=0)
         try:
             warm_up(container.embedder)
-            corpus = index_corpus(container, docs, console)
+            if corpus is None:
+                corpus = index_corpus(container, docs, console)
+                if cache:
+                    save_corpus(container, cache, corpus, len(docs))
+            else:
+                console.print(f"reusing the index in {cache} (built earlier with this corpus)")
             qrels = restrict(dataset.qrels("test"), corpus.beir_ids)
             retriever = Retriever(container, corpus)
             results = [
