@@ -172,7 +172,7 @@ class Container:
             self.index,
             self.embedder,
             hybrid_candidates=self.settings.hybrid_candidates,
-            semantic_weight=self.settings.hybrid_semantic_weight,
+            fusion=self.settings.fusion(),
         )
 
     @cached_property
