@@ -214,15 +214,16 @@ def test_ragline_eval_errors_are_one_line(server, tmp_path):
 # score_threshold is on an absolute scale in every mode (ragline.retrieval.fusion): semantic (1 + cos) / 2,
 # keyword bm25 / (bm25 + 8), hybrid their convex combination. One threshold per mode lets an on-topic
 # query's best hit through and none of an off-topic query's hits, whatever else each query found.
+# (Not about the garden guide: the `ragline eval` test deletes it.)
 @pytest.mark.parametrize(
     ("mode", "threshold"),
-    [("semantic", 0.7), ("keyword", 0.15), ("hybrid", 0.45)],
+    [("semantic", 0.7), ("keyword", 0.08), ("hybrid", 0.4)],
 )
 @pytest.mark.parametrize(
     ("on_topic", "off_topic"),
     [
         ("How often must API keys be rotated?", "What is the capital of Mongolia?"),
-        ("How much sunlight do tomatoes need?", "What is the boiling point of water?"),
+        ("What fee is charged on late payments?", "What is the boiling point of water?"),
         ("When are invoices due?", "Who directed the film Casablanca about the war?"),
     ],
 )
