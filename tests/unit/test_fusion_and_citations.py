@@ -68,6 +68,12 @@ def test_saturation_per_query_term(fusion, query_terms, saturation):
     assert fusion.saturation(query_terms) == saturation
 
 
+def test_absolute_fusion_saturates_per_query_term_when_asked():
+    fusion = Fusion("absolute", semantic_weight=0.0, keyword_saturation=4.0, saturation_per_term=True)
+    assert dict(fusion.fuse([], [("a", 8.0)], depth=10, query_terms=2)) == {"a": pytest.approx(0.5)}
+    assert dict(fusion.fuse([], [("a", 8.0)], depth=10, query_terms=1)) == {"a": pytest.approx(8.0 / 12.0)}
+
+
 def test_absolute_fusion_is_the_convex_combination_of_absolute_scores():
     fusion = Fusion("absolute", semantic_weight=0.6, keyword_saturation=8.0)
     semantic = [("a", 0.9), ("b", 0.7)]
@@ -83,7 +89,7 @@ def test_absolute_fusion_is_the_convex_combination_of_absolute_scores():
 def test_absolute_fusion_gives_a_result_cut_off_a_full_list_that_lists_lowest_score():
     fusion = Fusion("absolute", semantic_weight=0.5, keyword_saturation=8.0)
     fused = dict(fusion.fuse([("a", 0.9), ("b", 0.8)], [("c", 8.0), ("a", 4.0)], depth=2))
-    assert fused["b"] == pytest.approx(0.5 * 0.8 + 0.5 * keyword_score(4.0))  # keyword list full: its lowest
+    assert fused["b"] == pytest.approx(0.5 * 0.8 + 0.5 * keyword_score(4.0, 8.0))  # keyword list full: its lowest
     assert fused["c"] == pytest.approx(0.5 * 0.8 + 0.5 * 0.5)  # semantic list full: its lowest
 
 

@@ -29,8 +29,10 @@ from typing import Literal
 
 # OpenSearch's min_max technique floors normalised scores so a listed result never counts as absent.
 MIN_NORMALIZED_SCORE = 0.001
-KEYWORD_SATURATION = 8.0  # the BM25 score that counts as half way: tuned on SciFact train (bench quality --tune)
-SEMANTIC_WEIGHT = 0.5
+# Chosen on SciFact's train queries (`ragline bench quality --tune`): the BM25 score that counts as half
+# way, and the semantic share of the hybrid score.
+KEYWORD_SATURATION = 32.0
+SEMANTIC_WEIGHT = 0.6
 
 Hits = Sequence[tuple[str, float]]
 FusionMethod = Literal["absolute", "min_max", "z_score", "rrf"]
@@ -127,7 +129,7 @@ class Fusion:
             kw, kw_missing = _with_missing(keyword, depth, z_score_normalize(keyword))
         else:
             sem, sem_missing = _with_missing(semantic, depth, dict(semantic))
-            kw, kw_missing = _with_missing(keyword, depth, dict(keyword_scores(keyword, self.keyword_saturation)))
+            kw, kw_missing = _with_missing(keyword, depth, dict(keyword_scores(keyword, self.saturation(query_terms))))
         order = dict.fromkeys([doc_id for doc_id, _ in semantic] + [doc_id for doc_id, _ in keyword], 0.0)
         fused = {doc_id: w * sem.get(doc_id, sem_missing) + (1.0 - w) * kw.get(doc_id, kw_missing) for doc_id in order}
         return _ranked(fused)
