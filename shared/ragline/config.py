@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     # Hybrid fusion (ragline.retrieval.fusion), chosen on SciFact train queries: `absolute` is the convex
     # combination w * (1 + cos) / 2 + (1 - w) * bm25 / (bm25 + saturation), an absolute 0..1 score.
     hybrid_fusion: Literal["absolute", "min_max", "z_score", "rrf"] = "absolute"
-    hybrid_semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    keyword_saturation: float = Field(default=8.0, gt=0.0, le=1000.0)  # BM25 that scores 0.5 (keyword, hybrid)
+    hybrid_semantic_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+    keyword_saturation: float = Field(default=32.0, gt=0.0, le=1000.0)  # BM25 that scores 0.5 (keyword, hybrid)
     keyword_saturation_per_term: bool = False  # the saturation is per distinct query term
     hybrid_rrf_k: int = Field(default=60, ge=0, le=1000)  # only for hybrid_fusion = rrf
 
