@@ -93,7 +93,15 @@ def _quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit-docs", type=int, default=None, help="index only the first N documents (a quick, partial run)"
     )
-    p.add_argument("--tune", action="store_true", help="pick the hybrid semantic weight on the TRAIN qrels")
+    p.add_argument(
+        "--tune", action="store_true", help="choose the hybrid fusion (method, weight, depth) on the TRAIN qrels"
+    )
+    p.add_argument(
+        "--index-cache",
+        type=Path,
+        default=None,
+        help="keep the data set's index in DIR/<dataset> and reuse it on later runs (instead of --data-dir)",
+    )
     p.add_argument(
         "--skip-answers", action="store_true", help="leave out the extractive-answer figures over shared/pdfs"
     )
@@ -101,7 +109,10 @@ def _quality_args(p: argparse.ArgumentParser) -> None:
         "--answers-only", action="store_true", help="only the extractive-answer figures over shared/pdfs (quick)"
     )
     p.add_argument(
-        "--weights", type=_floats, default=[0.3, 0.5, 0.7], help="weights --tune tries (default 0.3,0.5,0.7)"
+        "--compare-fusions",
+        type=Path,
+        default=None,
+        help="a JSON list of fusions (as --tune prints them): their test nDCG@10, scored offline (not tuning)",
     )
 
 

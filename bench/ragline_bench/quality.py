@@ -13,13 +13,15 @@ top-10 query fuses (hybrid_candidates = 100); Recall@100 uses the top 400 chunks
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragline_bench import fusion_tune
 from ragline_bench.common import (
-    BeirDataset,
     BeirDoc,
     BenchError,
     Report,
@@ -42,12 +44,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ragline.container import Container
+    from ragline.retrieval.fusion import Fusion
     from ragline.retrieval.service import SearchService
 
 TENANT = "beir"
 MODES = ("semantic", "keyword", "hybrid")
 NDCG_CHUNKS = 100
 RECALL_CHUNKS = 400
+TUNING_ROWS_SHOWN = 25
 # (label, the mode it compares with, nDCG@10)
 PUBLISHED: dict[str, list[tuple[str, str, float]]] = {
     "scifact": [
@@ -121,6 +125,30 @@ def index_corpus(container: Container, docs: Sequence[BeirDoc], console: Console
     return out
 
 
+CORPUS_FILE = "bench-corpus.json"
+
+
+def cached_corpus(cache: Path, documents: int) -> IndexedCorpus | None:
+    """The corpus an earlier run indexed into `cache`, when it indexed the same documents."""
+    path = cache / CORPUS_FILE
+    if not path.exists():
+        if cache.exists() and any(cache.iterdir()):
+            raise BenchError(f"--index-cache {cache} holds something other than a finished bench index")
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved["documents"] != documents:
+        raise BenchError(f"{cache} was built from {saved['documents']} documents, not {documents}: use another cache")
+    return IndexedCorpus(saved["beir_ids_of"], saved["failed"], saved["duplicates"], saved["chunks"], saved["seconds"])
+
+
+def save_corpus(container: Container, cache: Path, corpus: IndexedCorpus, documents: int) -> None:
+    snapshot = getattr(container.index, "snapshot", None)
+    if snapshot is not None:
+        snapshot()  # reopening then loads the snapshot instead of rebuilding the graph
+    saved = {"documents": documents, **asdict(corpus)}
+    (cache / CORPUS_FILE).write_text(json.dumps(saved), encoding="utf-8")
+
+
 # ---- retrieval -----------------------------------------------------------------------------------------
 class CachingEmbedder:
     """The real embedder, each query embedded once however many modes and weights ask for it."""
@@ -151,15 +179,10 @@ class Retriever:
         self.filter = scope_to_tenant({}, TENANT)
         self._document_of_chunk: dict[str, str] = {}
 
-    def service(self, semantic_weight: float) -> SearchService:
+    def service(self, fusion: Fusion, candidates: int) -> SearchService:
         from ragline.retrieval.service import SearchService
 
-        return SearchService(
-            self.container.index,
-            self.embedder,
-            hybrid_candidates=self.container.settings.hybrid_candidates,
-            semantic_weight=semantic_weight,
-        )
+        return SearchService(self.container.index, self.embedder, hybrid_candidates=candidates, fusion=fusion)
 
     def documents(self, service: SearchService, query: str, mode: str, chunks: int) -> list[str]:
         ranked = service.ranked(TENANT, query, self.filter, chunks, mode)
@@ -201,14 +224,14 @@ class ModeResult:
 def evaluate(
     retriever: Retriever,
     mode: str,
-    weight: float,
+    fusion: tuple[Fusion, int],
     queries: dict[str, str],
     qrels: Qrels,
     label: str,
     console: Console,
     with_recall: bool = True,
 ) -> ModeResult:
-    service = retriever.service(weight)
+    service = retriever.service(*fusion)
     for query_id in qrels:  # embed every query up front, so the timings below are the search alone
         retriever.embedder.embed_query(queries[query_id])
     top: dict[str, list[str]] = {}
@@ -231,35 +254,6 @@ def evaluate(
     )
 
 
-def tune_weight(
-    retriever: Retriever, weights: Sequence[float], dataset: BeirDataset, indexed: set[str], console: Console
-) -> tuple[float, list[dict[str, Any]]]:
-    """Pick the hybrid semantic weight by nDCG@10 on the TRAIN qrels (the test qrels are never looked at)."""
-    train = restrict(dataset.qrels("train"), indexed)
-    if not train:
-        raise BenchError("no train query has a relevant document among the indexed ones: nothing to tune on")
-    scores = [
-        (
-            weight,
-            evaluate(
-                retriever,
-                "hybrid",
-                weight,
-                dataset.queries,
-                train,
-                f"tune w={weight} (train)",
-                console,
-                with_recall=False,
-            ).ndcg_at_10,
-        )
-        for weight in weights
-    ]
-    best = max(scores, key=lambda pair: pair[1])[0]
-    return best, [
-        {"semantic_weight": w, "train_ndcg_at_10": round(s, 4), "train_queries": len(train)} for w, s in scores
-    ]
-
-
 # ---- the command --------------------------------------------------------------------------------------
 def run(args: argparse.Namespace, console: Console) -> Report:
     from ragline.container import build_container
@@ -272,24 +266,40 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         raise BenchError(f"--tune needs train qrels, and {args.dataset} has none (tuning on test is not allowed)")
     docs = dataset.corpus[: args.limit_docs] if args.limit_docs else dataset.corpus
     report = Report("quality")
-    with bench_data_dir(args.data_dir, "quality") as data_dir:
-        settings = bench_settings(data_dir)
+    cache = args.index_cache.expanduser().resolve() / args.dataset if args.index_cache else None
+    corpus = cached_corpus(cache, len(docs)) if cache else None
+    with bench_data_dir(None if cache else args.data_dir, "quality") as data_dir:
+        settings = bench_settings(cache or data_dir)
         container = build_container(settings, snapshot_interval_seconds=0)
         try:
             warm_up(container.embedder)
-            corpus = index_corpus(container, docs, console)
+            if corpus is None:
+                corpus = index_corpus(container, docs, console)
+                if cache:
+                    save_corpus(container, cache, corpus, len(docs))
+            else:
+                console.print(f"reusing the index in {cache} (built earlier with this corpus)")
             qrels = restrict(dataset.qrels("test"), corpus.beir_ids)
             retriever = Retriever(container, corpus)
-            results = [
-                evaluate(retriever, mode, settings.hybrid_semantic_weight, dataset.queries, qrels, mode, console)
-                for mode in MODES
-            ]
+            default = (settings.fusion(), settings.hybrid_candidates)
+            results = [evaluate(retriever, mode, default, dataset.queries, qrels, mode, console) for mode in MODES]
             tuning: list[dict[str, Any]] = []
             if args.tune:
-                best, tuning = tune_weight(retriever, args.weights, dataset, corpus.beir_ids, console)
-                results.append(
-                    evaluate(retriever, "hybrid", best, dataset.queries, qrels, f"hybrid, tuned weight {best}", console)
-                )
+                train = restrict(dataset.qrels("train"), corpus.beir_ids)
+                if not train:
+                    raise BenchError(
+                        "no train query has a relevant document among the indexed ones: nothing to tune on"
+                    )
+                lists = cache / "train-lists.json" if cache else None
+                best, tuning = fusion_tune.tune(retriever, dataset.queries, train, lists, console)
+                label = "hybrid, tuned: " + ", ".join(f"{k}={v}" for k, v in fusion_tune.describe(*best).items())
+                results.append(evaluate(retriever, "hybrid", best, dataset.queries, qrels, label, console))
+            compared: list[dict[str, Any]] = []
+            if args.compare_fusions or tuning:
+                fusions = json.loads(args.compare_fusions.read_text()) if args.compare_fusions else []
+                fusions += fusion_tune.best_per_method(tuning)
+                lists = cache / "test-lists.json" if cache else None
+                compared = fusion_tune.compare(retriever, dataset.queries, qrels, fusions, lists, console)
             chunk_count = container.index.count(TENANT, retriever.filter)
         finally:
             container.close()
@@ -307,10 +317,11 @@ def run(args: argparse.Namespace, console: Console) -> Report:
         "index_docs_per_s": round(rate(len(docs), corpus.seconds), 2),
         "index_chunks_per_s": round(rate(corpus.chunks, corpus.seconds), 2),
         "test_queries": len(qrels),
-        "hybrid_semantic_weight": settings.hybrid_semantic_weight,
+        "hybrid_fusion": fusion_tune.describe(settings.fusion(), settings.hybrid_candidates),
         "vector_path": "exact" if chunk_count <= settings.exact_search_max_candidates else "HNSW",
         "results": [r.as_dict() for r in results],
         "tuning": tuning,
+        "compared_fusions": compared,
     }
     if partial:
         report.notes.append(
@@ -319,6 +330,7 @@ def run(args: argparse.Namespace, console: Console) -> Report:
             "not comparable to published figures"
         )
     print_results(report, results, console)
+    print_compared(report, console)
     if not args.skip_answers:
         run_answers(shared, args, console, report)
     if not partial:
@@ -351,11 +363,50 @@ def print_results(report: Report, results: list[ModeResult], console: Console) -
         )
     )
     if f["tuning"]:
+        shown = f["tuning"][:TUNING_ROWS_SHOWN]
         console.print(
             make_table(
-                "hybrid semantic weight, tuned on the TRAIN qrels",
-                ("semantic weight", "train nDCG@10", "train queries"),
-                [(t["semantic_weight"], t["train_ndcg_at_10"], t["train_queries"]) for t in f["tuning"]],
+                f"hybrid fusion, tuned on the TRAIN qrels ({shown[0]['train_queries']} queries): the best "
+                f"{len(shown)} of {len(f['tuning'])}",
+                ("method", "semantic weight", "BM25 saturation / RRF k", "candidates", "train nDCG@10"),
+                [
+                    (
+                        t["method"],
+                        t["semantic_weight"],
+                        saturation_or_k(t),
+                        t["candidates"],
+                        t["train_ndcg_at_10"],
+                    )
+                    for t in shown
+                ],
+            )
+        )
+
+
+def saturation_or_k(row: dict[str, Any]) -> str:
+    if "keyword_saturation" in row:
+        return f"{row['keyword_saturation']:g}" + (" per term" if row.get("saturation_per_term") else "")
+    return str(row.get("rrf_k", ""))
+
+
+def print_compared(report: Report, console: Console) -> None:
+    compared = report.figures["compared_fusions"]
+    if compared:
+        console.print(
+            make_table(
+                f"{report.figures['dataset']} test nDCG@10 of other fusions, offline on the same engine lists "
+                "(reported, never used to choose)",
+                ("method", "semantic weight", "BM25 saturation / RRF k", "candidates", "test nDCG@10"),
+                [
+                    (
+                        t["method"],
+                        t["semantic_weight"],
+                        saturation_or_k(t),
+                        t["candidates"],
+                        t["test_ndcg_at_10"],
+                    )
+                    for t in compared
+                ],
             )
         )
 

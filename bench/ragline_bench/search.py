@@ -262,7 +262,7 @@ def measure_latency(
             index,
             embedder,
             hybrid_candidates=settings.hybrid_candidates,
-            semantic_weight=settings.hybrid_semantic_weight,
+            fusion=settings.fusion(),
         )
 
     stub, real = service(PrecomputedEmbedder(query_vectors)), service(real_embedder)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ragline.webhooks.schedule import DEFAULT_RETRY_SECONDS, parse_retry_schedule
+
+if TYPE_CHECKING:
+    from ragline.retrieval.fusion import Fusion
 
 # The embedding model reads at most 256 word pieces, two of which are [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
@@ -86,7 +89,13 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(default=256, ge=8)
     exact_search_max_candidates: int = Field(default=20_000, ge=0)
     hybrid_candidates: int = Field(default=100, ge=10, le=1000)
-    hybrid_semantic_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Hybrid fusion (ragline.retrieval.fusion), chosen on SciFact train queries: `absolute` is the convex
+    # combination w * (1 + cos) / 2 + (1 - w) * bm25 / (bm25 + saturation), an absolute 0..1 score.
+    hybrid_fusion: Literal["absolute", "min_max", "z_score", "rrf"] = "absolute"
+    hybrid_semantic_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+    keyword_saturation: float = Field(default=32.0, gt=0.0, le=1000.0)  # BM25 that scores 0.5 (keyword, hybrid)
+    keyword_saturation_per_term: bool = False  # the saturation is per distinct query term
+    hybrid_rrf_k: int = Field(default=60, ge=0, le=1000)  # only for hybrid_fusion = rrf
 
     # OpenSearch: when set, vectors live there instead of the embedded engine (RAGLINE_OPENSEARCH_* tune it).
     # The adapter reads these through OpenSearchSettings.from_settings(); see infra/opensearch/README.md.
@@ -245,6 +254,17 @@ class Settings(BaseSettings):
     def embedding_dimension(self) -> int:
         """The configured embedder's vector size: the index needs it, not the model itself."""
         return self.bedrock_dimension if self.embedding_provider == "bedrock" else LOCAL_EMBEDDING_DIMENSION
+
+    def fusion(self) -> Fusion:
+        from ragline.retrieval.fusion import Fusion
+
+        return Fusion(
+            self.hybrid_fusion,
+            self.hybrid_semantic_weight,
+            self.keyword_saturation,
+            self.hybrid_rrf_k,
+            self.keyword_saturation_per_term,
+        )
 
     @property
     def public_base_url(self) -> str:

@@ -182,7 +182,7 @@ class Container:
             self.index,
             self.embedder,
             hybrid_candidates=self.settings.hybrid_candidates,
-            semantic_weight=self.settings.hybrid_semantic_weight,
+            fusion=self.settings.fusion(),
             # Only the store: a search function builds no ingest service nor purge queue for it.
             hidden=partial(hidden_from_search, self.kb_store),
         )

@@ -209,3 +209,35 @@ def test_ragline_eval_errors_are_one_line(server, tmp_path):
         str(golden), "--url", "http://127.0.0.1:9", "--api-key", "rl_x", "--out", str(tmp_path / "u.json")
     )
     assert unreachable.returncode == 2 and unreachable.stderr.startswith("error: cannot reach http://127.0.0.1:9")
+
+
+# score_threshold is on an absolute scale in every mode (ragline.retrieval.fusion): semantic (1 + cos) / 2,
+# keyword bm25 / (bm25 + 32), hybrid 0.6 * semantic + 0.4 * keyword. One threshold per mode lets an on-topic
+# query's best hit through and none of an off-topic query's hits, whatever else each query found.
+# (Not about the garden guide: the `ragline eval` test deletes it.)
+@pytest.mark.parametrize(
+    ("mode", "threshold"),
+    [("semantic", 0.7), ("keyword", 0.02), ("hybrid", 0.42)],
+)
+@pytest.mark.parametrize(
+    ("on_topic", "off_topic"),
+    [
+        ("How often must API keys be rotated?", "What is the capital of Mongolia?"),
+        ("What fee is charged on late payments?", "What is the boiling point of water?"),
+        ("When are invoices due?", "Who directed the film Casablanca about the war?"),
+    ],
+)
+def test_score_threshold_is_absolute_in_every_mode(client, mode, threshold, on_topic, off_topic):
+    def search(query: str, score_threshold: float = 0.0) -> list[dict]:
+        body = {"query": query, "mode": mode, "score_threshold": score_threshold}
+        response = client.post("/v1/kb/search", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+    on, off = search(on_topic), search(off_topic)
+    assert on and on[0]["score"] >= threshold, (mode, on_topic, on[:1])
+    assert all(0.0 <= hit["score"] < threshold for hit in off), (mode, off_topic, off[:1])
+    assert all(0.0 <= hit["score"] <= 1.0 for hit in on)
+    kept = search(on_topic, threshold)
+    assert kept and all(hit["score"] >= threshold for hit in kept)
+    assert search(off_topic, threshold) == []

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
 from ragline.ports import Embedder, VectorIndex
+from ragline.retrieval.analysis import analyze
 from ragline.retrieval.evidence import Evidence, cosine_from_score, term_coverage
 from ragline.retrieval.filters import And, FilterNode, scope_to_tenant
-from ragline.retrieval.fusion import weighted_fusion
+from ragline.retrieval.fusion import Fusion, keyword_scores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,11 +46,16 @@ def newest_versions(
     return kept
 
 
+def query_term_count(query: str) -> int:
+    """Distinct terms of the query after keyword analysis (what BM25 sums over)."""
+    return len(set(analyze(query)))
+
+
 @dataclass(frozen=True)
 class Retrieved:
     ranked: list[tuple[str, float]]  # what the mode returns, best first
     semantic: list[tuple[str, float]] | None = None  # the k-NN list: (1 + cosine) / 2, best first
-    keyword: list[tuple[str, float]] | None = None  # the BM25 list, best first
+    keyword: list[tuple[str, float]] | None = None  # the BM25 list (raw scores), best first
 
     def evidence(self, query: str, texts: Sequence[str]) -> Evidence:
         cosine = bm25 = None
@@ -61,13 +67,17 @@ class Retrieved:
 
 
 class SearchService:
+    """Scores are on one absolute 0..1 scale in every mode (ragline.retrieval.fusion): semantic
+    (1 + cosine) / 2, keyword bm25 / (bm25 + saturation), hybrid their convex combination; so
+    `score_threshold` means the same for every query."""
+
     def __init__(
         self,
         index: VectorIndex,
         embedder: Embedder,
         *,
         hybrid_candidates: int = 100,
-        semantic_weight: float = 0.5,
+        fusion: Fusion | None = None,
         hidden: Callable[[str], FilterNode | None] | None = None,
     ) -> None:
         self.index = index
@@ -76,7 +86,7 @@ class SearchService:
         self.hidden = hidden
         self.embedder = embedder
         self.hybrid_candidates = hybrid_candidates
-        self.semantic_weight = semantic_weight
+        self.fusion = fusion or Fusion()
         # Keyed by tenant as well as text: a cache shared by tenants would let one time whether
         # another had just run a query. A failed embedding is not kept.
         self.query_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._embed_query)
@@ -98,11 +108,12 @@ class SearchService:
             return Retrieved(semantic, semantic=semantic)
         if mode == "keyword":
             keyword = self.index.search_keyword(tenant_id, query, flt, limit)
-            return Retrieved(keyword, keyword=keyword)
+            saturation = self.fusion.saturation(query_term_count(query))
+            return Retrieved(keyword_scores(keyword, saturation), keyword=keyword)
         depth = max(limit, self.hybrid_candidates)
         semantic = self.index.search_vector(tenant_id, self.query_vector(tenant_id, query), flt, depth)
         keyword = self.index.search_keyword(tenant_id, query, flt, depth)
-        fused = weighted_fusion([(semantic, self.semantic_weight), (keyword, 1.0 - self.semantic_weight)])
+        fused = self.fusion.fuse(semantic, keyword, depth, query_term_count(query))
         return Retrieved(fused, semantic=semantic, keyword=keyword)
 
     def search(self, tenant_id: str, request: SearchRequest) -> SearchResponse:
