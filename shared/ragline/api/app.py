@@ -31,6 +31,7 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "stream": ("stream",),
     "webhooks": ("webhooks",),
     "keys": ("keys", "audit"),
+    "insight": ("queries",),
 }
 
 
