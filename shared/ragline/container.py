@@ -17,8 +17,8 @@ from ragline.errors import ConfigurationError, DependencyUnavailable
 from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
-from ragline.insight.service import AnswerCache, InsightService
 from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
+from ragline.insight.service import AnswerCache, InsightService
 from ragline.keys import KeyService
 from ragline.models import ApiKey
 from ragline.ports import (
@@ -27,8 +27,8 @@ from ragline.ports import (
     BlobStore,
     DeliveryScheduler,
     Embedder,
-    HistoryStore,
     EventBus,
+    HistoryStore,
     HoldsConnections,
     IdempotencyStore,
     JobQueue,

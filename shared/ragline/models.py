@@ -198,7 +198,9 @@ class Source(BaseModel):
     title: str | None
     filename: str | None
     page: int | None
-    section: str | None = Field(default=None, description="The heading the passage sits under, where the parser found one")
+    section: str | None = Field(
+        default=None, description="The heading the passage sits under, where the parser found one"
+    )
     text: str
 
 

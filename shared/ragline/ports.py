@@ -318,9 +318,7 @@ class HistoryStore(Protocol):
         ...
 
     def get_query(self, tenant_id: str, query_id: str, *, now: int) -> QueryRecord | None: ...
-    def list_queries(
-        self, tenant_id: str, *, limit: int, offset: int, now: int
-    ) -> tuple[list[QueryRecord], int]:
+    def list_queries(self, tenant_id: str, *, limit: int, offset: int, now: int) -> tuple[list[QueryRecord], int]:
         """Newest first, and how many the tenant has (retention not yet passed)."""
         ...
 

@@ -22,7 +22,10 @@ def record(n: int, question: str = "What is X?", *, tenant: str = "t1", day: str
         "question": question,
         "question_key": normalise_question(question),
         "answer": f"answer {n} [1]",
-        "sources": [SourceRef(document_id="doc_a", page=1, score=0.9, title="A"), SourceRef(document_id="doc_a", page=2, score=0.8, title="A")],
+        "sources": [
+            SourceRef(document_id="doc_a", page=1, score=0.9, title="A"),
+            SourceRef(document_id="doc_a", page=2, score=0.8, title="A"),
+        ],
         "model": "extractive",
         "confidence": 0.7,
         "answered": True,
@@ -97,7 +100,10 @@ def test_popular_questions_group_normalised_text_and_deletes_uncount(history_sto
 
 
 def test_cited_documents_count_once_per_answer(history_store) -> None:
-    two = [SourceRef(document_id="doc_a", page=1, score=0.9, title="A"), SourceRef(document_id="doc_b", page=None, score=0.5)]
+    two = [
+        SourceRef(document_id="doc_a", page=1, score=0.9, title="A"),
+        SourceRef(document_id="doc_b", page=None, score=0.5),
+    ]
     history_store.add_query(record(1), delete_after=LATER)  # doc_a twice: one reference
     history_store.add_query(record(2, sources=two, timestamp=f"{TODAY}T11:00:00.000Z"), delete_after=LATER)
     history_store.add_query(record(3, sources=[], answered=False), delete_after=LATER)

@@ -249,9 +249,7 @@ class ChatService:
                 kb_id=kb_id if isinstance(kb_id, str) else None,
                 answer=answer,
                 sources=[
-                    SourceRef(
-                        document_id=s.document_id, page=s.page, score=s.score, title=s.title, filename=s.filename
-                    )
+                    SourceRef(document_id=s.document_id, page=s.page, score=s.score, title=s.title, filename=s.filename)
                     for s in prepared.sources
                 ],
                 model=model,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ragline.chunks import chunk_id
 from ragline.errors import DependencyUnavailable, NotFound
 from ragline.insight.models import (
     DayCount,
@@ -24,7 +25,6 @@ from ragline.insight.models import (
     UsageAnswer,
 )
 from ragline.insight.text import percentile_from_buckets
-from ragline.chunks import chunk_id
 from ragline.models import Document, DocumentStatus
 from ragline.ports import HistoryStore, VectorIndex
 

@@ -39,7 +39,10 @@ def cache_key(
     """The answer cache's key: one tenant, one normalised question, the same filters (kb_id among them)
     and model parameters, and the corpus as it is now (a change in it makes every older key unreachable)."""
     material = json.dumps(
-        [tenant_id, question_key, filters, parameters, corpus_version], sort_keys=True, separators=(",", ":"), default=str
+        [tenant_id, question_key, filters, parameters, corpus_version],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(material.encode()).hexdigest()
 

@@ -44,7 +44,10 @@ def get_query(query_id: str, principal: ChatPrincipal, insight: InsightDep) -> d
 
 
 @router.delete(
-    "/v1/queries/{query_id}", status_code=200, summary="Remove a question from the history", responses=error_responses(404)
+    "/v1/queries/{query_id}",
+    status_code=200,
+    summary="Remove a question from the history",
+    responses=error_responses(404),
 )
 def delete_query(query_id: str, principal: ChatPrincipal, insight: InsightDep) -> dict[str, Any]:
     insight.delete(principal.tenant_id, query_id)
@@ -61,7 +64,9 @@ def rate_query(query_id: str, body: RatingRequest, principal: ChatPrincipal, ins
     return insight.rate(principal.tenant_id, query_id, body.rating, body.comment)
 
 
-@router.get("/v1/analytics/popular", summary="The most asked questions and most cited documents", response_model=PopularAnswer)
+@router.get(
+    "/v1/analytics/popular", summary="The most asked questions and most cited documents", response_model=PopularAnswer
+)
 def popular(
     principal: ChatPrincipal,
     insight: InsightDep,

@@ -57,9 +57,7 @@ class DynamoHistoryStore:
         self.retention_days = retention_days
 
     # ---- writes -----------------------------------------------------------------------------------
-    def _update(
-        self, key: dict[str, str], adds: dict[str, int], sets: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def _update(self, key: dict[str, str], adds: dict[str, int], sets: dict[str, Any] | None = None) -> dict[str, Any]:
         expression = Expression()
         clauses = []
         if sets:
@@ -182,7 +180,11 @@ class DynamoHistoryStore:
         record = QueryRecord.model_validate_json(old["doc"]["S"])
         # The deleted question must not live on among the popular ones.
         self.table.transact(
-            [self._update({"pk": questions_pk(tenant_id, record.day), "sk": question_hash(record.question_key)}, {"count": -1})],
+            [
+                self._update(
+                    {"pk": questions_pk(tenant_id, record.day), "sk": question_hash(record.question_key)}, {"count": -1}
+                )
+            ],
             "unreachable",
         )
         return True
@@ -288,6 +290,4 @@ class DynamoHistoryStore:
         return int(item.get("version", 0)) if item else 0
 
     def bump_corpus(self, tenant_id: str) -> None:
-        self.table.transact(
-            [self._update({"pk": tenant_pk(tenant_id), "sk": "CORPUS"}, {"version": 1})], "unreachable"
-        )
+        self.table.transact([self._update({"pk": tenant_pk(tenant_id), "sk": "CORPUS"}, {"version": 1})], "unreachable")
