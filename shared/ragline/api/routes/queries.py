@@ -27,7 +27,12 @@ MAX_PERIOD_DAYS = 365
 router = APIRouter(tags=["history and analytics"], responses=error_responses(*AUTHENTICATED))
 
 
-@router.get("/v1/queries/history", summary="The tenant's answered questions, newest first", response_model=HistoryPage)
+@router.get(
+    "/v1/queries/history",
+    summary="The tenant's answered questions, newest first (answers only with include_answer=true)",
+    response_model=HistoryPage,
+    response_model_exclude_unset=True,  # `answer` is absent, not null, without include_answer
+)
 def history(
     principal: ChatPrincipal,
     insight: InsightDep,
