@@ -196,7 +196,7 @@ def test_every_route_but_health_needs_the_key_and_the_authorizer():
         ("/v1/analytics/popular", "GET"),
         ("/v1/analytics/usage", "GET"),
         ("/v1/documents/{document_id}/stats", "GET"),
-        ("/v1/kb/documents/{document_id}/stats", "GET"),
+        ("/v1/kb/documents/{id}/stats", "GET"),
     }
     # A revoked or rotated-out key is refused within a minute: the authorizer's cached answer lives at most this.
     assert 0 < authorizer["Identity"]["ReauthorizeEvery"] <= 60
@@ -764,3 +764,15 @@ def test_the_plain_subset_deploys_on_moto_cloudformation():
 def test_template_path_defaults_to_the_repo_root(monkeypatch):
     monkeypatch.delenv("RAGLINE_TEMPLATE", raising=False)
     assert default_template_path() == Path(REPO / "template.yaml").resolve()
+
+
+def test_api_paths_use_one_variable_name_per_level():
+    """API Gateway refuses a deployment where sibling resources are different variables
+    (`/documents/{id}` beside `/documents/{document_id}/stats`)."""
+    variables: dict[str, set[str]] = {}
+    for _, path, _, _ in api_events():
+        parts = path.strip("/").split("/")
+        for depth, part in enumerate(parts):
+            if part.startswith("{"):
+                variables.setdefault("/".join(parts[:depth]), set()).add(part)
+    assert {parent: names for parent, names in variables.items() if len(names) > 1} == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Iterator
 from contextlib import closing
@@ -11,7 +12,7 @@ from typing import Any
 from ragline.chat.citations import StreamingCitationFilter, drop_unknown_citations, is_grounded
 from ragline.chat.pages import continuations
 from ragline.chat.prompt import NOT_IN_DOCUMENTS
-from ragline.errors import Unprocessable
+from ragline.errors import DependencyUnavailable, Unprocessable
 from ragline.insight.models import QueryRecord, SourceRef, Timings
 from ragline.insight.service import AnswerCache, InsightService
 from ragline.insight.text import cache_key, normalise_question
@@ -19,6 +20,8 @@ from ragline.models import ChatRequest, ChatResponse, SearchRequest, Source, Usa
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerPassage, AnswerRequest, EventBus
 from ragline.retrieval.evidence import ANSWER_FLOOR
 from ragline.retrieval.service import SearchService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,12 @@ class ChatService:
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }
-        version = self.insight.corpus_version(tenant_id)
+        try:
+            version = self.insight.corpus_version(tenant_id)
+        except DependencyUnavailable as exc:
+            # The answer does not need the cache: without the corpus version, answer afresh.
+            log.warning("answer cache skipped for tenant %s: %s", tenant_id, exc)
+            return None
         return cache_key(tenant_id, normalise_question(request.query), request.filters, parameters, version)
 
     def prepare(self, tenant_id: str, request: ChatRequest, *, key_id: str | None = None) -> PreparedChat:
