@@ -119,3 +119,10 @@ def test_corpus_versions_are_per_tenant_and_only_grow(history_store) -> None:
     history_store.bump_corpus("t1")
     assert history_store.corpus_version("t1") == 2
     assert history_store.corpus_version("t2") == 0
+
+
+def test_popular_ties_are_ordered_by_text_even_at_the_limit(history_store) -> None:
+    for n, q in enumerate(["zeta", "zeta", "beta", "alpha", "gamma"]):
+        history_store.add_query(record(n, q), delete_after=LATER)
+    assert history_store.question_counts("t1", TODAY, 2) == [("zeta", 2), ("alpha", 1)]
+    assert history_store.question_counts("t1", TODAY, 3) == [("zeta", 2), ("alpha", 1), ("beta", 1)]

@@ -172,3 +172,13 @@ def test_retention_hides_then_prunes_old_records(tmp_path) -> None:
         assert db.execute("SELECT COUNT(*) FROM question_days").fetchone()[0] == 1
         store.prune(int(now[0]) + 86_400)
         assert db.execute("SELECT COUNT(*) FROM question_days").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM question_texts").fetchone()[0] == 0
+
+
+def test_a_deleted_question_leaves_no_text_behind(tmp_path) -> None:
+    store = SqliteHistoryStore(tmp_path / "history.db")
+    insight = InsightService(store, clock=lambda: 1772366400.0)
+    insight.record(_record("qry_1"))
+    insight.delete("t1", "qry_1")
+    with store._connection() as db:  # noqa: SLF001 - what is left on disk
+        assert db.execute("SELECT COUNT(*) FROM question_texts").fetchone()[0] == 0

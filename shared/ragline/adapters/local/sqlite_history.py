@@ -40,13 +40,19 @@ CREATE TABLE IF NOT EXISTS latency_days (
     count INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, day, bucket)
 ) WITHOUT ROWID;
+-- The text apart from the day counts: popular questions sum narrow rows, then look up ten texts.
 CREATE TABLE IF NOT EXISTS question_days (
     tenant_id TEXT NOT NULL,
     day TEXT NOT NULL,
     qhash TEXT NOT NULL,
-    question TEXT NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, day, qhash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS question_texts (
+    tenant_id TEXT NOT NULL,
+    qhash TEXT NOT NULL,
+    question TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, qhash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS document_days (
     tenant_id TEXT NOT NULL,
@@ -99,10 +105,15 @@ class SqliteHistoryStore(SqliteDatabase):
                 "ON CONFLICT (tenant_id, day, bucket) DO UPDATE SET count = count + 1",
                 (t, day, latency_bucket(record.query_time_ms)),
             )
+            qhash = question_hash(record.question_key)
             db.execute(
-                "INSERT INTO question_days (tenant_id, day, qhash, question, count) VALUES (?, ?, ?, ?, 1) "
+                "INSERT INTO question_days (tenant_id, day, qhash, count) VALUES (?, ?, ?, 1) "
                 "ON CONFLICT (tenant_id, day, qhash) DO UPDATE SET count = count + 1",
-                (t, day, question_hash(record.question_key), record.question_key),
+                (t, day, qhash),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO question_texts (tenant_id, qhash, question) VALUES (?, ?, ?)",
+                (t, qhash, record.question_key),
             )
             for document_id, title in record.cited_documents().items():
                 db.execute(
@@ -129,6 +140,10 @@ class SqliteHistoryStore(SqliteDatabase):
             db.execute("DELETE FROM queries WHERE delete_after < ?", (now,))
             for table in ("day_stats", "latency_days", "question_days", "document_days"):
                 db.execute(f"DELETE FROM {table} WHERE day < ?", (cutoff,))
+            db.execute(
+                "DELETE FROM question_texts WHERE NOT EXISTS (SELECT 1 FROM question_days d "
+                "WHERE d.tenant_id = question_texts.tenant_id AND d.qhash = question_texts.qhash)"
+            )
 
     def _record(self, db: sqlite3.Connection, tenant_id: str, query_id: str, now: int) -> QueryRecord | None:
         row = db.execute(
@@ -170,6 +185,11 @@ class SqliteHistoryStore(SqliteDatabase):
             db.execute(
                 "DELETE FROM question_days WHERE tenant_id = ? AND day = ? AND qhash = ? AND count <= 0",
                 (tenant_id, record.day, question_hash(record.question_key)),
+            )
+            db.execute(
+                "DELETE FROM question_texts WHERE tenant_id = ? AND qhash = ? AND NOT EXISTS "
+                "(SELECT 1 FROM question_days WHERE tenant_id = ? AND qhash = ?)",
+                (tenant_id, question_hash(record.question_key)) * 2,
             )
         return True
 
@@ -217,13 +237,26 @@ class SqliteHistoryStore(SqliteDatabase):
 
     def question_counts(self, tenant_id: str, since_day: str, limit: int) -> list[tuple[str, int]]:
         with self._connection() as db:
-            rows = db.execute(
-                "SELECT MIN(question) AS question, SUM(count) AS total FROM question_days "
-                "WHERE tenant_id = ? AND day >= ? GROUP BY qhash HAVING total > 0 "
-                "ORDER BY total DESC, question LIMIT ?",
-                (tenant_id, since_day, limit),
-            ).fetchall()
-        return [(row["question"], int(row["total"])) for row in rows]
+            totals = db.execute(
+                "SELECT qhash, SUM(count) AS total FROM question_days WHERE tenant_id = ? AND day >= ? "
+                "GROUP BY qhash HAVING total > 0 ORDER BY total DESC",
+                (tenant_id, since_day),
+            )
+            # Ties are ordered by the text: read past ``limit`` until the count changes.
+            top: list[tuple[str, int]] = []
+            for row in totals:
+                if len(top) >= limit and int(row["total"]) < top[-1][1]:
+                    break
+                top.append((row["qhash"], int(row["total"])))
+            marks = ",".join("?" * len(top))
+            texts = dict(
+                db.execute(
+                    f"SELECT qhash, question FROM question_texts WHERE tenant_id = ? AND qhash IN ({marks})",
+                    (tenant_id, *[h for h, _ in top]),
+                ).fetchall()
+            )
+        ranked = sorted(((texts.get(h, ""), n) for h, n in top), key=lambda item: (-item[1], item[0]))
+        return ranked[:limit]
 
     def document_counts(self, tenant_id: str, since_day: str, limit: int) -> list[tuple[str, str | None, int]]:
         with self._connection() as db:
