@@ -23,6 +23,7 @@ from ragline.insight.models import (
 )
 
 MAX_PERIOD_DAYS = 365
+MAX_OFFSET = 1_000_000  # past any history a retention keeps; bigger numbers would overflow SQLite's integers
 
 router = APIRouter(tags=["history and analytics"], responses=error_responses(*AUTHENTICATED))
 
@@ -37,7 +38,7 @@ def history(
     principal: ChatPrincipal,
     insight: InsightDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     include_answer: bool = False,
 ) -> Any:
     return insight.history(principal.tenant_id, limit=limit, offset=offset, include_answer=include_answer)
