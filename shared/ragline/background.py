@@ -6,6 +6,7 @@ Local backend: the ingest worker threads, the drop-folder watcher and the webhoo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,7 +52,24 @@ def background_services(container: Container) -> Background:
         InboxSync(settings.inbox, container.ingest, container.store, worker.notify),
         settle_seconds=settings.inbox_settle_seconds,
     )
-    return Background([worker, watcher, _webhook_dispatcher(container)], worker.notify)
+    purges = _ResumePurges(container)
+    return Background([worker, watcher, _webhook_dispatcher(container), purges], worker.notify)
+
+
+class _ResumePurges:
+    """Knowledge bases whose purge a stop or crash cut short (still `deleting`, hidden from search) are
+    purged again at start, on a thread, after the worker's own recovery."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def start(self) -> None:
+        threading.Thread(
+            target=self.container.knowledge_bases.resume_purges, name="kb-purge-resume", daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Nothing to stop: an unfinished purge resumes at the next start."""
 
 
 def _webhook_dispatcher(container: Container) -> Service:

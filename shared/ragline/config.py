@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_multipart_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Admission control per tenant (ragline.api.admission): at most this many searches, chats, chat
+    # streams and uploads of one tenant run at once (a stream until it ends); None: one per CPU
+    # core, at least 2; 0: no limit. The next ones wait in the tenant's own queue, at most
+    # tenant_max_queued of them for at most tenant_queue_seconds each; past either, 429 with
+    # Retry-After. Other tenants never wait behind that queue. Deployed, API Gateway's usage
+    # plan and the functions' reserved concurrency do this (one request per Lambda environment).
+    tenant_max_concurrent: int | None = Field(default=None, ge=0, le=1024)
+    tenant_max_queued: int = Field(default=64, ge=0, le=10_000)
+    tenant_queue_seconds: float = Field(default=1.0, ge=0, le=60)
+    # The bytes of one tenant's uploads (all at once together) are read at most this fast, after a
+    # first second's worth at full speed; 0: as fast as they come.
+    tenant_upload_bytes_per_second: int = Field(default=8 * 1024 * 1024, ge=0)
     # A document's metadata (copied into every chunk and every search answer).
     metadata_max_bytes: int = Field(default=16 * 1024, ge=256)
     metadata_max_keys: int = Field(default=64, ge=1)
@@ -174,6 +186,8 @@ class Settings(BaseSettings):
     # documents did not change is answered without retrieval or a model call. Entries per process.
     answer_cache_enabled: bool = True
     answer_cache_entries: int = Field(default=2048, ge=1)
+    # Knowledge bases a tenant may have (the default one included).
+    max_knowledge_bases_per_tenant: int = Field(default=100, ge=1, le=10_000)
 
     # Idempotency-Key: how long a key replays its first answer, and how long a request may hold its key
     # while it runs before another request may take the key over (its process died; longer than any

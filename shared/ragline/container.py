@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 # Adapters are imported where they are built: a deployed function never loads faiss or SQLite
@@ -20,6 +20,7 @@ from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
 from ragline.insight.service import AnswerCache, InsightService
 from ragline.keys import KeyService
+from ragline.knowledge_bases import KnowledgeBaseService, PurgeScheduler, hidden_from_search
 from ragline.models import ApiKey
 from ragline.ports import (
     AnswerModel,
@@ -32,6 +33,7 @@ from ragline.ports import (
     HoldsConnections,
     IdempotencyStore,
     JobQueue,
+    KnowledgeBaseStore,
     MetadataStore,
     PresigningBlobStore,
     UsageStore,
@@ -173,6 +175,7 @@ class Container:
             lambda: self.embedder,
             self.events,
             on_corpus_change=lambda tenant_id: self.insight.corpus_changed(tenant_id),
+            knowledge_bases=_LazyKnowledgeBases(lambda: self.knowledge_bases),
         )
 
     @cached_property
@@ -182,6 +185,44 @@ class Container:
             self.embedder,
             hybrid_candidates=self.settings.hybrid_candidates,
             semantic_weight=self.settings.hybrid_semantic_weight,
+            # Only the store: a search function builds no ingest service nor purge queue for it.
+            hidden=partial(hidden_from_search, self.kb_store),
+        )
+
+    # ---- knowledge bases ------------------------------------------------------------------------------
+    @cached_property
+    def kb_store(self) -> KnowledgeBaseStore:
+        # Beside the documents (the same SQLite file; the same table), whose counts a KB shows.
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
+
+            assert isinstance(self.store, DynamoMetadataStore)
+            return self.store
+        from ragline.adapters.local.sqlite_store import SqliteMetadataStore
+
+        assert isinstance(self.store, SqliteMetadataStore)
+        return self.store
+
+    @cached_property
+    def kb_purges(self) -> PurgeScheduler:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.sqs_purges import SqsPurgeScheduler
+
+            return SqsPurgeScheduler(_required(self.settings.ingest_queue_url, "RAGLINE_INGEST_QUEUE_URL"))
+        from ragline.knowledge_bases import ThreadPurgeScheduler
+
+        return ThreadPurgeScheduler(lambda tenant_id, kb_id: self.knowledge_bases.purge(tenant_id, kb_id))
+
+    @cached_property
+    def knowledge_bases(self) -> KnowledgeBaseService:
+        return KnowledgeBaseService(
+            self.kb_store,
+            self.events,
+            self.ingest.check_chunking,
+            self.kb_purges,
+            lambda: self.ingest,
+            lambda: self.index,
+            max_per_tenant=self.settings.max_knowledge_bases_per_tenant,
         )
 
     @cached_property
@@ -237,6 +278,7 @@ class Container:
             inbox=self.inbox_objects,
             upload_drop=self.upload_drop,
             upload_claims=self.upload_claims,
+            purge_kb=lambda tenant_id, kb_id: self.knowledge_bases.purge(tenant_id, kb_id),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -360,6 +402,16 @@ class Container:
         for built in list(vars(self).values()):  # only what init built: nothing is built here
             if isinstance(built, HoldsConnections):
                 built.drop_connections()
+
+
+class _LazyKnowledgeBases:
+    """The KB service for the ingest service, which the KB service itself depends on (for its purge)."""
+
+    def __init__(self, build: Callable[[], KnowledgeBaseService]) -> None:
+        self._build = build
+
+    def for_upload(self, tenant_id: str, kb_id: str) -> Any:
+        return self._build().for_upload(tenant_id, kb_id)
 
 
 def _required(value: str | None, variable: str) -> str:

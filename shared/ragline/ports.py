@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ragline.activity import AuditEvent, UsageDay, UsageDelta
     from ragline.idempotency import IdempotencyRecord, StoredResponse
     from ragline.insight.models import DayStats, QueryRecord
+    from ragline.knowledge_bases import KnowledgeBase
     from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
@@ -77,6 +78,45 @@ class MetadataStore(Protocol):
         ...
 
     def ping(self) -> None: ...
+
+
+class KnowledgeBaseStore(Protocol):
+    """A tenant's knowledge bases (ragline.knowledge_bases). Every call names the tenant: another
+    tenant's KB is simply absent. Names are unique per tenant."""
+
+    def create_kb(self, kb: KnowledgeBase) -> None:
+        """Conflict when the tenant has a KB with this id or name already."""
+        ...
+
+    def get_kb(self, tenant_id: str, kb_id: str) -> KnowledgeBase | None: ...
+    def list_kbs(self, tenant_id: str) -> list[KnowledgeBase]:
+        """All of the tenant's KBs, in id order (few per tenant: one page)."""
+        ...
+
+    def update_kb(self, tenant_id: str, kb_id: str, changes: dict[str, Any]) -> KnowledgeBase:
+        """Set these fields (name, description, chunk_size, chunk_overlap); NotFound if it is gone,
+        Conflict if the new name is another KB's."""
+        ...
+
+    def mark_kb_deleting(self, tenant_id: str, kb_id: str) -> KnowledgeBase | None:
+        """Set status `deleting` (idempotent); None if there is no such KB."""
+        ...
+
+    def delete_kb(self, tenant_id: str, kb_id: str) -> None:
+        """Remove the record and free its name (nothing if it is gone)."""
+        ...
+
+    def deleting_kb_ids(self, tenant_id: str) -> set[str]:
+        """The tenant's KBs being deleted (read by every search: one cheap, consistent read)."""
+        ...
+
+    def kbs_deleting(self) -> list[KnowledgeBase]:
+        """Every tenant's KBs being deleted (to resume their purge after a restart)."""
+        ...
+
+    def kb_document_counts(self, tenant_id: str) -> dict[str, tuple[int, int]]:
+        """Per kb_id of the tenant's documents: (documents, chunks)."""
+        ...
 
 
 class UsageStore(Protocol):

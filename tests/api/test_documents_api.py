@@ -312,7 +312,7 @@ def test_external_id_replaces_the_previous_version(client):
 
 
 def test_listing_pages_with_a_cursor(client):
-    kb = "kb-" + uuid.uuid4().hex[:8]
+    kb = client.post("/v1/knowledge-bases", json={"name": "kb-" + uuid.uuid4().hex[:8]}).json()["id"]
     ids = {upload_text(client, unique(f"listing {i}"), kb_id=kb)["document_id"] for i in range(5)}
     seen, cursor = [], None
     while True:

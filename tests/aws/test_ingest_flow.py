@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 from ragline.adapters.aws.sqs_queue import SqsJobQueue
+from ragline.knowledge_bases import CreateKnowledgeBaseRequest
 from ragline.models import DocumentStatus, JobStatus, SearchRequest
+from ragline.retrieval.filters import Term
 from ragline_emulator.event_sources import EmulatedLambdaContext
 
 ABOUT_OTTERS = "Sea otters hold hands while they sleep so that they do not drift apart on the water."
@@ -170,13 +172,14 @@ def test_unsupported_drop_is_reported_not_retried(aws_env) -> None:
 
 def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aws_env) -> None:
     stack = aws_env()
+    animals = stack.container.knowledge_bases.create("t1", CreateKnowledgeBaseRequest(name="animals"))
     claims = {
         "document_id": "doc_presigned1",
         "tenant_id": "t1",
         "filename": "otters.txt",
         "content_type": "text/plain",
         "metadata": {"team": "marine"},
-        "kb_id": "animals",
+        "kb_id": animals.id,
     }
     stack.container.upload_claims.put("t1/doc_presigned1.json", json.dumps(claims).encode())
     url = stack.container.upload_drop.presign_put("t1/doc_presigned1/otters.txt", "text/plain", 300)
@@ -189,7 +192,7 @@ def test_presigned_upload_bytes_arriving_in_s3_are_ingested_with_their_claims(aw
     doc = stack.container.store.get_document("t1", "doc_presigned1")
     assert (doc.status, doc.kb_id, doc.metadata, doc.filename) == (
         DocumentStatus.INDEXED,
-        "animals",
+        animals.id,
         {"team": "marine"},
         "otters.txt",
     )
@@ -279,3 +282,21 @@ def test_one_batch_of_s3_notifications_is_one_sync_completed_per_tenant(aws_env)
     assert [e["type"] for e in events][-1] == "sync.completed"  # after every change of the batch
     stack.drain()  # the three queued jobs: indexed after the burst, told by document.indexed
     assert [e["type"] for e in stack.events()] == ["document.indexed"] * 3
+
+
+def test_a_deleted_knowledge_base_is_purged_by_the_ingest_queue(aws_env) -> None:
+    stack = aws_env()
+    kbs = stack.container.knowledge_bases
+    animals = kbs.create("t1", CreateKnowledgeBaseRequest(name="animals"))
+    accepted = stack.container.ingest.accept("t1", ABOUT_OTTERS.encode(), filename="otters.txt", kb_id=animals.id)
+    stack.drain()
+    assert stack.container.store.get_document("t1", accepted.document.id).status == DocumentStatus.INDEXED
+    assert search_ids(stack, "t1", "otters") == [accepted.document.id]
+
+    kbs.delete("t1", animals.id)  # the documents function: mark deleting, send the purge message
+    assert kbs.get("t1", animals.id).status == "deleting"
+    assert search_ids(stack, "t1", "otters") == []  # hidden before the purge ran
+    stack.drain()  # the ingest function takes the message and purges
+    assert stack.container.store.get_kb("t1", animals.id) is None
+    assert stack.container.store.get_document("t1", accepted.document.id) is None
+    assert stack.container.index.count("t1", Term("kb_id", (animals.id,))) == 0

@@ -367,7 +367,8 @@ def test_each_flow_emits_its_events_for_its_tenant_only_and_no_document_text(wor
         world.ingest.delete(tenant, world.store.find_document(tenant, external_id="same-id").id)
 
     emitted = {event["type"] for event in world.events}
-    assert emitted == EVENT_TYPES - {"webhook.test", "webhook.disabled"}  # those two: the webhooks service's
+    # webhook.*: the webhooks service's; kb.*: the knowledge-base service's (tests/integration/test_knowledge_bases.py)
+    assert emitted == EVENT_TYPES - {"webhook.test", "webhook.disabled", "kb.created", "kb.deleted"}
     for event in world.events:
         data = event["data"]
         subject = data.get("document_id") or data.get("query_id")

@@ -101,7 +101,9 @@ def test_http_subscriber_confirms_and_receives_ragline_events(
     _subscribe_confirmed(
         sns, topic_arn, f"{subscriber.url}/failures", FilterPolicy=json.dumps({"event_type": ["error.ingestion"]})
     )
-    assert len(subscriber.confirmations) == 2
+    # The subscriber records a confirmation once its GET of the confirm URL has returned, which can be
+    # just after LocalStack already reports the subscription confirmed.
+    wait_until(lambda: len(subscriber.confirmations) == 2, timeout=20, what="both confirmations recorded")
     assert all("Action=ConfirmSubscription" in url for url in subscriber.confirmations), subscriber.confirmations
 
     bus = SnsEventBus(topic_arn, endpoint_url=localstack.url)

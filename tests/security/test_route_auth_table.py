@@ -34,6 +34,8 @@ class Route:
     # Where the other tenant can be named besides the path: the body's filters.
     tenant_in_body: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # A second scope that also grants it (either one will do): the 403 case uses a key with neither.
+    or_scope: Scope | None = None
 
 
 TEXT = {"text": "Refunds are accepted within 30 days.", "title": "policy"}
@@ -76,6 +78,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/analytics/usage"): Route(Scope.CHAT),
     ("GET", "/v1/documents/{document_id}/stats"): Route(Scope.INGEST),
     ("GET", "/v1/kb/documents/{document_id}/stats"): Route(Scope.INGEST),
+    ("POST", "/v1/knowledge-bases"): Route(Scope.INGEST, {"name": "Manuals"}),
+    ("GET", "/v1/knowledge-bases"): Route(Scope.SEARCH, or_scope=Scope.INGEST),
+    ("GET", "/v1/knowledge-bases/{kb_id}"): Route(Scope.SEARCH, or_scope=Scope.INGEST),
+    ("PATCH", "/v1/knowledge-bases/{kb_id}"): Route(Scope.INGEST, {"description": "x"}),
+    ("DELETE", "/v1/knowledge-bases/{kb_id}"): Route(Scope.INGEST),
+    ("GET", "/v1/knowledge-bases/{kb_id}/documents"): Route(Scope.INGEST),
 }
 
 UNAUTHORIZED = {
@@ -111,6 +119,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     keys["t2"], _ = create_key(store, "t2")
     for scope in Scope:  # each lacks one scope (and admin, which would stand in for it)
         keys[f"without_{scope.value}"], _ = create_key(store, "t1", ALL_SCOPES - {scope, Scope.ADMIN})
+    keys["only_chat"], _ = create_key(store, "t1", frozenset({Scope.CHAT}))
     keys["revoked"], revoked = create_key(store, "t1")
     store.revoke_key(revoked.id, "2026-01-01T00:00:00.000Z")
     keys["expired"], expired = create_key(store, "t1")
@@ -127,6 +136,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         delivery = t2.post(f"/v1/webhooks/{webhook['id']}/test").json()
         t2_key = t2.post("/v1/keys", json={"name": "t2's", "scopes": ["search"]}).json()
         t2_query = t2.post("/v1/kb/chat", json={"query": "refunds"}).json()
+        t2_kb = t2.post("/v1/knowledge-bases", json={"name": "t2's manuals"}).json()
         t2.close()
         ids = {
             "document_id": accepted["document_id"],
@@ -135,6 +145,7 @@ def world(tmp_path_factory) -> Iterator[World]:
             "delivery_id": delivery["delivery_id"],
             "key_id": t2_key["id"],
             "query_id": t2_query["query_id"],
+            "kb_id": t2_kb["id"],
         }
         yield World(server, keys, ids)
     finally:
@@ -175,11 +186,13 @@ def test_bad_credentials_are_401_with_the_reason(world: World, method: str, temp
 def test_a_key_without_the_scope_is_403(world: World, method: str, template: str) -> None:
     route = ROUTES[(method, template)]
     assert route.scope is not None
-    response = world.call(method, _path(template, world.t2_ids), world.keys[f"without_{route.scope.value}"], route.body)
+    key = world.keys["only_chat" if route.or_scope else f"without_{route.scope.value}"]
+    response = world.call(method, _path(template, world.t2_ids), key, route.body)
     assert response.status_code == 403, response.text
+    lacks = f"{route.scope.value!r}" + (f" or {route.or_scope.value!r}" if route.or_scope else "")
     assert response.json() == {
         "error": "Insufficient scope",
-        "message": f"this API key lacks the {route.scope.value!r} scope",
+        "message": f"this API key lacks the {lacks} scope",
         "code": 403,
     }
 
@@ -210,4 +223,5 @@ def test_the_other_tenants_things_are_untouched(world: World) -> None:
     assert t2.get(f"/v1/webhooks/{ids['webhook_id']}").status_code == 200
     key = t2.get(f"/v1/keys/{ids['key_id']}").json()
     assert key["revoked_at"] is None and key["replaced_by"] is None
+    assert t2.get(f"/v1/knowledge-bases/{ids['kb_id']}").json()["status"] == "active"
     t2.close()

@@ -50,6 +50,11 @@ def served(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "RAGLINE_ANSWER_CACHE_ENABLED": "false",  # every stream here must reach the model
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # Every question goes to the model, whatever its evidence: the numbered questions below are not
+        # all covered by the document, and an abstained answer never opens an upstream stream.
+        "RAGLINE_CHAT_ANSWER_FLOOR": "0",
+        # One tenant's storm of streams is the point here, not per-tenant admission (test_tenant_admission.py).
+        "RAGLINE_TENANT_MAX_CONCURRENT": "0",
     }
     api_key = ragline("keys", "create", "--tenant", "t1", "--data-dir", str(data_dir), env=env).strip()
     server = Server(data_dir, env=env).start()

@@ -19,6 +19,14 @@ DOCUMENTS = {
     ("POST", "/v1/kb/delete"),
     ("GET", "/v1/kb/jobs/{job_id}"),
 }
+KNOWLEDGE_BASES = {
+    ("POST", "/v1/knowledge-bases"),
+    ("GET", "/v1/knowledge-bases"),
+    ("GET", "/v1/knowledge-bases/{kb_id}"),
+    ("PATCH", "/v1/knowledge-bases/{kb_id}"),
+    ("DELETE", "/v1/knowledge-bases/{kb_id}"),
+    ("GET", "/v1/knowledge-bases/{kb_id}/documents"),
+}
 WEBHOOKS = {
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
@@ -53,7 +61,7 @@ INSIGHT = {
 }
 
 SERVED = [
-    (("documents", "health"), DOCUMENTS | HEALTH),  # functions/documents
+    (("documents", "knowledge_bases", "health"), DOCUMENTS | KNOWLEDGE_BASES | HEALTH),  # functions/documents
     (("search",), {("POST", "/v1/kb/search")}),  # functions/search
     (("chat",), {("POST", "/v1/kb/chat")}),  # functions/chat
     (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
@@ -63,6 +71,7 @@ SERVED = [
     (
         None,  # ragline serve: everything
         DOCUMENTS
+        | KNOWLEDGE_BASES
         | HEALTH
         | KEYS
         | WEBHOOKS

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from ragline import __version__
 from ragline.api.activity import ActivityMiddleware
+from ragline.api.admission import AdmissionLimits, AdmissionMiddleware, tenant_resolver
 from ragline.api.auth import current_principal
 from ragline.api.errors import install_error_handlers
 from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 ROUTERS: dict[str, tuple[str, ...]] = {
     "health": ("health",),
     "documents": ("uploads", "documents", "jobs"),
+    "knowledge_bases": ("knowledge_bases",),
     "search": ("search",),
     "chat": ("chat",),
     "stream": ("stream",),
@@ -80,6 +82,12 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     # Added last, so it wraps the others: it sees the answer of every request that reached a route.
     app.add_middleware(ActivityMiddleware, container=container)
+    # Outermost: a request waits for its tenant's slot before any of its body is read.
+    app.add_middleware(
+        AdmissionMiddleware,
+        limits=AdmissionLimits.from_settings(settings),
+        tenant_of=tenant_resolver(container),
+    )
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)

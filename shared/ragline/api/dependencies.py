@@ -23,6 +23,7 @@ from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import UploadService
 from ragline.insight.service import InsightService
 from ragline.keys import KeyService
+from ragline.knowledge_bases import KnowledgeBaseService
 from ragline.models import Principal, Scope
 from ragline.retrieval.service import SearchService
 from ragline.webhooks.service import WebhookService
@@ -35,13 +36,16 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def require(scope: Scope) -> Callable[..., Principal]:
-    """A dependency: the caller, if their key grants ``scope`` (401 without a valid key, else 403)."""
+def require(scope: Scope, *alternatives: Scope) -> Callable[..., Principal]:
+    """A dependency: the caller, if their key grants ``scope`` or one of ``alternatives`` (401 without a
+    valid key, else 403)."""
+    accepted = (scope, *alternatives)
 
     def dependency(request: Request, container: ContainerDep, key: str | None = Depends(api_key_header)) -> Principal:
         principal = current_principal(container, request, key)
-        if not principal.can(scope):
-            raise Forbidden(f"this API key lacks the {scope.value!r} scope", error="Insufficient scope")
+        if not any(principal.can(one) for one in accepted):
+            names = " or ".join(repr(one.value) for one in accepted)
+            raise Forbidden(f"this API key lacks the {names} scope", error="Insufficient scope")
         return principal
 
     return dependency
@@ -51,6 +55,8 @@ IngestPrincipal = Annotated[Principal, Depends(require(Scope.INGEST))]
 SearchPrincipal = Annotated[Principal, Depends(require(Scope.SEARCH))]
 ChatPrincipal = Annotated[Principal, Depends(require(Scope.CHAT))]
 AdminPrincipal = Annotated[Principal, Depends(require(Scope.ADMIN))]
+# Reading knowledge bases: a key that may search them or one that may fill them.
+ReaderPrincipal = Annotated[Principal, Depends(require(Scope.SEARCH, Scope.INGEST))]
 
 
 def get_settings(container: ContainerDep) -> Settings:
@@ -81,6 +87,10 @@ def get_key_service(container: ContainerDep) -> KeyService:
     return container.keys
 
 
+def get_knowledge_base_service(container: ContainerDep) -> KnowledgeBaseService:
+    return container.knowledge_bases
+
+
 def get_usage(container: ContainerDep) -> UsageRecorder:
     return container.usage
 
@@ -104,6 +114,7 @@ SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
 KeyServiceDep = Annotated[KeyService, Depends(get_key_service)]
+KnowledgeBaseServiceDep = Annotated[KnowledgeBaseService, Depends(get_knowledge_base_service)]
 UsageDep = Annotated[UsageRecorder, Depends(get_usage)]
 AuditDep = Annotated[AuditTrail, Depends(get_audit)]
 InsightDep = Annotated[InsightService, Depends(get_insight)]

@@ -1,4 +1,4 @@
-"""One error body everywhere: {"error", "message", "code"} (+ details on 422)."""
+"""One error body everywhere: {"error", "message", "code"} (+ details on 422, retry_after on 429)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    """Every error's body (``details`` on a 422 from validation)."""
+    """Every error's body (``details`` on a 422 from validation, ``retry_after`` on a 429)."""
 
     error: str
     message: str
     code: int
     details: list[dict[str, Any]] | None = None
+    retry_after: int | None = None  # seconds, as in the Retry-After header
 
 
 _MEANINGS = {
@@ -35,17 +36,29 @@ _MEANINGS = {
     413: "Too large (the body, a file or metadata)",
     415: "A file type Ragline cannot ingest",
     422: "A value outside what the schema allows",
+    429: "This tenant has too many searches, chats or uploads running: retry after Retry-After seconds",
     503: "A dependency (database, object store, queue, model) is down",
 }
 # What any route behind an API key may answer: bad headers, the key and its scope, validation, an outage.
 AUTHENTICATED = (400, 401, 403, 422, 503)
 # What a route that reads a request body may answer besides.
 WITH_BODY = (408, 413)
+# What a route under per-tenant admission control (ragline.api.admission) may answer besides.
+LIMITED = (429,)
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error statuses, all with the one error body."""
-    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
+    return {code: _response(code) for code in codes}
+
+
+def _response(code: int) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": ErrorBody, "description": _MEANINGS[code]}
+    if code == 429:
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+        }
+    return response
 
 
 def error_response(status: int, error: str, message: str, details: Any = None) -> JSONResponse:

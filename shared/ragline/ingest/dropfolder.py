@@ -2,6 +2,9 @@
 
 A file at ``<tenant>/<path>`` belongs to that tenant; its external id is ``inbox:<tenant>/<path>``,
 so overwriting it makes a new version and removing it deletes the document, wherever it lives.
+A file at ``<tenant>/<kb>/<path>``, where ``<kb>`` is the id of one of the tenant's knowledge bases
+(not being deleted), goes to that knowledge base; under any other folder (or directly under
+``<tenant>/``) to the ``default`` one, keeping its whole path as before.
 ``DropFolder.apply`` makes that so for one path; the local watcher and the S3 event handler only
 tell it which path may have changed and how to read it.
 
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
-from ragline.errors import DependencyUnavailable, NotFound
+from ragline.errors import Conflict, DependencyUnavailable, NotFound
 from ragline.ingest.service import IngestService
 from ragline.models import TENANT_ID_PATTERN, utcnow
 from ragline.ports import EventBus
@@ -175,6 +178,17 @@ class DropFolder:
             return self._delete(tenant, relative)
         return self._ingest(tenant, relative, data)
 
+    def _knowledge_base(self, tenant: str, relative: str) -> str | None:
+        """The KB a file's first sub-folder names, if it is one of the tenant's (else None: the document's
+        own, or ``default`` for a new one)."""
+        parts = relative.split("/")
+        if len(parts) < 3 or self.ingest.knowledge_bases is None or not re.fullmatch(TENANT_ID_PATTERN, parts[1]):
+            return None
+        try:
+            return self.ingest.knowledge_bases.for_upload(tenant, parts[1]).id
+        except (NotFound, Conflict):
+            return None  # an ordinary folder (or a KB being deleted)
+
     def _ingest(self, tenant: str, relative: str, data: bytes) -> Change:
         accepted = self.ingest.accept_or_report(
             tenant,
@@ -183,6 +197,7 @@ class DropFolder:
             filename=relative.rsplit("/", 1)[-1],
             external_id=external_id_for(relative),
             source=INBOX_SOURCE,
+            kb_id=self._knowledge_base(tenant, relative),
         )
         if accepted is None:
             return Change.FAILED

@@ -1,7 +1,10 @@
 """What the ingest function does with one SQS message: run a queued job, or apply an S3 event.
 
-Messages on the ingest queue are of three kinds:
+Messages on the ingest queue are of four kinds:
 - a job message, sent by ``enqueue`` after an API/CLI upload was accepted;
+- a knowledge-base purge message, sent when a knowledge base is deleted (``SqsPurgeScheduler``): the
+  purge is idempotent, and one cut short (timeout, crash, chunks still in the index) fails the message,
+  so SQS delivers it again;
 - an S3 event notification for ``inbox/<tenant>/<path>`` (the S3 drop folder, applied by the
   drop-folder rule it shares with the local inbox, ``DropFolder``: created → ingest, overwritten →
   new version, removed → delete) or ``uploads/<tenant>/<document>/<file>`` (the bytes of a
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 
 UPLOADS_PREFIX = "uploads/"
 JOB_MESSAGE_KIND = "ragline.ingest-job"
+KB_PURGE_KIND = "ragline.kb-purge"
 
 
 class RetryLater(Exception):
@@ -63,6 +68,16 @@ class JobMessage:
 
 
 @dataclass(frozen=True)
+class KbPurgeMessage:
+    tenant_id: str
+    kb_id: str
+
+
+def kb_purge_message(tenant_id: str, kb_id: str) -> dict[str, str]:
+    return {"kind": KB_PURGE_KIND, "tenant_id": tenant_id, "kb_id": kb_id}
+
+
+@dataclass(frozen=True)
 class ObjectEvent:
     bucket: str
     key: str  # decoded: S3 sends keys URL-encoded, spaces as '+'
@@ -74,7 +89,7 @@ def job_message(job: Job) -> dict[str, str]:
     return {"kind": JOB_MESSAGE_KIND, "job_id": job.id, "tenant_id": job.tenant_id, "document_id": job.document_id}
 
 
-def parse_message(body: str) -> list[JobMessage | ObjectEvent]:
+def parse_message(body: str) -> list[JobMessage | KbPurgeMessage | ObjectEvent]:
     """The actions one SQS message body asks for (an S3 notification may carry several records)."""
     try:
         message = json.loads(body)
@@ -87,6 +102,11 @@ def parse_message(body: str) -> list[JobMessage | ObjectEvent]:
         if not all(isinstance(value, str) and value for value in fields):
             raise PoisonMessage("a job message needs job_id, tenant_id and document_id")
         return [JobMessage(*fields)]
+    if message.get("kind") == KB_PURGE_KIND:
+        tenant_id, kb_id = message.get("tenant_id"), message.get("kb_id")
+        if not (isinstance(tenant_id, str) and tenant_id and isinstance(kb_id, str) and kb_id):
+            raise PoisonMessage("a knowledge-base purge message needs tenant_id and kb_id")
+        return [KbPurgeMessage(tenant_id, kb_id)]
     if message.get("Event") == "s3:TestEvent":
         return []
     records = message.get("Records")
@@ -126,6 +146,7 @@ class IngestMessageHandler:
         inbox: BlobStore | None,
         upload_drop: BlobStore | None,
         upload_claims: BlobStore | None,
+        purge_kb: Callable[[str, str], object] | None = None,
     ) -> None:
         self.settings = settings
         self.ingest = ingest
@@ -135,6 +156,7 @@ class IngestMessageHandler:
         self.inbox = inbox
         self.upload_drop = upload_drop
         self.upload_claims = upload_claims
+        self.purge_kb = purge_kb
 
     def drop_folder_burst(self) -> AbstractContextManager[DropBurst]:
         """The messages handled inside make one drop-folder burst (the function wraps each batch in
@@ -147,6 +169,10 @@ class IngestMessageHandler:
         for action in parse_message(body):
             if isinstance(action, JobMessage):
                 self._run_job(action, last_delivery)
+            elif isinstance(action, KbPurgeMessage):
+                if self.purge_kb is None:
+                    raise PoisonMessage("this handler cannot purge knowledge bases")
+                self.purge_kb(action.tenant_id, action.kb_id)
             else:
                 self._apply_object_event(action)
 

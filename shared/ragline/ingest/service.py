@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragline.chunks import chunk_id, chunk_payload, document_payload
 from ragline.config import DEFAULT_CHUNK_MAX_CHARS, DEFAULT_PARSE_TIMEOUT_SECONDS, MAX_CHUNK_TOKENS, Settings
@@ -37,6 +37,8 @@ from ragline.retrieval.filters import Term, matches, scope_to_tenant
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ragline.knowledge_bases import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,12 @@ def document_chunks(doc: Document, passages: list[Passage], parsed_title: str | 
     ]
 
 
+class KnowledgeBaseDirectory(Protocol):
+    def for_upload(self, tenant_id: str, kb_id: str) -> KnowledgeBase:
+        """The KB a new upload goes to: NotFound if unknown, Conflict while it is being deleted."""
+        ...
+
+
 class IngestService:
     """Accepts, processes and deletes documents.
 
@@ -120,8 +128,11 @@ class IngestService:
         events: EventBus,
         *,
         on_corpus_change: Callable[[str], None] | None = None,
+        knowledge_bases: KnowledgeBaseDirectory | None = None,
     ) -> None:
         self.settings = settings
+        # None (tools that only process or re-index): kb_id is taken as given, unchecked.
+        self.knowledge_bases = knowledge_bases
         self.store = store
         self.queue = queue
         self.blobs = blobs
@@ -140,6 +151,10 @@ class IngestService:
         return self._embedder_provider()
 
     # ---- accepting --------------------------------------------------------------------------
+    def check_chunking(self, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int, int]:
+        """The chunk size and overlap these settings make (server defaults for None), or a 422."""
+        return self._chunking(chunk_size, chunk_overlap)
+
     def _chunking(self, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int, int]:
         size = self.settings.chunk_size if chunk_size is None else chunk_size
         overlap = self.settings.chunk_overlap if chunk_overlap is None else chunk_overlap
@@ -176,11 +191,18 @@ class IngestService:
                 error="File too large",
             )
         kind = detect_content_type(filename, content_type, data[:8192])
+        previous = self.store.find_document(tenant_id, external_id=external_id) if external_id else None
+        if self.knowledge_bases is not None and (kb_id is not None or previous is None):
+            # Before anything is stored: an unknown KB is a 404, one being deleted a 409. Its chunk
+            # settings are the defaults of an upload that gives none (each on its own).
+            kb = self.knowledge_bases.for_upload(tenant_id, kb_id or "default")
+            kb_id = kb.id
+            chunk_size = kb.chunk_size if chunk_size is None else chunk_size
+            chunk_overlap = kb.chunk_overlap if chunk_overlap is None else chunk_overlap
         size, overlap = self._chunking(chunk_size, chunk_overlap)
         metadata = check_metadata(metadata or {}, MetadataLimits.from_settings(self.settings))
         sha = hashlib.sha256(data).hexdigest()
 
-        previous = self.store.find_document(tenant_id, external_id=external_id) if external_id else None
         if previous is None:
             same_bytes = self.store.find_document(tenant_id, content_sha256=sha)
             if same_bytes is not None and same_bytes.status != DocumentStatus.DELETING:
@@ -415,6 +437,20 @@ class IngestService:
                 break
         for doc in doomed:
             self.store.update_document(tenant_id, doc.id, status=DocumentStatus.DELETING)
+        for doc in doomed:
+            self._finish_delete(doc)
+        return len(doomed)
+
+    def delete_documents_of_kb(self, tenant_id: str, kb_id: str, limit: int) -> int:
+        """Delete up to ``limit`` of a knowledge base's documents (each as ``delete`` does); how many
+        went. The purge of a deleted KB calls it until it returns 0."""
+        page, _ = self.store.list_documents(tenant_id, kb_id=kb_id, limit=limit)
+        doomed = []
+        for doc in page:
+            try:
+                doomed.append(self.store.update_document(tenant_id, doc.id, status=DocumentStatus.DELETING))
+            except NotFound:
+                continue  # deleted meanwhile by another caller
         for doc in doomed:
             self._finish_delete(doc)
         return len(doomed)

@@ -89,6 +89,10 @@ class UploadService:
 
     def presign(self, tenant_id: str, request: UploadRequest, receiver_url: ReceiverUrl) -> UploadTicket:
         detect_content_type(request.filename, request.content_type, b"")  # refuse a type we cannot ingest now
+        kb_id = request.kb_id
+        if self.ingest.knowledge_bases is not None:
+            # 404 now, before any URL is issued; checked again when the bytes arrive (deleted meanwhile).
+            kb_id = self.ingest.knowledge_bases.for_upload(tenant_id, kb_id or "default").id
         claims: Claims = {
             "document_id": new_id("doc"),
             "tenant_id": tenant_id,
@@ -96,7 +100,7 @@ class UploadService:
             "content_type": request.content_type,
             # Checked now, not when the bytes arrive: the caller learns of bad metadata before uploading.
             "metadata": check_metadata(request.metadata, MetadataLimits.from_settings(self.ingest.settings)),
-            "kb_id": request.kb_id,
+            "kb_id": kb_id,
         }
         return UploadTicket(
             document_id=claims["document_id"],

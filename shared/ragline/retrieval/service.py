@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -12,7 +12,7 @@ from ragline.chunks import DocumentVersion, chunk_version, payload_version
 from ragline.models import SearchHit, SearchRequest, SearchResponse
 from ragline.ports import Embedder, VectorIndex
 from ragline.retrieval.evidence import Evidence, cosine_from_score, term_coverage
-from ragline.retrieval.filters import FilterNode, scope_to_tenant
+from ragline.retrieval.filters import And, FilterNode, scope_to_tenant
 from ragline.retrieval.fusion import weighted_fusion
 
 if TYPE_CHECKING:
@@ -62,9 +62,18 @@ class Retrieved:
 
 class SearchService:
     def __init__(
-        self, index: VectorIndex, embedder: Embedder, *, hybrid_candidates: int = 100, semantic_weight: float = 0.5
+        self,
+        index: VectorIndex,
+        embedder: Embedder,
+        *,
+        hybrid_candidates: int = 100,
+        semantic_weight: float = 0.5,
+        hidden: Callable[[str], FilterNode | None] | None = None,
     ) -> None:
         self.index = index
+        # What a tenant's searches must not see whatever their filters say (knowledge bases being
+        # deleted), read on every search: a delete hides its chunks from the next search on.
+        self.hidden = hidden
         self.embedder = embedder
         self.hybrid_candidates = hybrid_candidates
         self.semantic_weight = semantic_weight
@@ -103,6 +112,9 @@ class SearchService:
         """The search answer, and how relevant its best passages are on an absolute scale (for chat)."""
         started = time.perf_counter()
         flt = scope_to_tenant(request.filters, tenant_id)
+        hidden = self.hidden(tenant_id) if self.hidden is not None else None
+        if hidden is not None:
+            flt = And((flt, hidden))  # the tenant clause stays first (tenant_of)
         for _ in range(PAYLOAD_ATTEMPTS):
             retrieved = self.retrieve(tenant_id, request.query, flt, request.limit, request.mode)
             ranked = [(cid, s) for cid, s in retrieved.ranked if s >= request.score_threshold]

@@ -25,6 +25,8 @@ EVENT_TYPES = frozenset(
         "query.completed",
         "webhook.test",
         "webhook.disabled",
+        "kb.created",
+        "kb.deleted",
     }
 )
 ALL_EVENTS = "*"

@@ -1,4 +1,4 @@
-"""Documents, jobs and API keys in SQLite (WAL). The jobs table is also the local job queue.
+"""Documents, jobs, knowledge bases and API keys in SQLite (WAL). The jobs table is also the local job queue.
 
 One connection per thread; writes that must not race use BEGIN IMMEDIATE.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 from ragline.adapters.local.sqlite_database import SqliteDatabase
 from ragline.errors import Conflict, DuplicateContent, NotFound
+from ragline.knowledge_bases import KnowledgeBase, KnowledgeBaseStatus, name_key
 from ragline.models import ApiKey, Document, DocumentStatus, Job, JobStatus, Scope, utcnow
 
 _SCHEMA = """
@@ -55,6 +56,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, id);
+CREATE TABLE IF NOT EXISTS knowledge_bases (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    description TEXT NOT NULL,
+    chunk_size INTEGER,
+    chunk_overlap INTEGER,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS knowledge_bases_by_name ON knowledge_bases(tenant_id, name_key);
+CREATE INDEX IF NOT EXISTS knowledge_bases_by_status ON knowledge_bases(status, tenant_id);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,
@@ -90,6 +106,8 @@ SELECT COUNT(*) FROM (SELECT 1 FROM documents WHERE external_id IS NULL
 log = logging.getLogger(__name__)
 
 _DOC_COLUMNS = tuple(Document.model_fields)
+_KB_COLUMNS = (*KnowledgeBase.model_fields, "name_key")
+_KB_CHANGEABLE = frozenset({"name", "description", "chunk_size", "chunk_overlap"})
 _JOB_COLUMNS = tuple(Job.model_fields)
 
 
@@ -384,3 +402,97 @@ class SqliteMetadataStore(SqliteDatabase):
     def count_keys(self) -> int:
         with self._connection() as db:
             return db.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0]
+
+    # ---- knowledge bases ------------------------------------------------------------------------
+    @staticmethod
+    def _kb(row: sqlite3.Row | None) -> KnowledgeBase | None:
+        if row is None:
+            return None
+        data = dict(row)
+        del data["name_key"]
+        return KnowledgeBase.model_validate(data)
+
+    def create_kb(self, kb: KnowledgeBase) -> None:
+        row = {**kb.model_dump(mode="json"), "name_key": name_key(kb.name)}
+        marks = ",".join(f":{c}" for c in _KB_COLUMNS)
+        try:
+            with self._write() as db:
+                db.execute(f"INSERT INTO knowledge_bases ({','.join(_KB_COLUMNS)}) VALUES ({marks})", row)
+        except Conflict as exc:
+            raise _duplicate_name(kb.name) from exc
+
+    def get_kb(self, tenant_id: str, kb_id: str) -> KnowledgeBase | None:
+        with self._connection() as db:
+            return self._kb(
+                db.execute(
+                    "SELECT * FROM knowledge_bases WHERE tenant_id = ? AND id = ?", (tenant_id, kb_id)
+                ).fetchone()
+            )
+
+    def list_kbs(self, tenant_id: str) -> list[KnowledgeBase]:
+        with self._connection() as db:
+            rows = db.execute("SELECT * FROM knowledge_bases WHERE tenant_id = ? ORDER BY id", (tenant_id,)).fetchall()
+        return [kb for kb in map(self._kb, rows) if kb is not None]
+
+    def update_kb(self, tenant_id: str, kb_id: str, changes: dict[str, Any]) -> KnowledgeBase:
+        unknown = set(changes) - _KB_CHANGEABLE
+        if unknown:
+            raise ValueError(f"unchangeable knowledge base fields {sorted(unknown)}")
+        fields = {**changes, "updated_at": utcnow()}
+        if "name" in fields:
+            fields["name_key"] = name_key(fields["name"])
+        assignments = ", ".join(f"{name} = :{name}" for name in fields)
+        try:
+            with self._write() as db:
+                row = db.execute(
+                    f"UPDATE knowledge_bases SET {assignments} WHERE tenant_id = :_tenant AND id = :_id RETURNING *",
+                    {**fields, "_tenant": tenant_id, "_id": kb_id},
+                ).fetchone()
+        except Conflict as exc:
+            raise _duplicate_name(str(changes.get("name"))) from exc
+        kb = self._kb(row)
+        if kb is None:
+            raise NotFound(f"knowledge base {kb_id} does not exist", error="Knowledge base not found")
+        return kb
+
+    def mark_kb_deleting(self, tenant_id: str, kb_id: str) -> KnowledgeBase | None:
+        with self._write() as db:
+            return self._kb(
+                db.execute(
+                    "UPDATE knowledge_bases SET status = ?, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING *",
+                    (KnowledgeBaseStatus.DELETING.value, utcnow(), tenant_id, kb_id),
+                ).fetchone()
+            )
+
+    def delete_kb(self, tenant_id: str, kb_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM knowledge_bases WHERE tenant_id = ? AND id = ?", (tenant_id, kb_id))
+
+    def deleting_kb_ids(self, tenant_id: str) -> set[str]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT id FROM knowledge_bases WHERE status = ? AND tenant_id = ?",
+                (KnowledgeBaseStatus.DELETING.value, tenant_id),
+            ).fetchall()
+        return {row["id"] for row in rows}
+
+    def kbs_deleting(self) -> list[KnowledgeBase]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT * FROM knowledge_bases WHERE status = ? ORDER BY tenant_id, id",
+                (KnowledgeBaseStatus.DELETING.value,),
+            ).fetchall()
+        return [kb for kb in map(self._kb, rows) if kb is not None]
+
+    def kb_document_counts(self, tenant_id: str) -> dict[str, tuple[int, int]]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT kb_id, COUNT(*) AS documents, COALESCE(SUM(chunk_count), 0) AS chunks "
+                "FROM documents WHERE tenant_id = ? GROUP BY kb_id",
+                (tenant_id,),
+            ).fetchall()
+        return {row["kb_id"]: (int(row["documents"]), int(row["chunks"])) for row in rows}
+
+
+def _duplicate_name(name: str) -> Conflict:
+    return Conflict(f"a knowledge base named {name!r} exists already", error="Duplicate knowledge base name")

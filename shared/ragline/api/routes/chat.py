@@ -6,10 +6,12 @@ from fastapi import APIRouter, Request
 
 from ragline.api.activity import note_chat_tokens
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.models import ChatRequest, ChatResponse
 
-router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY))
+router = APIRouter(
+    prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY, *LIMITED)
+)
 
 
 @router.post("/chat", response_model=ChatResponse, summary="Ask a question; get a cited answer")

@@ -15,7 +15,7 @@ from ragline.api.dependencies import (
     UploadServiceDep,
     WakeWorker,
 )
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.api.upload_bodies import (
     UPLOAD_BODY,
     accepted_body,
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1/kb", tags=["documents"], responses=error_response
     status_code=202,
     openapi_extra=UPLOAD_BODY,
     summary="Upload documents",
-    responses=error_responses(*WITH_BODY, 404, 409, 415),
+    responses=error_responses(*WITH_BODY, *LIMITED, 404, 409, 415),
 )
 async def upload_documents(
     request: Request,

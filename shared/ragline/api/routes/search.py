@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ragline.api.dependencies import SearchPrincipal, SearchServiceDep
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.models import SearchRequest, SearchResponse
 
-router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY))
+router = APIRouter(
+    prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY, *LIMITED)
+)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search the knowledge base")

@@ -15,13 +15,15 @@ from fastapi.responses import StreamingResponse
 
 from ragline.api.activity import note_chat_tokens
 from ragline.api.dependencies import ChatPrincipal, ChatServiceDep
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.api.streaming import ThreadedStreamingResponse
 from ragline.errors import RaglineError
 from ragline.models import ChatRequest
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY))
+router = APIRouter(
+    prefix="/v1/kb", tags=["search and chat"], responses=error_responses(*AUTHENTICATED, *WITH_BODY, *LIMITED)
+)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ragline.api.dependencies import IngestPrincipal, SettingsDep, UploadServiceDep, WakeWorker
-from ragline.api.errors import AUTHENTICATED, WITH_BODY, error_responses
+from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.api.upload_bodies import accepted_body, read_at_most
 from ragline.models import UploadRequest
 
@@ -46,7 +46,7 @@ async def create_upload(
     name="receive_upload",
     summary="Receive a presigned upload",
     # The token in the URL is the authorization: 403 for a bad or expired one.
-    responses=error_responses(400, 403, 404, 409, 415, 422, 503, *WITH_BODY),
+    responses=error_responses(400, 403, 404, 409, 415, 422, 503, *WITH_BODY, *LIMITED),
 )
 async def receive_upload(
     document_id: str,

@@ -1,5 +1,5 @@
 """DynamoMetadataStore: the AWS twin of SqliteMetadataStore over one table (table.py) — the
-MetadataStore port (documents.py, keys.py), the persistence side of the JobQueue (jobs.py; SQS
+MetadataStore port (documents.py, keys.py), the KnowledgeBaseStore (knowledge_bases.py), the persistence side of the JobQueue (jobs.py; SQS
 delivers, sqs_queue.py) and the EventOutbox of the AWS backend (outbox.py)."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from typing import Any
 from ragline.adapters.aws.dynamodb.documents import DynamoDocuments
 from ragline.adapters.aws.dynamodb.jobs import DynamoJobs
 from ragline.adapters.aws.dynamodb.keys import DynamoApiKeys
+from ragline.adapters.aws.dynamodb.knowledge_bases import DynamoKnowledgeBases
 from ragline.adapters.aws.dynamodb.outbox import DynamoOutbox
 from ragline.adapters.aws.dynamodb.table import DEFAULT_TABLE_NAME, Table
 
 
-class DynamoMetadataStore(DynamoDocuments, DynamoJobs, DynamoApiKeys, DynamoOutbox):
+class DynamoMetadataStore(DynamoDocuments, DynamoJobs, DynamoApiKeys, DynamoOutbox, DynamoKnowledgeBases):
     def __init__(
         self,
         table_name: str = DEFAULT_TABLE_NAME,

@@ -11,6 +11,8 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 |-------------------|--------------------|---------------------|------------------------------------------|
 | document          | ``TENANT#<t>``     | ``DOC#<id>``        | sha_key, status_key, source_key (+ id)   |
 | external-id claim | ``TENANT#<t>``     | ``EXTID#<ext id>``  | (holds ``document_id``)                  |
+| knowledge base    | ``TENANT#<t>``     | ``KB#<id>``         | status_key while deleting (knowledge_bases.py) |
+| KB name claim     | ``TENANT#<t>``     | ``KBNAME#<name>``   | (holds ``kb_id``)                        |
 | content claim     | ``TENANT#<t>``     | ``SHA256#<sha>``    | (holds ``document_id``)                  |
 | job               | ``JOB#<id>``       | ``JOB``             | job_document_key, job_state_key (+ id)   |
 | API key           | ``KEY#<hash>``     | ``KEY``             |                                          |
