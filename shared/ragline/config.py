@@ -189,6 +189,14 @@ class Settings(BaseSettings):
     # How long the delivery log keeps a delivery and its attempts.
     webhook_delivery_retention_days: int = Field(default=30, ge=1)
 
+    # Query history: how long a recorded question (and the analytics counters of its day) is kept, and
+    # whether the answer text is kept with it (false: questions and metrics only).
+    history_retention_days: int = Field(default=90, ge=1, le=3650)
+    history_store_answers: bool = True
+    # The answer cache: the same normalised question, filters and model parameters while the tenant's
+    # documents did not change is answered without retrieval or a model call. Entries per process.
+    answer_cache_enabled: bool = True
+    answer_cache_entries: int = Field(default=2048, ge=1)
     # Knowledge bases a tenant may have (the default one included).
     max_knowledge_bases_per_tenant: int = Field(default=100, ge=1, le=10_000)
 
@@ -282,6 +290,11 @@ class Settings(BaseSettings):
     def activity_db(self) -> Path:
         """Key usage and the audit log."""
         return self.data_dir / "activity.db"
+
+    @property
+    def history_db(self) -> Path:
+        """The query history, its analytics counters and the corpus versions."""
+        return self.data_dir / "history.db"
 
     @property
     def webhooks_db(self) -> Path:

@@ -18,6 +18,7 @@ from ragline.events import OutboxEventBus
 from ragline.ingest.messages import INBOX_PREFIX, UPLOADS_PREFIX, IngestMessageHandler
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import S3UploadUrls, SignedUploadUrls, UploadService, UploadUrls, load_secret
+from ragline.insight.service import AnswerCache, InsightService
 from ragline.keys import KeyService
 from ragline.knowledge_bases import KnowledgeBaseService, PurgeScheduler, hidden_from_search
 from ragline.models import ApiKey
@@ -28,6 +29,7 @@ from ragline.ports import (
     DeliveryScheduler,
     Embedder,
     EventBus,
+    HistoryStore,
     HoldsConnections,
     IdempotencyStore,
     JobQueue,
@@ -173,6 +175,7 @@ class Container:
             lambda: self.index,
             lambda: self.embedder,
             self.events,
+            on_corpus_change=lambda tenant_id: self.insight.corpus_changed(tenant_id),
             knowledge_bases=_LazyKnowledgeBases(lambda: self.knowledge_bases),
         )
 
@@ -232,6 +235,28 @@ class Container:
             ChatBounds(self.settings.chat_models, self.settings.chat_max_tokens_limit),
             default_limit=self.settings.chat_default_limit,
             answer_floor=self.settings.chat_answer_floor,
+            insight=self.insight,
+            cache=AnswerCache(self.settings.answer_cache_entries) if self.settings.answer_cache_enabled else None,
+        )
+
+    # ---- history, analytics, the answer cache's scope ----------------------------------------------
+    @cached_property
+    def history_store(self) -> HistoryStore:
+        if self.settings.backend == "aws":
+            from ragline.adapters.aws.dynamodb.history import DynamoHistoryStore
+
+            return DynamoHistoryStore(self.settings.table_name, retention_days=self.settings.history_retention_days)
+        from ragline.adapters.local.sqlite_history import SqliteHistoryStore
+
+        return SqliteHistoryStore(self.settings.history_db, retention_days=self.settings.history_retention_days)
+
+    @cached_property
+    def insight(self) -> InsightService:
+        return InsightService(
+            self.history_store,
+            retention_days=self.settings.history_retention_days,
+            store_answers=self.settings.history_store_answers,
+            index=lambda: self.index,
         )
 
     @cached_property

@@ -198,12 +198,23 @@ class Source(BaseModel):
     title: str | None
     filename: str | None
     page: int | None
+    section: str | None = Field(
+        default=None, description="The heading the passage sits under, where the parser found one"
+    )
     text: str
 
 
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+class Timings(BaseModel):
+    """Milliseconds per stage of one answer; 0 for a stage not run (e.g. on a cache hit)."""
+
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
 
 
 class ChatResponse(BaseModel):
@@ -221,6 +232,10 @@ class ChatResponse(BaseModel):
         "the answer says the documents do not contain it",
     )
     grounded: bool = Field(description="Whether the answer cites at least one of `sources`")
+    cached: bool = Field(default=False, description="Answered from the answer cache (no model call)")
+    query_time_ms: float = Field(default=0.0, description="Total time to answer, as recorded in the history")
+    timings: Timings = Field(default_factory=Timings, description="Milliseconds per stage; 0 for a stage not run")
+    sources_used: list[str] = Field(default_factory=list, description="The cited files' names, each once")
 
 
 class TextDocumentRequest(BaseModel):

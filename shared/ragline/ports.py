@@ -15,6 +15,7 @@ from ragline.retrieval.filters import FilterNode
 if TYPE_CHECKING:
     from ragline.activity import AuditEvent, UsageDay, UsageDelta
     from ragline.idempotency import IdempotencyRecord, StoredResponse
+    from ragline.insight.models import DayStats, QueryRecord
     from ragline.knowledge_bases import KnowledgeBase
     from ragline.rate_limits import Window
     from ragline.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -354,6 +355,55 @@ class RateLimiter(Protocol):
         """Count one request of the key in ``window`` if fewer than ``limit`` are counted there: the
         count with it. None when the window already holds ``limit`` (nothing is counted)."""
         ...
+
+
+class HistoryStore(Protocol):
+    """The query history and the counters analytics read, maintained as queries are recorded (no
+    scans), and each tenant's corpus version (the answer cache's scope). Every read and write names
+    the tenant: another tenant's query is simply absent. ``now``/``delete_after`` are epoch seconds."""
+
+    def add_query(self, record: QueryRecord, *, delete_after: int) -> None:
+        """Keep the record until ``delete_after``, and count it: its day's questions, unanswered,
+        cached and latency; its normalised question on that day; each cited document (that day and
+        in total, with the time it was last referenced)."""
+        ...
+
+    def get_query(self, tenant_id: str, query_id: str, *, now: int) -> QueryRecord | None: ...
+    def list_queries(self, tenant_id: str, *, limit: int, offset: int, now: int) -> tuple[list[QueryRecord], int]:
+        """Newest first, and how many the tenant has (retention not yet passed)."""
+        ...
+
+    def delete_query(self, tenant_id: str, query_id: str) -> bool:
+        """Remove the record (its question no longer counts among the popular ones); False if none."""
+        ...
+
+    def rate_query(
+        self, tenant_id: str, query_id: str, rating: int, comment: str | None, *, now: int
+    ) -> QueryRecord | None:
+        """Set the rating (a new one replaces the old in its day's average); None if there is no such query."""
+        ...
+
+    def day_stats(self, tenant_id: str, since_day: str) -> list[DayStats]:
+        """The tenant's days from ``since_day`` (YYYY-MM-DD) on, oldest first."""
+        ...
+
+    def question_counts(self, tenant_id: str, since_day: str, limit: int) -> list[tuple[str, int]]:
+        """The most asked normalised questions since that day, most first (ties: the question's text)."""
+        ...
+
+    def document_counts(self, tenant_id: str, since_day: str, limit: int) -> list[tuple[str, str | None, int]]:
+        """(document id, title, references) of the most cited documents since that day, most first."""
+        ...
+
+    def document_references(self, tenant_id: str, document_id: str) -> tuple[int, str | None]:
+        """How many recorded answers cited the document, and when the latest did."""
+        ...
+
+    def corpus_version(self, tenant_id: str) -> int:
+        """A number that changes whenever the tenant's searchable documents change."""
+        ...
+
+    def bump_corpus(self, tenant_id: str) -> None: ...
 
 
 @runtime_checkable

@@ -86,6 +86,8 @@ def ragline(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> It
         ANTHROPIC_BASE_URL=fake.url,
         RAGLINE_CHAT_ALLOWED_MODELS="claude-haiku-5-5",  # the override test_chat_sends_history_and_overrides sends
         RAGLINE_LOG_LEVEL="WARNING",
+        # Each test scripts the model's answer to the same question: every chat must reach the model.
+        RAGLINE_ANSWER_CACHE_ENABLED="false",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )

@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from ragline.adapters.aws.clients import client, reset_clients
 from ragline.adapters.aws.dynamodb.activity import DynamoActivityStore
+from ragline.adapters.aws.dynamodb.history import DynamoHistoryStore
 from ragline.adapters.aws.dynamodb.store import DynamoMetadataStore
 from ragline.adapters.aws.dynamodb.table import table_definitions
 from ragline.adapters.aws.s3_blobs import S3BlobStore
@@ -25,6 +26,7 @@ from ragline.adapters.aws.sns_events import SnsEventBus
 from ragline.adapters.local.events import InProcessEventBus
 from ragline.adapters.local.filesystem import FilesystemBlobStore
 from ragline.adapters.local.sqlite_activity import SqliteActivityStore
+from ragline.adapters.local.sqlite_history import SqliteHistoryStore
 from ragline.adapters.local.sqlite_store import SqliteMetadataStore
 from ragline.ports import EventBus
 
@@ -100,6 +102,18 @@ def activity_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteActi
     for definition in table_definitions("ragline-test"):
         dynamodb.create_table(**definition)
     return DynamoActivityStore("ragline-test")
+
+
+# ---- HistoryStore ---------------------------------------------------------------------------------------
+@pytest.fixture(params=TWINS)
+def history_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteHistoryStore | DynamoHistoryStore:
+    if request.param == "local":
+        return SqliteHistoryStore(tmp_path / "history.db")
+    request.getfixturevalue("aws")
+    dynamodb = client("dynamodb")
+    for definition in table_definitions("ragline-test"):
+        dynamodb.create_table(**definition)
+    return DynamoHistoryStore("ragline-test")
 
 
 # ---- EventBus -----------------------------------------------------------------------------------------

@@ -500,3 +500,35 @@ def test_keys_function_creates_rotates_revokes_and_counts_on_dynamodb(
     events = response_json(keys(rest_event("GET", "/v1/audit", authorizer=admin), context))["events"]
     assert [e["action"] for e in events] == ["revoke_key", "rotate_key", "create_key"]
     assert events[0]["ip"] == "203.0.113.7" and events[0]["outcome"] == 204
+
+
+# ---- the insight function (deployed: DynamoDB, what the chat function recorded) ------------------
+def test_insight_function_reads_what_the_chat_function_recorded(stack: Stack, context: EmulatedLambdaContext) -> None:
+    data = _upload_text(stack.handler("documents"), context, stack.keys["t1"])
+    _ingest_now(stack, data["job_id"])
+    chat, insight = stack.handler("chat"), stack.handler("insight")
+    key = stack.keys["t1"]
+    answers = [
+        response_json(chat(rest_event("POST", "/v1/kb/chat", key=key, body={"query": q}), context))
+        for q in ("How long do refunds take?", "how long do REFUNDS take", "What is the capital of Mongolia?")
+    ]
+    assert [a["cached"] for a in answers] == [False, True, False]
+    history = response_json(insight(rest_event("GET", "/v1/queries/history", key=key), context))
+    assert history["total"] == 3
+    assert [q["query_id"] for q in history["queries"]] == [a["query_id"] for a in reversed(answers)]
+    rated = insight(
+        rest_event("PATCH", f"/v1/queries/{answers[0]['query_id']}/rating", key=key, body={"rating": 5}), context
+    )
+    assert rated["statusCode"] == 200, rated
+    popular = response_json(insight(rest_event("GET", "/v1/analytics/popular", key=key), context))
+    assert popular["top_questions"][0] == {"question": "how long do refunds take", "count": 2}
+    assert popular["top_documents"][0]["document_id"] == data["document_id"]
+    assert popular["top_documents"][0]["reference_count"] == 2
+    usage = response_json(insight(rest_event("GET", "/v1/analytics/usage", key=key), context))
+    assert (usage["total_questions"], usage["average_rating"], usage["cached_share"]) == (3, 5.0, round(1 / 3, 4))
+    stats = response_json(insight(rest_event("GET", f"/v1/documents/{data['document_id']}/stats", key=key), context))
+    assert stats["query_count"] == 2 and stats["chunk_count"] >= 1
+    # Another tenant sees none of it.
+    other = stack.keys["t2"]
+    assert insight(rest_event("GET", f"/v1/queries/{answers[0]['query_id']}", key=other), context)["statusCode"] == 404
+    assert response_json(insight(rest_event("GET", "/v1/queries/history", key=other), context))["total"] == 0

@@ -70,6 +70,7 @@ def test_template_loads_with_short_tags_in_long_form():
         "WebhooksFunction",
         "WebhookDispatcherFunction",
         "KeysFunction",
+        "InsightFunction",
     }
 
 
@@ -188,6 +189,14 @@ def test_every_route_but_health_needs_the_key_and_the_authorizer():
         ("/v1/keys/{key_id}/rotate", "POST"),
         ("/v1/keys/{key_id}/usage", "GET"),
         ("/v1/audit", "GET"),
+        ("/v1/queries/history", "GET"),
+        ("/v1/queries/{query_id}", "GET"),
+        ("/v1/queries/{query_id}", "DELETE"),
+        ("/v1/queries/{query_id}/rating", "PATCH"),
+        ("/v1/analytics/popular", "GET"),
+        ("/v1/analytics/usage", "GET"),
+        ("/v1/documents/{document_id}/stats", "GET"),
+        ("/v1/kb/documents/{id}/stats", "GET"),
     }
     # A revoked or rotated-out key is refused within a minute: the authorizer's cached answer lives at most this.
     assert 0 < authorizer["Identity"]["ReauthorizeEvery"] <= 60
@@ -230,6 +239,8 @@ MEMORY = {
     "WebhookDispatcherFunction": (82, 256),
     # Init, a request and its boto3 clients, with the test harness (moto, pytest) imported too: an upper bound.
     "KeysFunction": (107, 256),
+    # Init, history, popular and usage reads on moto, harness imported: an upper bound (/tmp/insight_mem.py in the report).
+    "InsightFunction": (129, 256),
 }
 
 
@@ -769,3 +780,15 @@ def test_the_rate_limit_is_a_parameter_with_the_settings_default_and_the_functio
         policies = [next(iter(p)) for p in props(name)["Policies"] if isinstance(p, dict) and len(p) == 1]
         assert {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"} & set(policies), name
     assert {"DynamoDBCrudPolicy"} & {next(iter(p)) for p in props("KeysFunction")["Policies"] if isinstance(p, dict)}
+
+
+def test_api_paths_use_one_variable_name_per_level():
+    """API Gateway refuses a deployment where sibling resources are different variables
+    (`/documents/{id}` beside `/documents/{document_id}/stats`)."""
+    variables: dict[str, set[str]] = {}
+    for _, path, _, _ in api_events():
+        parts = path.strip("/").split("/")
+        for depth, part in enumerate(parts):
+            if part.startswith("{"):
+                variables.setdefault("/".join(parts[:depth]), set()).add(part)
+    assert {parent: names for parent, names in variables.items() if len(names) > 1} == {}

@@ -85,6 +85,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     env = {
         "RAGLINE_CHAT_ALLOWED_MODELS": ALLOWED,
         "RAGLINE_CHAT_MAX_TOKENS_LIMIT": str(LIMIT),
+        "RAGLINE_ANSWER_CACHE_ENABLED": "false",  # every request here must reach the model
         "ANTHROPIC_API_KEY": "",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",

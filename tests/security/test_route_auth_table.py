@@ -70,6 +70,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/keys/{key_id}/rotate"): Route(Scope.ADMIN, {"grace_period_hours": 1}),
     ("GET", "/v1/keys/{key_id}/usage"): Route(Scope.ADMIN),
     ("GET", "/v1/audit"): Route(Scope.ADMIN),
+    ("GET", "/v1/queries/history"): Route(Scope.CHAT),
+    ("GET", "/v1/queries/{query_id}"): Route(Scope.CHAT),
+    ("DELETE", "/v1/queries/{query_id}"): Route(Scope.CHAT),
+    ("PATCH", "/v1/queries/{query_id}/rating"): Route(Scope.CHAT, {"rating": 3}),
+    ("GET", "/v1/analytics/popular"): Route(Scope.CHAT),
+    ("GET", "/v1/analytics/usage"): Route(Scope.CHAT),
+    ("GET", "/v1/documents/{document_id}/stats"): Route(Scope.INGEST),
+    ("GET", "/v1/kb/documents/{document_id}/stats"): Route(Scope.INGEST),
     ("POST", "/v1/knowledge-bases"): Route(Scope.INGEST, {"name": "Manuals"}),
     ("GET", "/v1/knowledge-bases"): Route(Scope.SEARCH, or_scope=Scope.INGEST),
     ("GET", "/v1/knowledge-bases/{kb_id}"): Route(Scope.SEARCH, or_scope=Scope.INGEST),
@@ -127,6 +135,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         webhook = t2.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["*"]}).json()
         delivery = t2.post(f"/v1/webhooks/{webhook['id']}/test").json()
         t2_key = t2.post("/v1/keys", json={"name": "t2's", "scopes": ["search"]}).json()
+        t2_query = t2.post("/v1/kb/chat", json={"query": "refunds"}).json()
         t2_kb = t2.post("/v1/knowledge-bases", json={"name": "t2's manuals"}).json()
         t2.close()
         ids = {
@@ -135,6 +144,7 @@ def world(tmp_path_factory) -> Iterator[World]:
             "webhook_id": webhook["id"],
             "delivery_id": delivery["delivery_id"],
             "key_id": t2_key["id"],
+            "query_id": t2_query["query_id"],
             "kb_id": t2_kb["id"],
         }
         yield World(server, keys, ids)

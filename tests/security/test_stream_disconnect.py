@@ -47,6 +47,7 @@ def served(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = {
         "ANTHROPIC_API_KEY": fake.api_key,
         "ANTHROPIC_BASE_URL": fake.url,
+        "RAGLINE_ANSWER_CACHE_ENABLED": "false",  # every stream here must reach the model
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         # Every question goes to the model, whatever its evidence: the numbered questions below are not

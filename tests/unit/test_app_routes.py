@@ -49,6 +49,17 @@ KEYS = {
     ("GET", "/v1/audit"),
 }
 
+INSIGHT = {
+    ("GET", "/v1/queries/history"),
+    ("GET", "/v1/queries/{query_id}"),
+    ("DELETE", "/v1/queries/{query_id}"),
+    ("PATCH", "/v1/queries/{query_id}/rating"),
+    ("GET", "/v1/analytics/popular"),
+    ("GET", "/v1/analytics/usage"),
+    ("GET", "/v1/documents/{document_id}/stats"),
+    ("GET", "/v1/kb/documents/{document_id}/stats"),
+}
+
 SERVED = [
     (("documents", "knowledge_bases", "health"), DOCUMENTS | KNOWLEDGE_BASES | HEALTH),  # functions/documents
     (("search",), {("POST", "/v1/kb/search")}),  # functions/search
@@ -56,6 +67,7 @@ SERVED = [
     (("stream", "health"), {("POST", "/v1/kb/chat/stream")} | HEALTH),  # functions/stream_chat
     (("webhooks",), WEBHOOKS),  # functions/webhooks
     (("keys",), KEYS),  # functions/keys
+    (("insight",), INSIGHT),  # functions/insight
     (
         None,  # ragline serve: everything
         DOCUMENTS
@@ -63,6 +75,7 @@ SERVED = [
         | HEALTH
         | KEYS
         | WEBHOOKS
+        | INSIGHT
         | {("POST", "/v1/kb/search"), ("POST", "/v1/kb/chat"), ("POST", "/v1/kb/chat/stream")},
     ),
 ]

@@ -33,6 +33,7 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "stream": ("stream",),
     "webhooks": ("webhooks",),
     "keys": ("keys", "audit"),
+    "insight": ("queries",),
 }
 
 

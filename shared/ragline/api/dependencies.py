@@ -22,6 +22,7 @@ from ragline.container import Container
 from ragline.errors import Forbidden
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import UploadService
+from ragline.insight.service import InsightService
 from ragline.keys import KeyService
 from ragline.knowledge_bases import KnowledgeBaseService
 from ragline.models import Principal, Scope
@@ -99,6 +100,10 @@ def get_audit(container: ContainerDep) -> AuditTrail:
     return container.audit
 
 
+def get_insight(container: ContainerDep) -> InsightService:
+    return container.insight
+
+
 def get_worker_wakeup(request: Request) -> Callable[[], None]:
     return request.app.state.notify_worker
 
@@ -113,5 +118,6 @@ KeyServiceDep = Annotated[KeyService, Depends(get_key_service)]
 KnowledgeBaseServiceDep = Annotated[KnowledgeBaseService, Depends(get_knowledge_base_service)]
 UsageDep = Annotated[UsageRecorder, Depends(get_usage)]
 AuditDep = Annotated[AuditTrail, Depends(get_audit)]
+InsightDep = Annotated[InsightService, Depends(get_insight)]
 # Call after accepting documents: wakes the local worker at once (does nothing on Lambda).
 WakeWorker = Annotated[Callable[[], None], Depends(get_worker_wakeup)]

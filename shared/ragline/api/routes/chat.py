@@ -16,6 +16,6 @@ router = APIRouter(
 
 @router.post("/chat", response_model=ChatResponse, summary="Ask a question; get a cited answer")
 def chat(request: Request, body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep) -> ChatResponse:
-    answer = chat_service.answer(principal.tenant_id, body)
+    answer = chat_service.answer(principal.tenant_id, body, key_id=principal.key_id)
     note_chat_tokens(request, answer.usage.input_tokens, answer.usage.output_tokens)  # the key's usage
     return answer

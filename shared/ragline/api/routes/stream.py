@@ -43,7 +43,7 @@ async def chat_stream(
     request: Request, body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep
 ) -> StreamingResponse:
     # Retrieval runs before the first byte, so its errors are ordinary HTTP errors.
-    prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body)
+    prepared = await run_in_threadpool(chat_service.prepare, principal.tenant_id, body, key_id=principal.key_id)
 
     def frames() -> Generator[str, None, None]:
         try:
