@@ -1,5 +1,6 @@
 """Fuzz every operation of the served OpenAPI against a real server: whatever the input, never a 5xx,
-and never a status the OpenAPI does not list for that route.
+never a status the OpenAPI does not list for that route, and every answer matching its schema (SSE
+events of the stream included).
 
 Schemathesis generates valid and invalid bodies, paths, queries and headers from the schema; each
 operation gets up to FUZZ_EXAMPLES cases (about 1,000 in all), derandomized so a red run reproduces.
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
 from ragline.api.app import create_app
 from ragline.config import Settings
@@ -60,7 +61,10 @@ def test_no_input_makes_a_server_error(case, fuzz_server):
     headers = {"x-api-key": fuzz_server.key} if case.path != "/health" else {}
     CASES_SENT[case.operation.label] = CASES_SENT.get(case.operation.label, 0) + 1
     case.call_and_validate(
-        base_url=fuzz_server.url, headers=headers, checks=[not_a_server_error, status_code_conformance], timeout=30
+        base_url=fuzz_server.url,
+        headers=headers,
+        checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
+        timeout=30,
     )
 
 

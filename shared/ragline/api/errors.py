@@ -17,12 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    """Every error's body (``details`` on a 422 from validation, ``retry_after`` on a 429)."""
+    """Every error's body (``details`` on a 422 from validation or a refused batch, ``retry_after`` on a 429)."""
 
     error: str
     message: str
     code: int
-    details: list[dict[str, Any]] | None = None
+    # A list of field errors on a 422; an object on a batch upload's refusal ({"documents": [...]}).
+    details: list[dict[str, Any]] | dict[str, Any] | None = None
     retry_after: int | None = None  # seconds, as in the Retry-After header
 
 

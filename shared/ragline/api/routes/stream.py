@@ -33,11 +33,20 @@ def sse_frame(payload: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
+# One Server-Sent Event, as a client's parser sees it: its `data` line is a JSON object
+# {"event": "sources" | "message" | "done" | "error", "data": {...}}, or the final "[DONE]".
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+    "required": ["data"],
+}
+
+
 @router.post(
     "/chat/stream",
     summary="Ask a question; get the cited answer as Server-Sent Events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}}},
 )
 async def chat_stream(
     request: Request, body: ChatRequest, principal: ChatPrincipal, chat_service: ChatServiceDep
