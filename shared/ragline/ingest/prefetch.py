@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -32,40 +33,10 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     An exception in the producer is raised in the consumer; a consumer that stops early stops
     the producer.
     """
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    # Groups of exactly one: the same producer thread, buffer and error hand-over.
+    with closing(prefetch_groups(items, 1, 1, depth)) as groups:
+        for group in groups:
+            yield from group
 
 
 def prefetch_groups(items: Iterable[T], min_size: int, max_size: int, depth: int | None = None) -> Iterator[list[T]]:
