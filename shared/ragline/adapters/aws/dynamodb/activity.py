@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragline.activity import AuditEvent, UsageDay, UsageDelta
-from ragline.adapters.aws.dynamodb.table import Expression, Table, serialize
+from ragline.adapters.aws.dynamodb.table import Expression, Table, TableAdapter, serialize
 
 ROUTE_PREFIX = "route:"
 DAY_PREFIX = "DAY#"
@@ -127,6 +127,5 @@ class DynamoActivity:
         return events, (events[-1].id if more else None)
 
 
-class DynamoActivityStore(DynamoActivity):
-    def __init__(self, table_name: str, *, client: Any = None) -> None:
-        self.table = Table(table_name, client=client)
+class DynamoActivityStore(DynamoActivity, TableAdapter):
+    pass

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ragline.adapters.aws.dynamodb.table import TTL_ATTRIBUTE, Expression, Table, serialize, tenant_pk
+from ragline.adapters.aws.dynamodb.table import TTL_ATTRIBUTE, Expression, TableAdapter, serialize, tenant_pk
 from ragline.insight.models import DayStats, QueryRecord
 from ragline.insight.text import latency_bucket, question_hash
 
@@ -51,9 +51,9 @@ def _days(since_day: str, today: str) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
-class DynamoHistoryStore:
+class DynamoHistoryStore(TableAdapter):
     def __init__(self, table_name: str, *, retention_days: int = 90, client: Any = None) -> None:
-        self.table = Table(table_name, client=client)
+        super().__init__(table_name, client=client)
         self.retention_days = retention_days
 
     # ---- writes -----------------------------------------------------------------------------------

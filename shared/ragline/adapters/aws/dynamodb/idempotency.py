@@ -26,10 +26,9 @@ from botocore.exceptions import ClientError
 
 from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb.table import (
-    DEFAULT_TABLE_NAME,
     TTL_ATTRIBUTE,
     Expression,
-    Table,
+    TableAdapter,
     deserialize,
     serialize,
 )
@@ -66,17 +65,7 @@ def _record(item: Mapping[str, Any]) -> IdempotencyRecord:
     )
 
 
-class DynamoIdempotencyStore:
-    def __init__(
-        self,
-        table_name: str = DEFAULT_TABLE_NAME,
-        *,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        client: Any = None,
-    ) -> None:
-        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, client=client)
-
+class DynamoIdempotencyStore(TableAdapter):
     def claim(
         self, scope: str, key: str, token: str, *, now: float, ttl_seconds: float, stale_after_seconds: float
     ) -> IdempotencyRecord | None:

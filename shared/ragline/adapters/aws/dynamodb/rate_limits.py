@@ -14,12 +14,15 @@ DynamoDB's TTL remove it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from botocore.exceptions import ClientError
 
 from ragline.adapters.aws import clients
-from ragline.adapters.aws.dynamodb.table import DEFAULT_TABLE_NAME, TTL_ATTRIBUTE, Expression, Table, serialize
+from ragline.adapters.aws.dynamodb.table import (
+    TTL_ATTRIBUTE,
+    Expression,
+    TableAdapter,
+    serialize,
+)
 from ragline.rate_limits import Window
 
 
@@ -27,17 +30,7 @@ def counter_key(key_id: str, window: Window) -> dict[str, str]:
     return {"pk": f"RATE#{key_id}", "sk": f"W#{window.start}"}
 
 
-class DynamoRateLimiter:
-    def __init__(
-        self,
-        table_name: str = DEFAULT_TABLE_NAME,
-        *,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        client: Any = None,
-    ) -> None:
-        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, client=client)
-
+class DynamoRateLimiter(TableAdapter):
     def acquire(self, key_id: str, window: Window, limit: int) -> int | None:
         expression = Expression()
         count = expression.name("n")

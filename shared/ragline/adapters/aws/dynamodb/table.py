@@ -418,3 +418,18 @@ class Table:
                     raise
                 return None
         return deserialize(answer["Attributes"])
+
+
+class TableAdapter:
+    """Base of the adapters over the one table: each is built from the table's name (a region, an
+    endpoint or a ready client for the emulator and the tests) and keeps its ``Table``."""
+
+    def __init__(
+        self,
+        table_name: str = DEFAULT_TABLE_NAME,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, client=client)

@@ -35,7 +35,7 @@ from ragline.adapters.aws.dynamodb.table import (
     DEFAULT_TABLE_NAME,
     TTL_ATTRIBUTE,
     Expression,
-    Table,
+    TableAdapter,
     serialize,
     tenant_pk,
 )
@@ -92,7 +92,7 @@ def _epoch(moment: str) -> int:
     return int(datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp())
 
 
-class DynamoWebhookStore:
+class DynamoWebhookStore(TableAdapter):
     def __init__(
         self,
         table_name: str = DEFAULT_TABLE_NAME,
@@ -102,7 +102,7 @@ class DynamoWebhookStore:
         endpoint_url: str | None = None,
         client: Any = None,
     ) -> None:
-        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, client=client)
+        super().__init__(table_name, region=region, endpoint_url=endpoint_url, client=client)
         self.retention_seconds = retention_days * 86400
 
     # ---- endpoints -------------------------------------------------------------------------------
