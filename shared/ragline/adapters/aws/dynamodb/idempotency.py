@@ -119,33 +119,22 @@ class DynamoIdempotencyStore(TableAdapter):
         expression = Expression()
         sets = ", ".join(f"{expression.name(name)} = {expression.value(value)}" for name, value in values.items())
         condition = f"{expression.name('token')} = {expression.value(token)} AND attribute_not_exists({expression.name('status')})"
-        with self.table.down():
-            try:
-                self.table.db.update_item(
-                    TableName=self.table.name,
-                    Key=serialize(record_key(scope, key)),
-                    UpdateExpression=f"SET {sets}",
-                    ConditionExpression=condition,
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return False
-        return True
+        answer = self.table.write_if(
+            "update_item",
+            Key=serialize(record_key(scope, key)),
+            UpdateExpression=f"SET {sets}",
+            ConditionExpression=condition,
+            **expression.arguments(),
+        )
+        return answer is not None
 
     def release(self, scope: str, key: str, token: str) -> None:
         expression = Expression()
         condition = f"{expression.name('token')} = {expression.value(token)} AND attribute_not_exists({expression.name('status')})"
-        with self.table.down():
-            try:
-                self.table.db.delete_item(
-                    TableName=self.table.name,
-                    Key=serialize(record_key(scope, key)),
-                    ConditionExpression=condition,
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                # Not ours any more (completed, or taken over after the stale time): nothing to release.
+        # Refused when not ours any more (completed, or taken over after the stale time): nothing to release.
+        self.table.write_if(
+            "delete_item",
+            Key=serialize(record_key(scope, key)),
+            ConditionExpression=condition,
+            **expression.arguments(),
+        )

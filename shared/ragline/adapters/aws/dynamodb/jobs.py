@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb.documents import document_writes, is_content_claim
 from ragline.adapters.aws.dynamodb.table import (
     BY_DOCUMENT,
@@ -123,21 +120,15 @@ class DynamoJobs:
             f" OR ({status} = {expression.value(JobStatus.PROCESSING.value)}"
             f" AND {updated} < {expression.value(stale_before)}))"
         )
-        with self.table.down():
-            try:
-                answer = self.table.db.update_item(
-                    TableName=self.table.name,
-                    Key=serialize(job_key(job_id)),
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ReturnValues="ALL_NEW",
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return None
-        return job_from_item(deserialize(answer["Attributes"]))
+        answer = self.table.write_if(
+            "update_item",
+            Key=serialize(job_key(job_id)),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ReturnValues="ALL_NEW",
+            **expression.arguments(),
+        )
+        return None if answer is None else job_from_item(deserialize(answer["Attributes"]))
 
     def finish(self, job_id: str, *, error: str | None = None) -> None:
         status = JobStatus.FAILED if error else JobStatus.SUCCEEDED

@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb.table import KEY_COUNTER, Expression, Table, deserialize, serialize, tenant_pk
 from ragline.errors import Conflict
 from ragline.models import ApiKey, Scope
@@ -115,22 +112,16 @@ class DynamoApiKeys:
             return None
         expression = Expression()
         revoked = expression.name("revoked_at")
-        with self.table.down():
-            try:
-                answer = self.table.db.update_item(
-                    TableName=self.table.name,
-                    Key=serialize(api_key_key(key_hash)),
-                    # The first revocation's time stays.
-                    UpdateExpression=f"SET {revoked} = if_not_exists({revoked}, {expression.value(revoked_at)})",
-                    ConditionExpression=f"attribute_exists({expression.name('pk')})",
-                    ReturnValues="ALL_NEW",
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return None
-        return api_key_from_item(deserialize(answer["Attributes"]))
+        answer = self.table.write_if(
+            "update_item",
+            Key=serialize(api_key_key(key_hash)),
+            # The first revocation's time stays.
+            UpdateExpression=f"SET {revoked} = if_not_exists({revoked}, {expression.value(revoked_at)})",
+            ConditionExpression=f"attribute_exists({expression.name('pk')})",
+            ReturnValues="ALL_NEW",
+            **expression.arguments(),
+        )
+        return None if answer is None else api_key_from_item(deserialize(answer["Attributes"]))
 
     def rotate_key(self, old_id: str, expires_at: str, new: ApiKey) -> None:
         old_hash = self._hash_of(old_id)

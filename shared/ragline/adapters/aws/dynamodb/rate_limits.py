@@ -14,9 +14,6 @@ DynamoDB's TTL remove it.
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb.table import (
     TTL_ATTRIBUTE,
     Expression,
@@ -39,18 +36,14 @@ class DynamoRateLimiter(TableAdapter):
             f"SET {expression.name(TTL_ATTRIBUTE)} = {expression.value(window.end + window.seconds)}"
         )
         condition = f"attribute_not_exists({count}) OR {count} < {expression.value(limit)}"
-        with self.table.down():
-            try:
-                answer = self.table.db.update_item(
-                    TableName=self.table.name,
-                    Key=serialize(counter_key(key_id, window)),
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ReturnValues="UPDATED_NEW",
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return None  # the window is full: this request is not counted
+        answer = self.table.write_if(
+            "update_item",
+            Key=serialize(counter_key(key_id, window)),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ReturnValues="UPDATED_NEW",
+            **expression.arguments(),
+        )
+        if answer is None:
+            return None  # the window is full: this request is not counted
         return int(answer["Attributes"]["n"]["N"])

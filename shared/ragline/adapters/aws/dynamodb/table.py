@@ -389,6 +389,18 @@ class Table:
                 "deletes",
             )
 
+    def write_if(self, operation: str, **arguments: Any) -> dict[str, Any] | None:
+        """One conditional write (``put_item``, ``update_item`` or ``delete_item``, its
+        ConditionExpression among ``arguments``): DynamoDB's answer, or None when the condition failed."""
+        with self.down():
+            try:
+                answer: dict[str, Any] = getattr(self.db, operation)(TableName=self.name, **arguments)
+            except ClientError as exc:
+                if clients.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return None
+        return answer
+
     def update_existing(
         self,
         key: Mapping[str, str],
@@ -403,21 +415,15 @@ class Table:
         """
         expression = Expression()
         sets, removes = split_nones(values)
-        with self.down():
-            try:
-                answer = self.db.update_item(
-                    TableName=self.name,
-                    Key=serialize(key),
-                    UpdateExpression=expression.update(sets, removes, adds),
-                    ConditionExpression=expression.exists_with(required or {}),
-                    ReturnValues="ALL_NEW",
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return None
-        return deserialize(answer["Attributes"])
+        answer = self.write_if(
+            "update_item",
+            Key=serialize(key),
+            UpdateExpression=expression.update(sets, removes, adds),
+            ConditionExpression=expression.exists_with(required or {}),
+            ReturnValues="ALL_NEW",
+            **expression.arguments(),
+        )
+        return None if answer is None else deserialize(answer["Attributes"])
 
 
 class TableAdapter:

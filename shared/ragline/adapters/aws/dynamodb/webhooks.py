@@ -28,9 +28,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ragline.adapters.aws import clients
 from ragline.adapters.aws.dynamodb.table import (
     DEFAULT_TABLE_NAME,
     TTL_ATTRIBUTE,
@@ -196,19 +193,10 @@ class DynamoWebhookStore(TableAdapter):
         if it is still there); False when that condition failed."""
         expression = Expression()
         condition = f"attribute_{'not_' if new else ''}exists({expression.name('pk')})"
-        with self.table.down():
-            try:
-                self.table.db.put_item(
-                    TableName=self.table.name,
-                    Item=serialize(item),
-                    ConditionExpression=condition,
-                    **expression.arguments(),
-                )
-            except ClientError as exc:
-                if clients.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return False
-        return True
+        answer = self.table.write_if(
+            "put_item", Item=serialize(item), ConditionExpression=condition, **expression.arguments()
+        )
+        return answer is not None
 
     def get_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> WebhookDelivery | None:
         item = self.table.get(delivery_key(tenant_id, webhook_id, delivery_id))
