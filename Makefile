@@ -35,8 +35,8 @@ test: install-test lint lint-infra package-check
 	$(BIN)/pytest
 
 lint: install-test
-	$(BIN)/ruff check shared tests functions infra bench
-	$(BIN)/ruff format --check shared tests functions infra bench
+	$(BIN)/ruff check shared tests functions infra bench clients
+	$(BIN)/ruff format --check shared tests functions infra bench clients
 
 # Re-resolve every lock (newest versions allowed by pyproject.toml and infra/locks/*.in), then check the
 # layer locks against the new uv.lock with `make test` (tests/integration/test_template_and_provisioning.py).

@@ -429,6 +429,7 @@ NOT_IN_LAYERS = {
     "rich": "the CLI",
     "pyyaml": "template tooling (provision, tests)",
     "fonttools": "optional for pypdf; 27 MiB",
+    "fastapi-offline": "the /docs and /redoc assets of ragline serve",
 }
 # Declared dependencies of shipped packages that are not shipped, and why.
 NOT_SHIPPED_DEPENDENCIES = {

@@ -1,0 +1,3 @@
+"""Ragline's Python client."""
+
+__version__ = "0.1.0"
