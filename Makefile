@@ -11,7 +11,7 @@ UV         := $(UV_VENV)/bin/uv
 # Never download an interpreter: the machine's python3.11 (or $(PYTHON)) is the one.
 UV_ENV     := UV_PYTHON_DOWNLOADS=never UV_PYTHON=$(PYTHON)
 
-.PHONY: dev test install install-test lint lint-infra sam-build package-check lock clean
+.PHONY: dev test install install-test browser lint lint-infra sam-build package-check lock clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ragline needs Python 3.11, found " + sys.version.split()[0]'
@@ -31,8 +31,13 @@ install-test: $(VENV)/.synced
 dev: install
 	$(BIN)/ragline serve
 
-test: install-test lint lint-infra package-check
+test: install-test browser lint lint-infra package-check
 	$(BIN)/pytest
+
+# The web page's browser test drives Debian's chromium (Playwright's own browser download is not used).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium)
 
 lint: install-test
 	$(BIN)/ruff check shared tests functions infra bench clients

@@ -430,6 +430,7 @@ NOT_IN_LAYERS = {
     "pyyaml": "template tooling (provision, tests)",
     "fonttools": "optional for pypdf; 27 MiB",
     "fastapi-offline": "the /docs and /redoc assets of ragline serve",
+    "ragline-client": "the CLI's remote mode",
 }
 # Declared dependencies of shipped packages that are not shipped, and why.
 NOT_SHIPPED_DEPENDENCIES = {
