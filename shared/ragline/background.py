@@ -104,5 +104,7 @@ def _worker_ingest(container: Container) -> IngestService:
         lambda: container.index,
         lambda: build_embedder(settings),
         container.events,
-        on_corpus_change=lambda tenant_id: container.insight.corpus_changed(tenant_id),  # the answer cache
+        on_corpus_change=lambda tenant_id, kb_id: container.insight.corpus_changed(
+            tenant_id, kb_id
+        ),  # the answer cache
     )

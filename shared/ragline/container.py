@@ -175,7 +175,7 @@ class Container:
             lambda: self.index,
             lambda: self.embedder,
             self.events,
-            on_corpus_change=lambda tenant_id: self.insight.corpus_changed(tenant_id),
+            on_corpus_change=lambda tenant_id, kb_id: self.insight.corpus_changed(tenant_id, kb_id),
             knowledge_bases=_LazyKnowledgeBases(lambda: self.knowledge_bases),
         )
 

@@ -399,11 +399,14 @@ class HistoryStore(Protocol):
         """How many recorded answers cited the document, and when the latest did."""
         ...
 
-    def corpus_version(self, tenant_id: str) -> int:
-        """A number that changes whenever the tenant's searchable documents change."""
+    def corpus_version(self, tenant_id: str, kb_id: str | None = None) -> int:
+        """A number that changes whenever the searchable documents of the tenant (``kb_id`` None) or
+        of one of its knowledge bases change."""
         ...
 
-    def bump_corpus(self, tenant_id: str) -> None: ...
+    def bump_corpus(self, tenant_id: str, kb_id: str) -> None:
+        """A document of that knowledge base changed: its version and the tenant's both move, together."""
+        ...
 
 
 @runtime_checkable

@@ -113,12 +113,17 @@ def test_cited_documents_count_once_per_answer(history_store) -> None:
     assert history_store.document_references("t2", "doc_a") == (0, None)
 
 
-def test_corpus_versions_are_per_tenant_and_only_grow(history_store) -> None:
+def test_corpus_versions_are_per_tenant_and_knowledge_base_and_only_grow(history_store) -> None:
     assert history_store.corpus_version("t1") == 0
-    history_store.bump_corpus("t1")
-    history_store.bump_corpus("t1")
+    history_store.bump_corpus("t1", "default")
+    history_store.bump_corpus("t1", "manuals")
+    # The tenant's version moves with any base; a base's only with its own.
     assert history_store.corpus_version("t1") == 2
+    assert history_store.corpus_version("t1", "default") == 1
+    assert history_store.corpus_version("t1", "manuals") == 1
+    assert history_store.corpus_version("t1", "other") == 0
     assert history_store.corpus_version("t2") == 0
+    assert history_store.corpus_version("t2", "manuals") == 0
 
 
 def test_popular_ties_are_ordered_by_text_even_at_the_limit(history_store) -> None:

@@ -12,6 +12,7 @@ from ragline.chat.service import ChatService
 from ragline.config import Settings
 from ragline.container import Container
 from ragline.insight.service import AnswerCache
+from ragline.knowledge_bases import CreateKnowledgeBaseRequest
 from ragline.models import ChatRequest
 from ragline.ports import AnswerDelta, AnswerDone, AnswerModel, AnswerRequest
 
@@ -105,3 +106,24 @@ def test_without_the_cache_every_chat_asks_the_model(container: Container) -> No
 def test_the_setting_turns_the_cache_off(tmp_path) -> None:
     assert Container(Settings(data_dir=tmp_path, answer_cache_enabled=False)).chat.cache is None
     assert Container(Settings(data_dir=tmp_path)).chat.cache is not None
+
+
+def test_a_change_in_one_knowledge_base_keeps_the_answers_scoped_to_another(container: Container) -> None:
+    manuals_kb = container.knowledge_bases.create("t3", CreateKnowledgeBaseRequest(name="Manuals")).id
+    billing_kb = container.knowledge_bases.create("t3", CreateKnowledgeBaseRequest(name="Billing")).id
+    ingest(container, "t3", "The pump must be primed before its first start.", kb_id=manuals_kb)
+    ingest(container, "t3", "Invoices are due within 30 days.", kb_id=billing_kb)
+    model = Counting(container.answerer)
+    chat = chat_service(container, model)
+    manuals = ChatRequest(query="What must be done before the pump's first start?", filters={"kb_id": manuals_kb})
+    everywhere = ChatRequest(query="What must be done before the pump's first start?")
+    for request in (manuals, everywhere):
+        assert chat.answer("t3", request).cached is False
+        assert chat.answer("t3", request).cached is True
+    calls = model.calls
+    ingest(container, "t3", "Refunds take ten days.", kb_id=billing_kb)
+    # Scoped to the unchanged base: still a hit. Across the tenant: the corpus changed.
+    assert chat.answer("t3", manuals).cached is True
+    assert chat.answer("t3", everywhere).cached is False and model.calls == calls + 1
+    ingest(container, "t3", "Bleed the air from the pump after priming.", kb_id=manuals_kb)
+    assert chat.answer("t3", manuals).cached is False and model.calls == calls + 2

@@ -116,7 +116,9 @@ class ChatService:
             "max_tokens": request.max_tokens,
         }
         try:
-            version = self.insight.corpus_version(tenant_id)
+            # A question scoped to one knowledge base keeps its cached answer while other bases change.
+            kb_id = request.filters.get("kb_id")
+            version = self.insight.corpus_version(tenant_id, kb_id if isinstance(kb_id, str) else None)
         except DependencyUnavailable as exc:
             # The answer does not need the cache: without the corpus version, answer afresh.
             log.warning("answer cache skipped for tenant %s: %s", tenant_id, exc)

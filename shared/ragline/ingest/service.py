@@ -141,7 +141,7 @@ class IngestService:
         embedder: Callable[[], Embedder],
         events: EventBus,
         *,
-        on_corpus_change: Callable[[str], None] | None = None,
+        on_corpus_change: Callable[[str, str], None] | None = None,
         knowledge_bases: KnowledgeBaseDirectory | None = None,
     ) -> None:
         self.settings = settings
@@ -155,7 +155,7 @@ class IngestService:
         self.events = events
         self.progress: ProgressHook | None = None  # `ragline ingest` shows pages and chunks per second
         # Told (with the tenant) after the searchable chunks changed: the answer cache's scope.
-        self._corpus_changed = on_corpus_change or (lambda tenant_id: None)
+        self._corpus_changed = on_corpus_change or (lambda tenant_id, kb_id: None)
 
     @cached_property
     def index(self) -> VectorIndex:
@@ -312,7 +312,7 @@ class IngestService:
             )
             chunks = document_chunks(doc, passages, title)
             self.index.replace_document(doc.tenant_id, doc.id, chunks, vectors)
-            self._corpus_changed(doc.tenant_id)  # before the document reads indexed
+            self._corpus_changed(doc.tenant_id, doc.kb_id)  # before the document reads indexed
         except DocumentParseError as exc:
             return self.fail_job(job, str(exc))
         except (OSError, DependencyUnavailable) as exc:
@@ -360,7 +360,7 @@ class IngestService:
             return None
         # Only indexed documents have searchable chunks: a failed new version takes the old one's away.
         self.index.delete_document(doc.tenant_id, doc.id)
-        self._corpus_changed(doc.tenant_id)
+        self._corpus_changed(doc.tenant_id, doc.kb_id)
         failed = self.store.update_document(
             doc.tenant_id, doc.id, status=DocumentStatus.FAILED, error=reason, chunk_count=0
         )
@@ -423,7 +423,7 @@ class IngestService:
         """Chunks first, then the originals, then the record; `document.deleted` last, once no chunk
         of the document is left in the index."""
         self.index.delete_document(doc.tenant_id, doc.id)
-        self._corpus_changed(doc.tenant_id)  # before the document reads 404
+        self._corpus_changed(doc.tenant_id, doc.kb_id)  # before the document reads 404
         self.blobs.delete_prefix(f"{doc.tenant_id}/{doc.id}/")
         self.store.delete_document(doc.tenant_id, doc.id)
         # An indexing of it already under way (process) may have written its chunks back after the

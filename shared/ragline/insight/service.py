@@ -183,11 +183,11 @@ class InsightService:
         )
 
     # ---- the answer cache's scope -----------------------------------------------------------------
-    def corpus_version(self, tenant_id: str) -> int:
-        return self.store.corpus_version(tenant_id)
+    def corpus_version(self, tenant_id: str, kb_id: str | None = None) -> int:
+        return self.store.corpus_version(tenant_id, kb_id)
 
-    def corpus_changed(self, tenant_id: str) -> None:
-        self.store.bump_corpus(tenant_id)
+    def corpus_changed(self, tenant_id: str, kb_id: str) -> None:
+        self.store.bump_corpus(tenant_id, kb_id)
 
 
 def processing_time_ms(document: Document) -> float | None:

@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS corpus_versions (
     tenant_id TEXT PRIMARY KEY,
     version INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kb_corpus_versions (
+    tenant_id TEXT NOT NULL,
+    kb_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kb_id)
+) WITHOUT ROWID;
 """
 
 # Expired records are removed every this many writes (reads skip them meanwhile).
@@ -275,15 +281,25 @@ class SqliteHistoryStore(SqliteDatabase):
             ).fetchone()
         return (int(row["count"]), row["last_referenced_at"]) if row else (0, None)
 
-    def corpus_version(self, tenant_id: str) -> int:
+    def corpus_version(self, tenant_id: str, kb_id: str | None = None) -> int:
         with self._connection() as db:
-            row = db.execute("SELECT version FROM corpus_versions WHERE tenant_id = ?", (tenant_id,)).fetchone()
+            if kb_id is None:
+                row = db.execute("SELECT version FROM corpus_versions WHERE tenant_id = ?", (tenant_id,)).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT version FROM kb_corpus_versions WHERE tenant_id = ? AND kb_id = ?", (tenant_id, kb_id)
+                ).fetchone()
         return int(row["version"]) if row else 0
 
-    def bump_corpus(self, tenant_id: str) -> None:
+    def bump_corpus(self, tenant_id: str, kb_id: str) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT INTO corpus_versions (tenant_id, version) VALUES (?, 1) "
                 "ON CONFLICT (tenant_id) DO UPDATE SET version = version + 1",
                 (tenant_id,),
+            )
+            db.execute(
+                "INSERT INTO kb_corpus_versions (tenant_id, kb_id, version) VALUES (?, ?, 1) "
+                "ON CONFLICT (tenant_id, kb_id) DO UPDATE SET version = version + 1",
+                (tenant_id, kb_id),
             )

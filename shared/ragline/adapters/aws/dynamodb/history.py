@@ -285,9 +285,20 @@ class DynamoHistoryStore(TableAdapter):
         return (int(item.get("count", 0)), item.get("last_referenced_at")) if item else (0, None)
 
     # ---- corpus version ---------------------------------------------------------------------------
-    def corpus_version(self, tenant_id: str) -> int:
-        item = self.table.get({"pk": tenant_pk(tenant_id), "sk": "CORPUS"})
+    def corpus_version(self, tenant_id: str, kb_id: str | None = None) -> int:
+        item = self.table.get({"pk": tenant_pk(tenant_id), "sk": corpus_sk(kb_id)})
         return int(item.get("version", 0)) if item else 0
 
-    def bump_corpus(self, tenant_id: str) -> None:
-        self.table.transact([self._update({"pk": tenant_pk(tenant_id), "sk": "CORPUS"}, {"version": 1})], "unreachable")
+    def bump_corpus(self, tenant_id: str, kb_id: str) -> None:
+        self.table.transact(
+            [
+                self._update({"pk": tenant_pk(tenant_id), "sk": corpus_sk(scope)}, {"version": 1})
+                for scope in (None, kb_id)
+            ],
+            "unreachable",
+        )
+
+
+def corpus_sk(kb_id: str | None) -> str:
+    """The tenant's corpus version item, or one knowledge base's."""
+    return "CORPUS" if kb_id is None else "CORPUS#" + kb_id
