@@ -417,7 +417,9 @@ def run_answers(shared: Any, args: argparse.Namespace, console: Console, report:
     from ragline_bench import answers
 
     with bench_data_dir(None, "answers") as data_dir:
-        container = build_container(bench_settings(data_dir), snapshot_interval_seconds=0)
+        # The answer cache off: every question is asked more than once, and a hit would time no answer at all.
+        settings = bench_settings(data_dir, answer_cache_enabled=False)
+        container = build_container(settings, snapshot_interval_seconds=0)
         try:
             warm_up(container.embedder)
             figures, targets = answers.measure(container, shared, console)
