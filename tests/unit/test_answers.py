@@ -13,6 +13,7 @@ from ragline.chat.citations import (
     one_number_per_bracket,
 )
 from ragline.chat.extractive import (
+    EMBEDDED_CANDIDATES,
     NOT_IN_DOCUMENTS,
     Candidate,
     ExtractiveAnswerer,
@@ -265,6 +266,32 @@ def test_extractive_answer_quotes_whole_sentences_with_citations():
     assert "Returns are accepted within 30 days of purchase [1]." in answer
     assert "0 10 20" not in answer
     assert is_grounded(answer, 2)
+
+
+def test_a_figure_earns_its_sentence_a_place_among_those_embedded_when_a_quantity_is_asked():
+    """Only EMBEDDED_CANDIDATES sentences are embedded: the one with the figure must be among them even
+    though three others share more of the question's words."""
+    passage = AnswerPassage(
+        1,
+        "Study",
+        1,
+        "Nitric oxide levels of footballers rise with training. "
+        "Nitric oxide of the footballers was measured in serum. "
+        "Footballers breathe nitric oxide out after sprints. "
+        "In all, 22 footballers were enrolled in the study.",
+    )
+
+    class Recording(FakeEmbedder):
+        embedded: list[str] = []
+
+        def embed_documents(self, texts):
+            self.embedded.extend(texts[1:])
+            return super().embed_documents(texts)
+
+    embedder = Recording()
+    ExtractiveAnswerer(embedder).best_sentences("How many footballers took part in the nitric oxide study?", [passage])
+    assert len(embedder.embedded) == EMBEDDED_CANDIDATES
+    assert "In all, 22 footballers were enrolled in the study." in embedder.embedded
 
 
 def test_extractive_answer_without_passages_says_the_documents_do_not_contain_it():
