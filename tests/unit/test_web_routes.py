@@ -116,6 +116,9 @@ def test_the_api_docs_load_only_local_assets(client, path, assets):
     assert {url.split("?")[0].rsplit("/", 1)[1] for url in urls} == assets
     assert all(url.startswith("/docs/assets/") for url in urls), urls
     assert "/openapi.json" in html
+    # The browser itself refuses anything from elsewhere (ReDoc's side menu links a logo from its CDN).
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert "https:" not in response.headers["content-security-policy"]
     assert "fonts.googleapis" not in html and "cdn." not in html
     for url in urls:
         asset = client.get(url)

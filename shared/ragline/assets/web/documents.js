@@ -66,20 +66,24 @@ export function setupDocuments(app) {
         h("span", { class: "doc-name" }, documentName(doc)),
         h("span", { class: `badge status-${doc.status}` }, doc.status),
       ),
-      h("p", { class: "meta" }, facts.join(" · ")),
       doc.error ? h("p", { class: "doc-error" }, doc.error) : null,
-      doc.status === "deleting"
-        ? null
-        : h(
-            "button",
-            {
-              type: "button",
-              class: "link danger",
-              "aria-label": `Delete ${documentName(doc)}`,
-              onclick: () => remove(doc),
-            },
-            "Delete",
-          ),
+      h(
+        "div",
+        { class: "doc-foot" },
+        h("p", { class: "meta" }, facts.join(" · ")),
+        doc.status === "deleting"
+          ? null
+          : h(
+              "button",
+              {
+                type: "button",
+                class: "link danger small",
+                "aria-label": `Delete ${documentName(doc)}`,
+                onclick: () => remove(doc),
+              },
+              "Delete",
+            ),
+      ),
     );
   }
 
@@ -109,7 +113,7 @@ export function setupDocuments(app) {
         });
         item.progress.value = 1;
         item.el.classList.add("done");
-        item.status.textContent = answer.data.duplicate ? "Already uploaded" : "Uploaded — indexing";
+        item.status.textContent = answer.data.duplicate ? "Already uploaded" : "Uploaded";
         setTimeout(() => item.el.remove(), 4000);
       } catch (error) {
         item.el.classList.add("failed");
