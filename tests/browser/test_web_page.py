@@ -7,6 +7,7 @@ see it grow on the page before the stream's `done`. Nothing the page loads may c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -325,3 +326,62 @@ def test_a_refused_key_is_explained(offline, served: Ragline) -> None:
     assert error.inner_text() == f"{refused['error']} (401): {refused['message']}"  # the server's own words
     assert page.locator("#workspace").is_hidden()
     assert page.evaluate("localStorage.getItem('ragline.apiKey')") is None
+
+
+def test_stop_ends_the_answer_and_the_model_stream(offline, served: Ragline, fake: FakeAnthropic) -> None:
+    browser = offline(viewport={"width": 1280, "height": 900})
+    page = browser.context.new_page()
+    connect(page, served)
+    page.get_by_label("Question", exact=True).fill("Which class are train tickets reimbursed in?")
+    page.get_by_label("Question", exact=True).press("Enter")
+    page.wait_for_function("() => document.querySelector('#answer').dataset.state === 'streaming'")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#answer').dataset.state === 'stopped'")
+    shown = page.locator("#answer-text").inner_text()
+    assert 0 < len(shown) < len(ANSWER)
+    assert page.locator("#ask-stop").is_hidden() and page.locator("#ask-submit").is_enabled()
+    # The browser hung up, so Ragline closed its request to the model before the answer's end.
+    stream = fake.streams[-1]
+    page.wait_for_timeout(2000)  # the last word would have come by now
+    assert not stream.finished and stream.client_closed_at is not None
+    assert page.locator("#answer-text").inner_text() == shown
+    assert browser.page_errors == []
+
+
+def test_dropped_files_upload_with_their_progress(offline, served: Ragline) -> None:
+    """A file dropped on the zone, sent over a throttled connection: its progress is seen rising."""
+    browser = offline(viewport={"width": 1280, "height": 900})
+    page = browser.context.new_page()
+    connect(page, served)
+    cdp = browser.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(  # about 3 s for the file below
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 64 * 1024},
+    )
+    page.evaluate(
+        """() => {
+        window.progressSeen = [];
+        new MutationObserver(() => {
+            for (const status of document.querySelectorAll('#uploads .upload-status')) {
+                window.progressSeen.push(status.textContent);
+            }
+        }).observe(document.querySelector('#uploads'), {childList: true, subtree: true, characterData: true});
+    }"""
+    )
+    text = "Dropped file. " + "Expense reports are due on the fifth working day of each month. " * 3000
+    page.evaluate(
+        """text => {
+        const files = new DataTransfer();
+        files.items.add(new File([text], 'dropped.txt', {type: 'text/plain'}));
+        const zone = document.querySelector('#dropzone');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: files, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true}));
+    }""",
+        text,
+    )
+    page.locator(".upload.done", has_text="dropped.txt").wait_for(timeout=60_000)
+    percents = {int(p) for p in re.findall(r"Uploading… (\d+)%", " ".join(page.evaluate("window.progressSeen")))}
+    assert len({p for p in percents if 0 < p < 100}) >= 3, f"no rising progress: {sorted(percents)}"
+    page.locator("#document-list li.doc", has_text="dropped.txt").wait_for()
+    assert browser.page_errors == []

@@ -47,6 +47,7 @@ export function setupAsk(app) {
     if (event === "sources") {
       sources = data.sources;
       sourceList.replaceChildren(...sources.map(sourceItem));
+      $("#sources-title").hidden = sources.length === 0; // an answer the documents do not hold cites nothing
     } else if (event === "message") {
       answerBox.dataset.state = "streaming";
       text += data.content;
@@ -139,6 +140,7 @@ export function setupAsk(app) {
     sources = [];
     answerText.replaceChildren();
     sourceList.replaceChildren();
+    $("#sources-title").hidden = true;
     meta.textContent = "";
     rating.replaceChildren();
     sourcePanel.hidden = true;
