@@ -73,8 +73,10 @@ export function setupAsk(app) {
     for (const match of text.matchAll(/\[(\d+)\]/g)) {
       const number = Number(match[1]);
       if (number < 1 || number > sources.length) continue;
-      parts.push(text.slice(last, match.index), citationButton(number));
-      last = match.index + match[0].length;
+      const end = match.index + match[0].length;
+      const punctuation = text.slice(end).match(/^[.,;:!?)]*/)[0]; // kept on the citation's line
+      parts.push(text.slice(last, match.index), h("span", { class: "nowrap" }, citationButton(number), punctuation));
+      last = end + punctuation.length;
     }
     parts.push(text.slice(last));
     answerText.replaceChildren(...parts.filter(Boolean));
