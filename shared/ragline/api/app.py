@@ -34,6 +34,9 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "webhooks": ("webhooks",),
     "keys": ("keys", "audit"),
     "insight": ("queries",),
+    # Pages for people, outside the OpenAPI: the page to try Ragline (GET /), and /docs and /redoc with
+    # their assets served from the fastapi-offline package (no CDN), which no Lambda layer ships.
+    "web": ("web", "docs"),
 }
 
 
@@ -66,6 +69,9 @@ def create_app(
         version=__version__,
         description="Knowledge-base API: ingest documents, search them by meaning, chat with cited answers.",
         lifespan=lifespan,
+        # FastAPI's own pages load their scripts from a CDN: routes/docs.py serves them from the package instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.container = container
     app.state.background = background
