@@ -89,6 +89,10 @@ def redeliver_call(webhook_id: str, delivery_id: str) -> Call[Delivery]:
     )
 
 
+def _webhooks(page: WebhookList) -> List[Webhook]:
+    return page.webhooks  # one page: a tenant has at most 20 endpoints
+
+
 def _deliveries(page: DeliveryPage) -> List[Delivery]:
     return page.deliveries
 
@@ -122,8 +126,9 @@ class Webhooks(_Verify):
         """Register an endpoint for ``events`` (``["*"]``: all); the answer holds its secret, shown only here."""
         return self._t.request(create_call(url, events, description, active))
 
-    def list(self) -> List[Webhook]:
-        return self._t.request(list_call()).webhooks
+    def list(self) -> Iterator[Webhook]:
+        """Every endpoint of the tenant, oldest first (without secrets)."""
+        return self._t.paginate(lambda cursor: list_call(), _webhooks)
 
     def get(self, webhook_id: str) -> Webhook:
         return self._t.request(get_call(webhook_id))
@@ -174,8 +179,8 @@ class AsyncWebhooks(_Verify):
     ) -> WebhookCreated:
         return await self._t.request(create_call(url, events, description, active))
 
-    async def list(self) -> List[Webhook]:
-        return (await self._t.request(list_call())).webhooks
+    def list(self) -> AsyncIterator[Webhook]:
+        return self._t.paginate(lambda cursor: list_call(), _webhooks)
 
     async def get(self, webhook_id: str) -> Webhook:
         return await self._t.request(get_call(webhook_id))
