@@ -52,7 +52,8 @@ def test_retries_back_off_and_then_give_up(both: Both) -> None:
     arrivals = [r.at for r in server.requests]
     assert len(arrivals) == 3  # the first attempt and max_retries=2 more
     first_wait, second_wait = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
-    assert 0.37 <= first_wait < 1.0 and 0.75 <= second_wait < 1.6  # 0.5 s then 1 s, less up to a quarter (jitter)
+    # 0.5 s then 1 s, less up to a quarter (jitter); the upper bounds leave room for a loaded machine
+    assert 0.37 <= first_wait < 1.5 and 0.75 <= second_wait < 2.5
 
     with ScriptedServer(in_turn(unavailable())) as server:
         with pytest.raises(InternalServerError):
@@ -66,14 +67,14 @@ def test_429_waits_for_retry_after(both: Both) -> None:
         found = both(both.client("rl_test", server.url).search("anything"))
     assert found.total_found == 0 and len(server.requests) == 2
     waited = server.requests[1].at - server.requests[0].at
-    assert 1.0 <= waited < 1.5  # what the server asked for, not the 0.5 s backoff
+    assert 1.0 <= waited < 2.5  # what the server asked for, not the 0.5 s backoff
 
 
 def test_the_body_retry_after_is_honoured_without_the_header(both: Both) -> None:
     limited = error_reply(429, "Rate limit exceeded", "slow down", retry_after=1)
     with ScriptedServer(in_turn(limited, json_reply(200, SEARCH))) as server:
         both(both.client("rl_test", server.url).search("anything"))
-    assert 1.0 <= server.requests[1].at - server.requests[0].at < 1.5
+    assert 1.0 <= server.requests[1].at - server.requests[0].at < 2.5
 
 
 def test_rate_limit_error_carries_retry_after_once_retries_are_exhausted(both: Both) -> None:
@@ -130,7 +131,7 @@ def test_connection_refused_is_retried_then_raised(both: Both) -> None:
         both(client.documents.get("doc_1"))
     assert not isinstance(refused.value, APITimeoutError)
     assert f"127.0.0.1:{port}" in str(refused.value)
-    assert 1.1 <= time.monotonic() - started < 3  # two backoffs (0.5 s and 1 s, less jitter) before giving up
+    assert 1.1 <= time.monotonic() - started < 5  # two backoffs (0.5 s and 1 s, less jitter) before giving up
 
 
 def test_a_timeout_is_retried_then_raised(both: Both) -> None:
