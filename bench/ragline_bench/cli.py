@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | sdk | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -235,6 +235,11 @@ def _webhooks_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _sdk_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calls", type=int, default=500, help="rounds of the four interleaved calls (default 500)")
+    p.add_argument("--warmup", type=int, default=30, help="rounds before timing, not timed (default 30)")
+
+
 # Benchmarks whose runner is not `run` in ragline_bench.<name>.
 RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
 
@@ -251,6 +256,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         "event published → webhook received, p50/p95/p99, with and without a hanging endpoint",
         _webhooks_args,
     ),
+    "sdk": ("the Python SDK's overhead per call over raw httpx, against a real server (p50)", _sdk_args),
     "all": ("ingest, search, quality (SciFact), memory and fairness in turn, then a pass/fail summary", _all_args),
 }
 
@@ -270,7 +276,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks"):
+    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks", "sdk"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 

@@ -283,12 +283,30 @@ class IngestProgress:
         self.progress.update(self.files, advance=1, detail=self.rates())
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from rich.table import Table
+def _local_tenant(args: argparse.Namespace) -> str:
+    if not args.tenant:
+        raise RaglineError(f"ragline {args.command} needs --tenant (or --url and --api-key to use a server)")
+    return str(args.tenant)
 
+
+def _remote(args: argparse.Namespace) -> Any:
+    """The server of --url/--api-key (or RAGLINE_URL/RAGLINE_API_KEY), or None to work on the local data dir."""
+    from ragline.remote import remote_target
+
+    remote = remote_target(args.url, args.api_key, args.data_dir)
+    if remote is not None and args.tenant:
+        raise RaglineError("with --url the API key's tenant is used: leave out --tenant")
+    return remote
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if remote is not None:
+        return _ingest_remote(args, remote)
     from ragline.container import build_container
     from ragline.models import DocumentStatus
 
+    args.tenant = _local_tenant(args)
     settings = _settings(args)
     files = _files(args.paths)
     console = _console()
@@ -331,6 +349,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 progress.file_done()
     finally:
         container.close()
+    return _ingest_summary(console, results, progress)
+
+
+def _ingest_summary(console: Any, results: list[tuple[str, str, str]], progress: IngestProgress) -> int:
+    from rich.table import Table
+
     table = Table("file", "status", "detail")
     for row in results:
         table.add_row(*row)
@@ -343,26 +367,73 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _ingest_remote(args: argparse.Namespace, remote: Any) -> int:
+    """Every file uploaded to the server first (it indexes while the rest upload), then each awaited."""
+    from ragline.remote import connect, one_line_errors, sdk
+
+    files = _files(args.paths)
+    metadata = json.loads(args.metadata) if args.metadata else None
+    console = _console()
+    results: dict[Path, tuple[str, str, str]] = {}
+    waiting: list[tuple[Path, str]] = []
+    with connect(remote) as client, one_line_errors(remote.url, key_needs="the ingest scope"):
+        with IngestProgress(console, len(files)) as progress:
+            for path in files:
+                progress.start_file(path.name)
+                try:
+                    accepted = client.documents.upload(path, metadata=metadata)
+                except sdk().APIStatusError as exc:
+                    if exc.status_code in (401, 403) or exc.status_code >= 500:
+                        raise  # the key or the server, not this file: stop here
+                    results[path] = (str(path), "rejected", exc.message)
+                    progress.file_done()
+                    continue
+                if accepted.duplicate:
+                    results[path] = (str(path), f"duplicate of {accepted.document_id}", accepted.document_status or "")
+                    progress.file_done()
+                else:
+                    waiting.append((path, accepted.document_id))
+            for path, document_id in waiting:
+                progress.start_file(path.name)
+                try:
+                    doc = client.documents.wait(document_id, timeout=args.wait_timeout)
+                except sdk().NotFoundError:
+                    results[path] = (str(path), "deleted", "")
+                else:
+                    progress(doc, doc.page_count, doc.page_count, doc.chunk_count)
+                    results[path] = (str(path), doc.status, doc.error or f"{doc.chunk_count} chunks")
+                progress.file_done()
+    return _ingest_summary(console, [results[path] for path in files], progress)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ragline.container import build_container
-    from ragline.models import SearchRequest
+    filters = json.loads(args.filters)
+    remote = _remote(args)
+    if remote is not None:
+        from ragline.remote import connect, one_line_errors
 
-    container = build_container(_settings(args), snapshot_interval_seconds=0)
-    try:
-        result = container.search.search(
-            args.tenant,
-            SearchRequest(query=args.query, limit=args.limit, mode=args.mode, filters=json.loads(args.filters)),
-        )
-    finally:
-        container.close()
+        with connect(remote) as client, one_line_errors(remote.url, key_needs="the search scope"):
+            result: Any = client.search(args.query, limit=args.limit, mode=args.mode, filters=filters)
+    else:
+        from ragline.container import build_container
+        from ragline.models import SearchRequest
+
+        tenant = _local_tenant(args)
+        container = build_container(_settings(args), snapshot_interval_seconds=0)
+        try:
+            result = container.search.search(
+                tenant, SearchRequest(query=args.query, limit=args.limit, mode=args.mode, filters=filters)
+            )
+        finally:
+            container.close()
     if args.json:
         print(result.model_dump_json(indent=2))
         return 0
     table = Table("score", "document", "page", "text")
     for hit in result.items:
-        payload = hit.payload
+        payload = hit.payload if isinstance(hit.payload, dict) else hit.payload.model_dump()
         table.add_row(
             f"{hit.score:.3f}",
             str(payload.get("title") or payload.get("filename") or payload.get("document_id")),
@@ -375,24 +446,53 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if remote is not None:
+        return _ask_remote(args, remote)
     from ragline.container import build_container
     from ragline.models import ChatRequest
 
+    tenant = _local_tenant(args)
     container = build_container(_settings(args), snapshot_interval_seconds=0)
     try:
-        response = container.chat.answer(args.tenant, ChatRequest(query=args.query, limit=args.limit))
+        response = container.chat.answer(tenant, ChatRequest(query=args.query, limit=args.limit))
     finally:
         container.close()
     if args.json:
         print(response.model_dump_json(indent=2))
         return 0
     print(response.answer)
+    _print_citations(response.sources, response.model, response.latency_ms)
+    return 0
+
+
+def _print_citations(sources: list[Any], model: str | None, latency_ms: float | None) -> None:
     print()
-    for number, source in enumerate(response.sources, start=1):
+    for number, source in enumerate(sources, start=1):
         where = source.title or source.filename or source.document_id
         page = f", page {source.page}" if source.page else ""
         print(f"[{number}] {where}{page} (score {source.score:.3f})")
-    print(f"\n({response.model}, {response.latency_ms} ms)")
+    print(f"\n({model}, {latency_ms} ms)")
+
+
+def _ask_remote(args: argparse.Namespace, remote: Any) -> int:
+    """The whole answer as JSON with --json; else streamed to the terminal as it is written."""
+    from ragline.remote import connect, one_line_errors, sdk
+
+    with connect(remote) as client, one_line_errors(remote.url, key_needs="the chat scope"):
+        if args.json:
+            print(client.chat(args.query, limit=args.limit).model_dump_json(indent=2))
+            return 0
+        with client.chat.stream(args.query, limit=args.limit) as stream:
+            for event in stream:
+                if isinstance(event, sdk().MessageEvent):
+                    print(event.content, end="", flush=True)
+                elif isinstance(event, sdk().ErrorEvent):
+                    print()
+                    raise RaglineError(f"{remote.url} stopped answering: {event.message}")
+    print()
+    done = stream.done
+    _print_citations(stream.sources, done.model if done else None, done.latency_ms if done else None)
     return 0
 
 
@@ -553,28 +653,38 @@ def build_parser() -> argparse.ArgumentParser:
         data_dir(command)
         command.set_defaults(func=func)
 
-    ingest = sub.add_parser("ingest", help="ingest files or folders for a tenant")
+    def remote(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", default=None, help="run against this server (or RAGLINE_URL) through the SDK")
+        p.add_argument("--api-key", default=None, help="with --url: the key (or RAGLINE_API_KEY); its tenant is used")
+
+    ingest = sub.add_parser("ingest", help="ingest files or folders for a tenant (or upload them to --url)")
     ingest.add_argument("paths", nargs="+", type=Path)
-    ingest.add_argument("--tenant", required=True)
+    ingest.add_argument("--tenant", default=None, help="whose documents (local mode)")
     ingest.add_argument("--metadata", default=None, help="JSON object stored with every file")
+    ingest.add_argument(
+        "--wait-timeout", type=float, default=600.0, help="with --url: seconds to wait for each file (default 600)"
+    )
+    remote(ingest)
     data_dir(ingest)
     ingest.set_defaults(func=cmd_ingest)
 
     search = sub.add_parser("search", help="search a tenant's documents")
     search.add_argument("query")
-    search.add_argument("--tenant", required=True)
+    search.add_argument("--tenant", default=None, help="whose documents (local mode)")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--mode", choices=["hybrid", "semantic", "keyword"], default="hybrid")
     search.add_argument("--filters", default="{}", help="JSON filter object")
     search.add_argument("--json", action="store_true")
+    remote(search)
     data_dir(search)
     search.set_defaults(func=cmd_search)
 
     ask = sub.add_parser("ask", help="ask a question; get a cited answer")
     ask.add_argument("query")
-    ask.add_argument("--tenant", required=True)
+    ask.add_argument("--tenant", default=None, help="whose documents (local mode)")
     ask.add_argument("--limit", type=int, default=None)
     ask.add_argument("--json", action="store_true")
+    remote(ask)
     data_dir(ask)
     ask.set_defaults(func=cmd_ask)
 

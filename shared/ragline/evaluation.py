@@ -291,41 +291,33 @@ class LocalRunner:
 
 
 class HttpRunner:
-    """Against a running server, with an API key that has the search and chat scopes."""
+    """Against a running server, with an API key that has the search and chat scopes, through the SDK
+    (imported here, not at the top: the Lambda layers ship this module without it)."""
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 60.0) -> None:
-        import httpx
+        from ragline.remote import Remote, connect
 
         self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, headers={"x-api-key": api_key}, timeout=timeout)
+        self._client = connect(Remote(self.url, api_key), timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
+    def ask(self, question: str) -> Asked:
+        from ragline.remote import one_line_errors
 
         try:
-            response = self._client.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise EvalError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
-        if response.status_code in (401, 403):
-            raise EvalError(
-                f"{self.url} refused the API key ({response.status_code}): it needs the search and chat scopes"
-            )
-        if response.status_code != 200:
-            raise EvalError(f"{self.url}{path} answered {response.status_code}: {response.text[:200]}")
-        return response.json()
-
-    def ask(self, question: str) -> Asked:
-        found = self._post("/v1/kb/search", {"query": question, "limit": SEARCH_DEPTH})
-        answer = self._post("/v1/kb/chat", {"query": question})
+            with one_line_errors(self.url, key_needs="the search and chat scopes"):
+                found = self._client.search(question, limit=SEARCH_DEPTH)
+                answer = self._client.chat(question)
+        except RaglineError as exc:
+            raise EvalError(exc.message) from None
         return Asked(
-            [_hit(item["payload"]) for item in found["items"]],
-            answer["answer"],
-            len(answer["sources"]),
-            answer.get("confidence"),
-            answer.get("grounded"),
+            [_hit(item.payload.model_dump()) for item in found.items],
+            answer.answer,
+            len(answer.sources),
+            answer.confidence,
+            answer.grounded,
         )
 
 
