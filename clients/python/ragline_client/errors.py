@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Type
 
 import httpx
 
-# The first of these response headers present is the request id (Ragline's own server sets none;
+# The first of these response headers present is the request id (Ragline sets x-request-id on every answer;
 # API Gateway sets x-amzn-RequestId on deployed REST APIs, apigw-requestid on HTTP APIs).
 REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "apigw-requestid")
 

@@ -17,6 +17,7 @@ from ragline.api.errors import install_error_handlers
 from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
 from ragline.api.rate_limit import RateLimitHeadersMiddleware, document_rate_limits, limited_principal
+from ragline.api.request_id import RequestIdMiddleware
 
 if TYPE_CHECKING:
     from ragline.background import Background
@@ -96,6 +97,8 @@ def create_app(
         limits=AdmissionLimits.from_settings(settings),
         tenant_of=tenant_resolver(container),
     )
+    # Outside everything: an answer refused by admission or a body limit still names its request.
+    app.add_middleware(RequestIdMiddleware)
     for name in selected:
         for module_name in ROUTERS[name]:
             app.include_router(importlib.import_module(f"ragline.api.routes.{module_name}").router)
