@@ -263,3 +263,148 @@ class UploadRequest(BaseModel):
     content_type: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     kb_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
+
+
+# ---- response bodies (API.md) -------------------------------------------------------------------
+# What the routes answer, for the served OpenAPI. Field order follows the bodies the routes build, so a
+# route that answers through one of these models keeps its keys in the same order.
+
+
+class HealthResponse(BaseModel):
+    """``GET /health``."""
+
+    status: Literal["healthy"]
+
+
+class SystemFigures(BaseModel):
+    memory_usage: float = Field(description="Percent of the host's memory in use")
+    cpu_usage: float = Field(description="Percent of CPU used by the host since the previous health check")
+    process_rss_mb: float = Field(description="The server process's resident memory, in MB")
+
+
+class TenantIndexFigures(BaseModel):
+    tenant_chunks: int | None = Field(
+        description="The caller's tenant's chunks in the vector index (null when the index did not answer)"
+    )
+
+
+class HealthDetailedResponse(BaseModel):
+    """``GET /health/detailed``: 200 when every dependency is healthy, else 503 with this same body."""
+
+    status: Literal["healthy", "unhealthy"]
+    dependencies: dict[str, str] = Field(
+        description="Each dependency (metadata_store, blob_store, vector_index, embedder, answer_model) and its "
+        'state: "healthy" (answer_model: "healthy (<model>)") or "unhealthy: <reason>"'
+    )
+    system: SystemFigures
+    index: TenantIndexFigures = Field(description="The caller's tenant's figures only, never the server's")
+
+
+class DocumentOut(BaseModel):
+    """A document as the API shows it (``Document.public()``): the same in a list and alone."""
+
+    id: str
+    kb_id: str
+    title: str | None
+    filename: str | None
+    content_type: str
+    status: DocumentStatus
+    chunk_count: int
+    page_count: int = Field(description="0 for formats without pages")
+    size_bytes: int
+    content_sha256: str
+    external_id: str | None
+    source: str = Field(description='How it came in: "api", "inbox" (the drop folder) or "cli"')
+    metadata: dict[str, Any]
+    error: str | None = Field(default=None, description="Why it failed; absent when there is no error")
+    created_at: str
+    updated_at: str
+    indexed_at: str | None
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+    next_cursor: str | None = Field(description="null on the last page")
+
+
+class JobOut(BaseModel):
+    """An ingestion job (``Job.public()``) and its document's status."""
+
+    id: str
+    document_id: str
+    status: JobStatus
+    attempts: int
+    error: str | None
+    created_at: str
+    updated_at: str
+    document_status: DocumentStatus | None = Field(description="null once the document is gone")
+
+
+class UploadResponse(BaseModel):
+    """``POST /v1/kb/uploads``: where to PUT the file's bytes."""
+
+    document_id: str
+    upload_url: str = Field(description="PUT the file's bytes here before it expires")
+    expires_in: int = Field(description="Seconds the URL stays valid")
+    method: Literal["PUT"]
+    max_bytes: int = Field(description="The largest file the URL accepts")
+
+
+class AcceptedDocument(BaseModel):
+    job_id: str | None = Field(
+        description="The ingestion job; for a duplicate, the existing document's latest job (null if it has none)"
+    )
+    document_id: str
+    document_status: DocumentStatus
+    duplicate: bool = Field(description="The tenant already had these bytes: this is the existing document")
+
+
+class UploadAccepted(BaseModel):
+    """202 for one document (a JSON text, a single multipart ``file``, or a presigned upload's bytes)."""
+
+    status: Literal["accepted"]
+    data: AcceptedDocument
+
+
+class BatchFileAccepted(BaseModel):
+    filename: str | None
+    document_id: str
+    job_id: str | None
+    status: DocumentStatus
+    duplicate: bool
+
+
+class BatchFileRejected(BaseModel):
+    filename: str | None
+    document_id: None
+    status: Literal["rejected"]
+    error: str = Field(description="Why the file was refused")
+    code: int = Field(description="The HTTP status the file alone would have had")
+
+
+class BatchUploadResponse(BaseModel):
+    """202 for a batch (several files, or any sent as ``files``) in which at least one file was accepted;
+    when none is, the answer is an error whose ``details`` is this body."""
+
+    successful: int
+    failed: int
+    documents: list[BatchFileAccepted | BatchFileRejected] = Field(description="One per file, in the order sent")
+
+
+class DocumentDeletedData(BaseModel):
+    document_id: str
+
+
+class DocumentDeleted(BaseModel):
+    status: Literal["success"]
+    data: DocumentDeletedData
+
+
+class DeleteByFilterData(BaseModel):
+    deleted_documents: int
+    filters: dict[str, Any] = Field(description="The filters applied, with the caller's tenant_id filled in")
+
+
+class DeleteByFilterResponse(BaseModel):
+    status: Literal["success"]
+    data: DeleteByFilterData

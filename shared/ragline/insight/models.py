@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,6 +119,37 @@ class HistoryItem(BaseModel):
     rating: int | None
     query_time_ms: float
     answer: str | None = None
+
+
+class CitedPassage(BaseModel):
+    document_id: str
+    page: int | None
+    score: float
+
+
+class QueryDetail(HistoryItem):
+    """``GET /v1/queries/{query_id}`` (``QueryRecord.detail()``): the history item's fields and the rest of
+    the record. ``answer`` is absent when answers are not stored."""
+
+    comment: str | None
+    sources: list[CitedPassage]
+    filters: dict[str, Any]
+    kb_id: str | None
+    model: str
+    usage: Usage
+    cached: bool
+    answered: bool = Field(description="false: no passage was relevant enough and the answer abstained")
+    timings: Timings
+    key_id: str | None = Field(description="The key that asked")
+
+
+class QueryDeletedData(BaseModel):
+    query_id: str
+
+
+class QueryDeleted(BaseModel):
+    status: Literal["success"]
+    data: QueryDeletedData
 
 
 class HistoryPage(BaseModel):

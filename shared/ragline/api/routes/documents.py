@@ -26,7 +26,16 @@ from ragline.api.upload_bodies import (
 from ragline.errors import BadRequest, RaglineError
 from ragline.ingest.service import Accepted
 from ragline.ingest.uploads import IncomingFile
-from ragline.models import DeleteByFilterRequest, DocumentStatus
+from ragline.models import (
+    BatchUploadResponse,
+    DeleteByFilterRequest,
+    DeleteByFilterResponse,
+    DocumentDeleted,
+    DocumentList,
+    DocumentOut,
+    DocumentStatus,
+    UploadAccepted,
+)
 
 router = APIRouter(prefix="/v1/kb", tags=["documents"], responses=error_responses(*AUTHENTICATED))
 
@@ -36,7 +45,15 @@ router = APIRouter(prefix="/v1/kb", tags=["documents"], responses=error_response
     status_code=202,
     openapi_extra=UPLOAD_BODY,
     summary="Upload documents",
-    responses=error_responses(*WITH_BODY, *LIMITED, 404, 409, 415),
+    responses={
+        202: {
+            # Answered as a JSONResponse: one document's body, or a batch's (several files, or any as 'files').
+            "model": UploadAccepted | BatchUploadResponse,
+            "description": "Accepted: one document (JSON text or a single `file`), or a batch with at least "
+            "one file accepted (each file answered on its own)",
+        },
+        **error_responses(*WITH_BODY, *LIMITED, 404, 409, 415),
+    },
 )
 async def upload_documents(
     request: Request,
@@ -131,7 +148,8 @@ def _file_result(filename: str | None, outcome: Accepted | RaglineError) -> dict
     }
 
 
-@router.get("/documents", summary="List documents")
+# Document.public() leaves out `error` when there is none: exclude_unset keeps it out of the answer.
+@router.get("/documents", summary="List documents", response_model=DocumentList, response_model_exclude_unset=True)
 def list_documents(
     principal: IngestPrincipal,
     ingest: IngestServiceDep,
@@ -146,7 +164,13 @@ def list_documents(
     return {"documents": [d.public() for d in documents], "next_cursor": next_cursor}
 
 
-@router.get("/documents/{document_id}", summary="Get a document", responses=error_responses(404))
+@router.get(
+    "/documents/{document_id}",
+    summary="Get a document",
+    response_model=DocumentOut,
+    response_model_exclude_unset=True,  # as in the list: no `error` key when there is none
+    responses=error_responses(404),
+)
 def get_document(document_id: str, principal: IngestPrincipal, ingest: IngestServiceDep) -> dict[str, Any]:
     return ingest.document(principal.tenant_id, document_id).public()
 
@@ -154,6 +178,7 @@ def get_document(document_id: str, principal: IngestPrincipal, ingest: IngestSer
 @router.delete(
     "/documents/{document_id}",
     summary="Delete a document, its chunks and its original",
+    response_model=DocumentDeleted,
     responses=error_responses(404, 409),
 )
 def delete_document(document_id: str, principal: IngestPrincipal, ingest: IngestServiceDep) -> dict[str, Any]:
@@ -161,7 +186,12 @@ def delete_document(document_id: str, principal: IngestPrincipal, ingest: Ingest
     return {"status": "success", "data": {"document_id": document_id}}
 
 
-@router.post("/delete", summary="Delete every document matching filters", responses=error_responses(*WITH_BODY, 409))
+@router.post(
+    "/delete",
+    summary="Delete every document matching filters",
+    response_model=DeleteByFilterResponse,
+    responses=error_responses(*WITH_BODY, 409),
+)
 def delete_by_filter(
     body: DeleteByFilterRequest, principal: IngestPrincipal, ingest: IngestServiceDep
 ) -> dict[str, Any]:

@@ -9,15 +9,16 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ragline.api.dependencies import AdminPrincipal, ContainerDep
-from ragline.api.errors import AUTHENTICATED, error_responses
+from ragline.api.errors import AUTHENTICATED, ErrorBody, error_responses
+from ragline.models import HealthDetailedResponse, HealthResponse
 from ragline.retrieval.filters import MatchAll
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", summary="Liveness")
-def health() -> dict[str, str]:
-    return {"status": "healthy"}
+def health() -> HealthResponse:
+    return HealthResponse(status="healthy")
 
 
 def _check(name: str, probe: Any, results: dict[str, str]) -> None:
@@ -28,7 +29,19 @@ def _check(name: str, probe: Any, results: dict[str, str]) -> None:
         results[name] = f"unhealthy: {type(exc).__name__}: {exc}"
 
 
-@router.get("/health/detailed", summary="Dependencies and system (admin)", responses=error_responses(*AUTHENTICATED))
+# Answered as a JSONResponse (200 or 503 with the same body), so the body's model is declared here.
+_DETAILED_RESPONSES = {
+    **error_responses(*AUTHENTICATED),
+    200: {"model": HealthDetailedResponse, "description": "Every dependency is healthy"},
+}
+_DETAILED_RESPONSES[503] = {
+    "model": HealthDetailedResponse | ErrorBody,
+    "description": "A dependency is unhealthy (the health body, status `unhealthy`), or one the key check "
+    "needs is down (the error body)",
+}
+
+
+@router.get("/health/detailed", summary="Dependencies and system (admin)", responses=_DETAILED_RESPONSES)
 def health_detailed(principal: AdminPrincipal, container: ContainerDep) -> JSONResponse:
     # Probes every adapter, so it takes the whole container rather than one service.
     dependencies: dict[str, str] = {}

@@ -21,7 +21,7 @@ from ragline.knowledge_bases import (
     KnowledgeBaseOut,
     UpdateKnowledgeBaseRequest,
 )
-from ragline.models import DocumentStatus
+from ragline.models import DocumentList, DocumentStatus
 
 # Ids are short (kb_… or "default"); a longer one cannot exist, and would not fit a DynamoDB key.
 KbId = Annotated[str, Path(max_length=100)]
@@ -86,7 +86,13 @@ async def delete_knowledge_base(kb_id: KbId, principal: IngestPrincipal, kbs: Kn
     return JSONResponse({"status": "accepted", "data": shown.model_dump(mode="json")}, status_code=202)
 
 
-@router.get("/{kb_id}/documents", summary="List a knowledge base's documents", responses=error_responses(404))
+@router.get(
+    "/{kb_id}/documents",
+    summary="List a knowledge base's documents",
+    response_model=DocumentList,
+    response_model_exclude_unset=True,  # no `error` key on a document without one, as in GET /v1/kb/documents
+    responses=error_responses(404),
+)
 def list_kb_documents(
     kb_id: KbId,
     principal: IngestPrincipal,

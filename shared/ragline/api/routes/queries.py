@@ -17,6 +17,8 @@ from ragline.insight.models import (
     DocumentStats,
     HistoryPage,
     PopularAnswer,
+    QueryDeleted,
+    QueryDetail,
     RatingRequest,
     RatingResponse,
     UsageAnswer,
@@ -44,7 +46,13 @@ def history(
     return insight.history(principal.tenant_id, limit=limit, offset=offset, include_answer=include_answer)
 
 
-@router.get("/v1/queries/{query_id}", summary="One answered question", responses=error_responses(404))
+@router.get(
+    "/v1/queries/{query_id}",
+    summary="One answered question",
+    response_model=QueryDetail,
+    response_model_exclude_unset=True,  # `answer` is absent, not null, when answers are not stored
+    responses=error_responses(404),
+)
 def get_query(query_id: str, principal: ChatPrincipal, insight: InsightDep) -> dict[str, Any]:
     return insight.query(principal.tenant_id, query_id).detail()
 
@@ -53,6 +61,7 @@ def get_query(query_id: str, principal: ChatPrincipal, insight: InsightDep) -> d
     "/v1/queries/{query_id}",
     status_code=200,
     summary="Remove a question from the history",
+    response_model=QueryDeleted,
     responses=error_responses(404),
 )
 def delete_query(query_id: str, principal: ChatPrincipal, insight: InsightDep) -> dict[str, Any]:

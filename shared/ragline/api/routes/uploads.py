@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from ragline.api.dependencies import IngestPrincipal, SettingsDep, UploadServiceDep, WakeWorker
 from ragline.api.errors import AUTHENTICATED, LIMITED, WITH_BODY, error_responses
 from ragline.api.upload_bodies import accepted_body, read_at_most
-from ragline.models import UploadRequest
+from ragline.models import UploadAccepted, UploadRequest, UploadResponse
 
 router = APIRouter(prefix="/v1/kb", tags=["documents"])
 
@@ -20,6 +20,7 @@ router = APIRouter(prefix="/v1/kb", tags=["documents"])
 @router.post(
     "/uploads",
     summary="Get a URL to upload a large file to",
+    response_model=UploadResponse,
     responses=error_responses(*AUTHENTICATED, *WITH_BODY, 415),
 )
 async def create_upload(
@@ -46,7 +47,10 @@ async def create_upload(
     name="receive_upload",
     summary="Receive a presigned upload",
     # The token in the URL is the authorization: 403 for a bad or expired one.
-    responses=error_responses(400, 403, 404, 409, 415, 422, 503, *WITH_BODY, *LIMITED),
+    responses={
+        202: {"model": UploadAccepted, "description": "The bytes arrived: ingestion has started"},
+        **error_responses(400, 403, 404, 409, 415, 422, 503, *WITH_BODY, *LIMITED),
+    },
 )
 async def receive_upload(
     document_id: str,

@@ -25,7 +25,13 @@ from ragline.webhooks.models import (
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(*AUTHENTICATED))
 
 
-@router.post("", status_code=201, summary="Register a webhook endpoint", responses=error_responses(*WITH_BODY, 409))
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a webhook endpoint",
+    response_model=WebhookCreated,
+    responses=error_responses(*WITH_BODY, 409),
+)
 def create_webhook(body: CreateWebhookRequest, principal: AdminPrincipal, webhooks: WebhookServiceDep) -> Any:
     endpoint, secret = webhooks.create(principal.tenant_id, body.url, body.events, body.description, body.active)
     return WebhookCreated(**endpoint.public(), secret=secret)
