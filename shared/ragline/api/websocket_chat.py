@@ -150,13 +150,17 @@ class ChatSocket:
             await self._cancel()
         elif isinstance(message, Authenticate):
             await self._send(error_message(BadRequest("this connection is authenticated already", error="Bad request")))
-        elif self._answer is not None and not self._answer.done():
+        elif self._answer is not None and not self._answer.done() and not self._answer_ending:
             busy = Conflict(
                 "an answer is in progress: wait for its done or error message, or cancel it", error="Answer in progress"
             )
             await self._send(error_message(busy))
         else:
             assert isinstance(message, Ask)
+            if self._answer is not None:
+                # Its last message is out (the client may ask again as soon as it reads it): the task is only
+                # closing its stream and giving its tenant slot back, which takes no time worth refusing for.
+                await asyncio.wait([self._answer])
             self._answer_ending = False
             self._answer = asyncio.create_task(self._answer_query(message.request), name="websocket-answer")
 
