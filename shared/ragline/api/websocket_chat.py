@@ -33,16 +33,20 @@ from ragline.chat.websocket import (
     Ask,
     Authenticate,
     Cancel,
+    already_authenticated,
     answer_failed,
+    answer_in_progress,
     cancelled_message,
     close_code,
     close_reason,
     encode,
     error_message,
+    first_message_must_authenticate,
+    no_key_in_time,
     parse_client_message,
     server_message,
 )
-from ragline.errors import BadRequest, Conflict, RaglineError, Unauthorized
+from ragline.errors import RaglineError, Unauthorized
 from ragline.keys import require_scope
 from ragline.models import ChatRequest, Principal, Scope
 from ragline.rate_limits import count_request, refuse_over_limit
@@ -110,22 +114,17 @@ class ChatSocket:
         try:
             message = await asyncio.wait_for(self.websocket.receive(), timeout)
         except TimeoutError:
-            await self._refuse(
-                Unauthorized(
-                    f"no API key: send the x-api-key header, or an auth message first within {timeout:g} s",
-                    error="Missing API key",
-                )
-            )
+            await self._refuse(no_key_in_time(timeout))
             return None
         if message["type"] != "websocket.receive":
             return None  # gone before authenticating
-        why = "the first message must be {'type': 'auth', 'api_key': ...} when no x-api-key header was sent"
         try:
             first = parse_client_message(_frame(message), max_bytes=self.settings.max_json_body_bytes)
         except RaglineError as exc:
-            first, why = None, f"{why}: {exc.message}"
+            await self._refuse(first_message_must_authenticate(exc.message))
+            return None
         if not isinstance(first, Authenticate):
-            await self._refuse(Unauthorized(why, error="Missing API key"))
+            await self._refuse(first_message_must_authenticate())
             return None
         return first.api_key
 
@@ -149,12 +148,9 @@ class ChatSocket:
         if isinstance(message, Cancel):
             await self._cancel()
         elif isinstance(message, Authenticate):
-            await self._send(error_message(BadRequest("this connection is authenticated already", error="Bad request")))
+            await self._send(error_message(already_authenticated()))
         elif self._answer is not None and not self._answer.done() and not self._answer_ending:
-            busy = Conflict(
-                "an answer is in progress: wait for its done or error message, or cancel it", error="Answer in progress"
-            )
-            await self._send(error_message(busy))
+            await self._send(error_message(answer_in_progress()))
         else:
             assert isinstance(message, Ask)
             if self._answer is not None:

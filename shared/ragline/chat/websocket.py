@@ -16,12 +16,13 @@ code 499 and ``"cancelled": true``. Nothing here knows about sockets: both trans
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragline.errors import BadRequest, PayloadTooLarge, RaglineError, invalid_input
+from ragline.errors import BadRequest, Conflict, PayloadTooLarge, RaglineError, Unauthorized, invalid_input
 from ragline.models import ChatRequest
 
 # Close codes of a refused connection: 4000 + the HTTP status the same refusal has on the HTTP routes
@@ -35,6 +36,15 @@ MAX_CLOSE_REASON_BYTES = 123
 USAGE_ROUTE = "WS /v1/kb/chat/ws"
 # nginx's "client closed request": the client asked for the answer to stop.
 CANCELLED_CODE = 499
+# Deployed, the key authorizer's context for a connection opened without a key (a browser's): its first
+# message must carry one (functions/authorizer sets it, ragline.chat.connections reads it). Values are strings.
+PENDING_CONTEXT = {"auth": "pending"}
+
+
+def is_pending(authorizer: Mapping[str, Any] | None) -> bool:
+    if not authorizer:
+        return False
+    return all(authorizer.get(name) == value for name, value in PENDING_CONTEXT.items())
 
 
 class _AuthBody(BaseModel):
@@ -118,6 +128,29 @@ def error_message(error: RaglineError) -> dict[str, Any]:
 def answer_failed() -> RaglineError:
     """What the client learns of an unexpected failure in the middle of an answer (the cause goes to the log)."""
     return RaglineError("internal error while answering", error="Internal error")
+
+
+def no_key_in_time(timeout_seconds: float) -> Unauthorized:
+    return Unauthorized(
+        f"no API key: send the x-api-key header, or an auth message first within {timeout_seconds:g} s",
+        error="Missing API key",
+    )
+
+
+def first_message_must_authenticate(problem: str | None = None) -> Unauthorized:
+    """The refusal of a connection without a key whose first message is not a valid auth message."""
+    why = "the first message must be {'type': 'auth', 'api_key': ...} when no x-api-key header was sent"
+    return Unauthorized(f"{why}: {problem}" if problem else why, error="Missing API key")
+
+
+def already_authenticated() -> BadRequest:
+    return BadRequest("this connection is authenticated already", error="Bad request")
+
+
+def answer_in_progress() -> Conflict:
+    return Conflict(
+        "an answer is in progress: wait for its done or error message, or cancel it", error="Answer in progress"
+    )
 
 
 def cancelled_message() -> dict[str, Any]:
