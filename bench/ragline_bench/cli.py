@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | ws | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -235,8 +235,20 @@ def _webhooks_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _ws_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--questions", type=int, default=60, help="SciFact claims asked over each arm (default 60)")
+    p.add_argument("--warmup", type=int, default=5, help="questions asked first over SSE and WebSocket, not timed")
+    p.add_argument("--corpus-docs", type=int, default=100, help="SciFact abstracts uploaded first (default 100)")
+    p.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="the WebSocket client's permessage-deflate offer (default deflate, as browsers send it)",
+    )
+
+
 # Benchmarks whose runner is not `run` in ragline_bench.<name>.
-RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
+RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package"), "ws": ("websocket", "run")}
 
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "ingest": ("pages/s and chunks/s through the real ingest path, vs the bare embedder", _ingest_args),
@@ -251,6 +263,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         "event published → webhook received, p50/p95/p99, with and without a hanging endpoint",
         _webhooks_args,
     ),
+    "ws": ("time to first token, WebSocket vs SSE, the same questions interleaved in one run", _ws_args),
     "all": ("ingest, search, quality (SciFact), memory and fairness in turn, then a pass/fail summary", _all_args),
 }
 
@@ -270,7 +283,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks"):
+    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks", "ws"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 
