@@ -431,6 +431,9 @@ def test_a_query_over_the_keys_rate_limit_gets_an_error_and_the_connection_stays
         send(ws, {"type": "cancel"})  # still open, and still read
         send(ws, "{nope")
         assert receive(ws)["code"] == 400
+    with served.http("t1") as admin:
+        usage = admin.get(f"/v1/keys/{created.json()['id']}/usage").json()
+    assert (usage["requests"], usage["errors"]) == (5, len(refused))  # a refused query counts, as a 429 does
 
 
 def test_websocket_and_http_chats_share_the_tenants_slots(served: Served, scripted: FakeAnthropic) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from starlette.types import Message
 
     from ragline.api.admission import TenantAdmission
+    from ragline.chat.service import PreparedChat
     from ragline.container import Container
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class ChatSocket:
         self.settings = container.settings
         self._sending = asyncio.Lock()  # the reader's errors and the answer's tokens share the socket
         self._key: str | None = None
+        self._tenant = ""
         self._answer: asyncio.Task[None] | None = None
         self._answer_ending = False  # its last message (done or error) is on its way: a cancel comes too late
 
@@ -105,6 +108,7 @@ class ChatSocket:
             await self._refuse(exc)
             return False
         self._key = key
+        self._tenant = principal.tenant_id  # a key's tenant never changes
         if by_message:  # the client may now send its queries
             await self._send(AUTHENTICATED_MESSAGE)
         return True
@@ -186,15 +190,15 @@ class ChatSocket:
     # ---- one answer -------------------------------------------------------------------------------------
     async def _answer_query(self, request: ChatRequest) -> None:
         chat = self.container.chat
-        principal: Principal | None = None
+        asked = _Asked()
         status, input_tokens, output_tokens = 200, 0, 0
         try:
             try:
-                principal = await run_in_threadpool(self._principal_for_query)
-                async with self.admission.slot(principal.tenant_id):
-                    tenant, key_id = principal.tenant_id, principal.key_id
-                    prepared = await run_in_threadpool(chat.prepare, tenant, request, key_id=key_id)
-                    events = iterate_in_thread(chat.stream_events(tenant, prepared), name="websocket-answer")
+                # The slot first (the tenant is the connection's key's), then one hop to a worker thread for the
+                # key, its rate limit and the retrieval: fewer hops, an earlier first token.
+                async with self.admission.slot(self._tenant):
+                    prepared = await run_in_threadpool(self._check_and_prepare, request, asked)
+                    events = iterate_in_thread(chat.stream_events(self._tenant, prepared), name="websocket-answer")
                     async with aclosing(events):
                         async for event in events:
                             if event["event"] == "done":
@@ -218,7 +222,9 @@ class ChatSocket:
         except _ClientGone:
             pass  # the reading task sees the disconnect and ends the connection
         finally:
-            if principal is not None:  # as a chat stream's: a client who left or cancelled still made a request
+            # As an HTTP request's: counted once the key is known, whatever the answer (a 429 too), and a client
+            # who left or cancelled still made the request.
+            if (principal := asked.principal) is not None:
                 self.container.usage.record(
                     principal.key_id,
                     principal.tenant_id,
@@ -229,11 +235,19 @@ class ChatSocket:
                     output_tokens=output_tokens,
                 )
 
-    def _principal_for_query(self) -> Principal:
-        """Blocking (the key store, the rate limiter): the key again, counted against its rate limit."""
-        principal = current_principal(self.container, self.websocket, self._key)
-        decision = count_request(
-            self.container.rate_limiter, principal, self.settings.rate_limit_per_minute, time.time()
+    def _check_and_prepare(self, request: ChatRequest, asked: _Asked) -> PreparedChat:
+        """Blocking: the key again (revoked since?), counted against its rate limit, then the retrieval."""
+        principal = asked.principal = current_principal(self.container, self.websocket, self._key)
+        now = time.time()
+        refuse_over_limit(
+            count_request(self.container.rate_limiter, principal, self.settings.rate_limit_per_minute, now)
         )
-        refuse_over_limit(decision)
-        return require_scope(principal, Scope.CHAT)
+        require_scope(principal, Scope.CHAT)
+        return self.container.chat.prepare(principal.tenant_id, request, key_id=principal.key_id)
+
+
+@dataclass
+class _Asked:
+    """Whose query it is, once its key has been checked (its usage entry needs it, whatever happens next)."""
+
+    principal: Principal | None = None
