@@ -6,6 +6,9 @@ counts, the other sees the decision), and ``RateLimitHeadersMiddleware`` puts th
 sent without a Content-Length) has no key and so no headers; ``/health`` and the upload receiver
 (authorized by its token) take no key and are not limited.
 
+The rule itself (count in the key's window, refuse over the limit) is ``ragline.rate_limits.count_request`` and
+``refuse_over_limit``; the WebSocket chat, which no HTTP middleware sees, calls them for each query it is sent.
+
 The request is counted before the route's scope is checked: a key flooding a route it may not call
 spends its own budget like any other.
 """
