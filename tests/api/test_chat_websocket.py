@@ -349,6 +349,19 @@ def test_bad_messages_are_answered_with_errors_and_the_connection_stays_open(ser
         assert answer(ws, "When are invoices due?")[-1]["type"] == "done"
 
 
+def test_a_model_failing_mid_answer_ends_it_with_an_error_and_the_connection_stays(
+    served: Served, scripted: FakeAnthropic
+) -> None:
+    scripted.script(answer=ANSWER, fail_after_deltas=2)
+    with open_socket(served, served.keys["t1"]) as ws:
+        sources, *tokens, error = answer(ws, "When are invoices due? (overloaded)")
+        assert sources["type"] == "sources" and [t["type"] for t in tokens] == ["token", "token"]
+        assert (error["type"], error["code"], error["error"]) == ("error", 503, "Answer model unavailable")
+        assert error["message"].startswith("Claude ") and error["message"].endswith(": Overloaded")
+        scripted.script(answer=ANSWER)
+        assert answer(ws, "When are invoices due? (again)")[-1]["type"] == "done"
+
+
 def test_a_cancel_with_no_answer_in_progress_is_ignored(served: Served) -> None:
     with open_socket(served, served.keys["t1"]) as ws:
         send(ws, {"type": "cancel"})
