@@ -1,4 +1,4 @@
-"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | sdk | all` — benchmarks that print their figures.
+"""`ragline bench ingest | search | quality | memory | fairness | coldstart | package | webhooks | sdk | ws | all` — benchmarks that print their figures.
 
 Each prints rich tables and writes its results as JSON (--out, default bench/results/<name>.json).
 Only argparse wiring lives here; a benchmark's module is imported when it runs.
@@ -240,8 +240,20 @@ def _sdk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=30, help="rounds before timing, not timed (default 30)")
 
 
+def _ws_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--questions", type=int, default=60, help="SciFact claims asked over each arm (default 60)")
+    p.add_argument("--warmup", type=int, default=5, help="questions asked first over SSE and WebSocket, not timed")
+    p.add_argument("--corpus-docs", type=int, default=100, help="SciFact abstracts uploaded first (default 100)")
+    p.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="the WebSocket client's permessage-deflate offer (default deflate, as browsers send it)",
+    )
+
+
 # Benchmarks whose runner is not `run` in ragline_bench.<name>.
-RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package")}
+RUNNERS: dict[str, tuple[str, str]] = {"package": ("coldstart", "run_package"), "ws": ("websocket", "run")}
 
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "ingest": ("pages/s and chunks/s through the real ingest path, vs the bare embedder", _ingest_args),
@@ -257,6 +269,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         _webhooks_args,
     ),
     "sdk": ("the Python SDK's overhead per call over raw httpx, against a real server (p50)", _sdk_args),
+    "ws": ("time to first token, WebSocket vs SSE, the same questions interleaved in one run", _ws_args),
     "all": ("ingest, search, quality (SciFact), memory and fairness in turn, then a pass/fail summary", _all_args),
 }
 
@@ -276,7 +289,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         _common(parser, name)
         add_arguments(parser)
         parsers[name] = parser
-    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks", "sdk"):
+    for name in (*SEQUENCE, "embedder", "coldstart", "package", "webhooks", "sdk", "ws"):
         parsers[name].set_defaults(func=lambda args, name=name: _run_one(name, args))
     parsers["all"].set_defaults(func=lambda args: _run_all(args, parsers))
 

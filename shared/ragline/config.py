@@ -206,6 +206,13 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     idempotency_stale_after_seconds: float = Field(default=900.0, gt=0)
 
+    # WebSocket chat: a connection that sent no x-api-key header must authenticate with its first message
+    # ({"type": "auth", "api_key": ...}) within this many seconds, else it is closed (4401).
+    ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Deployed: the WebSocket API stage's @connections endpoint (https://<api>.execute-api.<region>.amazonaws.com/<stage>),
+    # where the chat_ws function posts each answer's messages.
+    ws_callback_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+
     # Requests per minute per API key (a key's own rate_limit_per_minute wins): fixed 60 s windows,
     # counted in the server locally and in the table deployed (ragline.rate_limits).
     rate_limit_per_minute: int = Field(default=120, ge=1)

@@ -26,6 +26,8 @@ from ragline.ports import (
     AnswerModel,
     AuditLog,
     BlobStore,
+    ConnectionPush,
+    ConnectionStore,
     DeliveryScheduler,
     Embedder,
     EventBus,
@@ -44,6 +46,7 @@ from ragline.ports import (
 from ragline.retrieval.service import SearchService
 
 if TYPE_CHECKING:
+    from ragline.chat.connections import ConnectionChat
     from ragline.webhooks.service import WebhookService
 
 log = logging.getLogger("ragline.container")
@@ -237,6 +240,38 @@ class Container:
             answer_floor=self.settings.chat_answer_floor,
             insight=self.insight,
             cache=AnswerCache(self.settings.answer_cache_entries) if self.settings.answer_cache_enabled else None,
+        )
+
+    # ---- the WebSocket chat, deployed (locally `ragline serve` holds each socket itself) ------------------
+    @cached_property
+    def chat_connections(self) -> ConnectionStore:
+        if self.settings.backend != "aws":
+            raise ConfigurationError("WebSocket connections are recorded only on the aws backend")
+        from ragline.adapters.aws.dynamodb.connections import DynamoConnectionStore
+
+        return DynamoConnectionStore(self.settings.table_name)
+
+    @cached_property
+    def connection_push(self) -> ConnectionPush:
+        from ragline.adapters.aws.websocket_push import ApiGatewayConnectionPush
+
+        return ApiGatewayConnectionPush(_required(self.settings.ws_callback_url, "RAGLINE_WS_CALLBACK_URL"))
+
+    @cached_property
+    def connection_chat(self) -> ConnectionChat:
+        from ragline.chat.connections import ConnectionChat, ConnectionChatSettings
+
+        return ConnectionChat(
+            self.chat,
+            self.chat_connections,
+            self.store,
+            self.rate_limiter,
+            self.usage,
+            ConnectionChatSettings(
+                auth_timeout_seconds=self.settings.ws_auth_timeout_seconds,
+                max_message_bytes=self.settings.max_json_body_bytes,
+                default_rate_limit=self.settings.rate_limit_per_minute,
+            ),
         )
 
     # ---- history, analytics, the answer cache's scope ----------------------------------------------

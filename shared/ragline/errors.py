@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -93,6 +94,22 @@ class DependencyUnavailable(RaglineError):
 
 class JobUndeliverable(DependencyUnavailable):
     """A job was stored but could not be handed to the workers: nothing would ever run it."""
+
+
+def invalid_input(errors: Sequence[Mapping[str, Any]]) -> RaglineError:
+    """A failed validation of a JSON body (pydantic's ``errors()``), as the API answers it: 400 when the JSON
+    does not parse, else a 422 that names the first field in its message and lists every field in ``details``."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("the request body is not valid JSON", error="Malformed JSON")
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+    details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    return Unprocessable(message, error="Validation error", details=details)
+
+
+class ConnectionGone(Exception):
+    """The client of a WebSocket connection has left: nothing sent to the connection reaches anyone."""
 
 
 class DocumentParseError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -107,7 +107,16 @@ def _parse_time(value: str) -> datetime:
 def authenticate(store: MetadataStore, presented: str | None) -> Principal:
     if not presented:
         raise Unauthorized("send your API key in the x-api-key header", error="Missing API key")
-    key = store.find_key(hash_key(presented))
+    return _usable(store.find_key(hash_key(presented)))
+
+
+def reauthenticate(store: MetadataStore, key_id: str) -> Principal:
+    """The principal of a key accepted earlier, if the key is still usable now: a long-lived connection
+    (a WebSocket) checks its key again on every query, so a revoked or expired key stops there."""
+    return _usable(store.get_key(key_id))
+
+
+def _usable(key: ApiKey | None) -> Principal:
     if key is None:
         raise Unauthorized("the API key is not valid", error="Invalid API key")
     if key.revoked_at is not None:
@@ -121,6 +130,36 @@ def authenticate(store: MetadataStore, presented: str | None) -> Principal:
     return Principal(
         key_id=key.id, tenant_id=key.tenant_id, scopes=key.scopes, rate_limit_per_minute=key.rate_limit_per_minute
     )
+
+
+def require_scope(principal: Principal, scope: Scope, *alternatives: Scope) -> Principal:
+    """The principal, if its key grants ``scope`` or one of ``alternatives``; else Forbidden (403)."""
+    accepted = (scope, *alternatives)
+    if not any(principal.can(one) for one in accepted):
+        names = " or ".join(repr(one.value) for one in accepted)
+        raise Forbidden(f"this API key lacks the {names} scope", error="Insufficient scope")
+    return principal
+
+
+def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
+    """The Principal API Gateway's authorizer vouched for (deployed): its context values are all strings."""
+    if not context:
+        raise Unauthorized("the request did not pass the API key authorizer", error="Missing API key")
+    tenant_id, key_id = context.get("tenant_id"), context.get("key_id")
+    if not isinstance(tenant_id, str) or not tenant_id or not isinstance(key_id, str) or not key_id:
+        raise Unauthorized("the authorizer context names no tenant or key", error="Invalid API key")
+    raw_scopes = context.get("scopes")
+    try:
+        # No default to "every scope" here: an empty or missing list grants nothing.
+        scopes = frozenset(Scope(part.strip()) for part in str(raw_scopes or "").split(",") if part.strip())
+    except ValueError as exc:
+        raise Unauthorized("the authorizer context has an unknown scope", error="Invalid API key") from exc
+    limit = context.get("rate_limit_per_minute")
+    try:
+        rate_limit = int(limit) if limit not in (None, "") else None
+    except (TypeError, ValueError) as exc:
+        raise Unauthorized("the authorizer context has a bad rate limit", error="Invalid API key") from exc
+    return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes, rate_limit_per_minute=rate_limit)
 
 
 # ---- the Keys API ------------------------------------------------------------------------------------

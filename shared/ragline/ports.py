@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # arrays only in signatures: the authorizer and the API's import never load numpy
     import numpy as np
 
-from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedChunk, Job, Usage
+from ragline.models import ApiKey, ChatTurn, Document, DocumentStatus, IndexedChunk, Job, Principal, Usage
 from ragline.retrieval.filters import FilterNode
 
 if TYPE_CHECKING:
@@ -406,6 +407,66 @@ class HistoryStore(Protocol):
 
     def bump_corpus(self, tenant_id: str, kb_id: str) -> None:
         """A document of that knowledge base changed: its version and the tenant's both move, together."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChatConnection:
+    """A client's WebSocket connection to the deployed chat, as the functions know it (API Gateway holds the
+    socket itself): when it opened, and whose key it authenticated with."""
+
+    connection_id: str
+    connected_at: float  # epoch seconds, API Gateway's connectedAt
+    principal: Principal | None  # None: connected without a key, its first message must authenticate it
+
+
+class AnswerState(Enum):
+    RUNNING = "running"
+    CANCELLED = "cancelled"  # the client sent a cancel while it ran
+    GONE = "gone"  # the connection ended (the client left), or the answer's claim was taken over
+
+
+class ConnectionStore(Protocol):
+    """The deployed WebSocket chat's connections: each message of one connection may be handled by another
+    function invocation, at the same time as others, so what they share is here, changed by conditional writes."""
+
+    def open_connection(self, connection: ChatConnection, *, expires_at: float) -> None:
+        """Record a connection ($connect); forgotten by ``expires_at`` (epoch seconds) at the latest."""
+        ...
+
+    def get_connection(self, connection_id: str) -> ChatConnection | None: ...
+
+    def authenticate_connection(self, connection_id: str, principal: Principal) -> bool:
+        """Bind the key to a connection still waiting for it; False when it is gone or already has one."""
+        ...
+
+    def start_answer(self, connection_id: str, answer_id: str, *, now: float, until: float) -> bool:
+        """Claim the connection for one answer until ``until``; False while another answer holds it (or the
+        connection is gone). A claim past its ``until`` (its invocation died) may be taken over."""
+        ...
+
+    def answer_state(self, connection_id: str, answer_id: str) -> AnswerState: ...
+
+    def cancel_answer(self, connection_id: str) -> bool:
+        """Mark the running answer cancelled; False when none runs."""
+        ...
+
+    def finish_answer(self, connection_id: str, answer_id: str) -> None:
+        """Release the claim, if it is still this answer's."""
+        ...
+
+    def close_connection(self, connection_id: str) -> None: ...
+
+
+class ConnectionPush(Protocol):
+    """Messages to a client of the deployed WebSocket chat (API Gateway's @connections management API)."""
+
+    def send(self, connection_id: str, text: str) -> None:
+        """Send one text frame; ConnectionGone when the client has left."""
+        ...
+
+    def disconnect(self, connection_id: str) -> None:
+        """Close the connection from the server's side (nothing happens if it is gone already)."""
         ...
 
 

@@ -20,6 +20,13 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ragline.errors import TooManyRequests
+
+if TYPE_CHECKING:
+    from ragline.models import Principal
+    from ragline.ports import RateLimiter
 
 WINDOW_SECONDS = 60
 
@@ -84,3 +91,23 @@ def headers(decision: Decision) -> dict[str, str]:
     if decision.retry_after is not None:
         values["Retry-After"] = str(decision.retry_after)
     return values
+
+
+def count_request(limiter: RateLimiter, principal: Principal, default_limit: int, now: float) -> Decision:
+    """Count one request of the principal's key in its current window (every way in calls this: the HTTP
+    routes, a WebSocket query locally and deployed)."""
+    window = window_at(now, principal.key_id)
+    limit = limit_for(principal.rate_limit_per_minute, default_limit)
+    return decide(limiter.acquire(principal.key_id, window, limit), limit, window, now)
+
+
+def refuse_over_limit(decision: Decision) -> None:
+    """TooManyRequests (429, with ``retry_after``) when the decision refused the request."""
+    if decision.allowed:
+        return
+    assert decision.retry_after is not None
+    raise TooManyRequests(
+        f"this API key may make {decision.limit} requests per minute; retry after {decision.retry_after} s",
+        retry_after=decision.retry_after,
+        error="Rate limit exceeded",
+    )

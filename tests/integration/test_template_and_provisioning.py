@@ -65,6 +65,7 @@ def test_template_loads_with_short_tags_in_long_form():
         "ChatFunction",
         "DocumentsFunction",
         "StreamChatFunction",
+        "ChatWsFunction",
         "AuthorizerFunction",
         "EventsRedeliveryFunction",
         "WebhooksFunction",
@@ -91,7 +92,14 @@ def test_every_function_code_dir_exists():
 
 
 # Functions that embed (or build container.ingest, which builds the embedder) get the EmbeddingLayer too.
-EMBEDDING_FUNCTIONS = {"IngestFunction", "SearchFunction", "ChatFunction", "StreamChatFunction", "DocumentsFunction"}
+EMBEDDING_FUNCTIONS = {
+    "IngestFunction",
+    "SearchFunction",
+    "ChatFunction",
+    "StreamChatFunction",
+    "ChatWsFunction",
+    "DocumentsFunction",
+}
 LAYERS = {"CoreLayer": "core", "EmbeddingLayer": "embedding"}  # logical id -> infra/layers/<folder>
 
 
@@ -224,6 +232,55 @@ def test_the_stream_route_streams_through_the_web_adapter():
     assert env["RAGLINE_AUTH_MODE"] == "key"
 
 
+def test_the_websocket_chat_api_routes_connect_through_the_key_authorizer_and_everything_to_its_function():
+    api = props("ChatWebSocketApi")
+    assert api["ProtocolType"] == "WEBSOCKET"
+    routes = {
+        spec["Properties"]["RouteKey"]: spec["Properties"]
+        for spec in RESOURCES.values()
+        if spec["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {"$connect", "$disconnect", "$default"}
+    integration = {"Fn::Sub": "integrations/${ChatWebSocketIntegration}"}
+    for key, route in routes.items():
+        assert route["ApiId"] == {"Ref": "ChatWebSocketApi"} and route["Target"] == integration, key
+    # Only $connect can have an authorizer on a WebSocket API: the key authorizer, the REST API's function.
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    assert routes["$connect"]["AuthorizerId"] == {"Ref": "ChatWebSocketAuthorizer"}
+    authorizer = props("ChatWebSocketAuthorizer")
+    assert (
+        authorizer["AuthorizerType"] == "REQUEST"
+        and "${AuthorizerFunction.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
+    )
+    # Browsers send no headers: an identity source would make API Gateway refuse them before the authorizer runs.
+    assert "IdentitySource" not in authorizer
+    assert "${ChatWsFunction.Arn}" in props("ChatWebSocketIntegration")["IntegrationUri"]["Fn::Sub"]
+    assert props("ChatWebSocketIntegration")["IntegrationType"] == "AWS_PROXY"
+    stage = props("ChatWebSocketStage")
+    assert stage["StageName"] == {"Ref": "Stage"} and stage["AutoDeploy"] is True
+    # API Gateway may invoke both functions from this API.
+    permissions = {
+        json.dumps(spec["Properties"]["FunctionName"]): spec["Properties"]["SourceArn"]["Fn::Sub"]
+        for spec in RESOURCES.values()
+        if spec["Type"] == "AWS::Lambda::Permission"
+    }
+    assert (
+        "${ChatWebSocketApi}/authorizers/${ChatWebSocketAuthorizer}"
+        in permissions[json.dumps({"Fn::GetAtt": ["AuthorizerFunction", "Arn"]})]
+    )
+    assert permissions[json.dumps({"Fn::GetAtt": ["ChatWsFunction", "Arn"]})].endswith("${ChatWebSocketApi}/*")
+    function = props("ChatWsFunction")
+    env = function["Environment"]["Variables"]
+    assert env["RAGLINE_WS_CALLBACK_URL"] == {
+        "Fn::Sub": "https://${ChatWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
+    }
+    assert float(env["RAGLINE_WS_AUTH_TIMEOUT_SECONDS"]) == 5
+    policies = json.dumps(function["Policies"])
+    assert "execute-api:ManageConnections" in policies and "@connections/*" in policies
+    assert "DynamoDBCrudPolicy" in policies  # connections, history, usage, rate-limit counters
+    assert TEMPLATE["Outputs"]["ChatWebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://${ChatWebSocketApi}")
+
+
 # Measured peak RSS (`ragline bench coldstart`, `ragline bench memory`) -> MemorySize; infra/README.md has the table.
 # Above the peak, memory buys CPU: Lambda allots it in proportion (1,769 MB = one vCPU), and embedding is CPU-bound.
 MEMORY = {
@@ -231,6 +288,8 @@ MEMORY = {
     "SearchFunction": (332, 1024),
     "ChatFunction": (330, 1024),
     "StreamChatFunction": (333, 1024),
+    # Init, $connect, three queries and $disconnect on moto, with the harness and an ingest in the same process.
+    "ChatWsFunction": (347, 1024),
     "DocumentsFunction": (330, 1024),  # an upload is 80 MB + up to 50 MB; /health/detailed loads the model
     "IngestFunction": (477, 2048),
     "EventsRedeliveryFunction": (60, 256),

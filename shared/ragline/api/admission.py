@@ -8,10 +8,12 @@ its slot until its response ends or its client leaves. A tenant's uploads are al
 ``tenant_upload_bytes_per_second`` (all its uploads together): reading, hashing and storing a file
 costs CPU in proportion to its bytes. ``GET /health`` and the cheap routes are never limited.
 
-`TenantSlots` is the policy, pure and synchronous (table-tested); `AdmissionMiddleware` applies it to
-the ASGI app: it learns the tenant from the API key (or the API Gateway authorizer's context, or a
-presigned upload's token) before the route reads the body, waits on the event loop without holding
-a thread, and releases the slot whatever way the response ends.
+`TenantSlots` is the policy, pure and synchronous (table-tested); `TenantAdmission` holds one server's
+slots on its event loop; `AdmissionMiddleware` applies it to the HTTP requests: it learns the tenant from
+the API key (or the API Gateway authorizer's context, or a presigned upload's token) before the route
+reads the body, waits on the event loop without holding a thread, and releases the slot whatever way the
+response ends. HTTP middlewares never see a WebSocket, so the WebSocket chat takes a slot of the same
+`TenantAdmission` for each query it answers (`TenantAdmission.slot`), as a chat stream does.
 
 On Lambda each execution environment serves one request at a time, so this never queues there:
 per-tenant fairness deployed comes from API Gateway's usage plan (throttling per API key) and the
@@ -27,7 +29,8 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -38,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragline.errors import RaglineError
+from ragline.errors import RaglineError, TooManyRequests
 
 if TYPE_CHECKING:
     from ragline.config import Settings
@@ -220,17 +223,20 @@ class AdmissionLimits:
         )
 
 
+def tenant_busy(limits: AdmissionLimits) -> TooManyRequests:
+    """The refusal of a request over its tenant's slots and queue (429, with ``retry_after``)."""
+    seconds = limits.retry_after_seconds
+    return TooManyRequests(
+        f"this tenant already has {limits.max_concurrent} searches, chats or uploads running "
+        f"and others waiting; retry after {seconds} s",
+        retry_after=seconds,
+    )
+
+
 def too_many_requests(limits: AdmissionLimits) -> JSONResponse:
     """The 429: the API's error body with ``retry_after``, and the same delay in ``Retry-After``."""
-    seconds = limits.retry_after_seconds
-    body = {
-        "error": "Too many requests",
-        "message": f"this tenant already has {limits.max_concurrent} searches, chats or uploads running "
-        f"and others waiting; retry after {seconds} s",
-        "code": 429,
-        "retry_after": seconds,
-    }
-    return JSONResponse(body, status_code=429, headers={"Retry-After": str(seconds)})
+    refusal = tenant_busy(limits)
+    return JSONResponse(refusal.body(), status_code=429, headers={"Retry-After": str(refusal.retry_after)})
 
 
 def tenant_resolver(container: Container) -> Callable[[Scope], str | None]:
@@ -252,55 +258,34 @@ def tenant_resolver(container: Container) -> Callable[[Scope], str | None]:
     return tenant_of
 
 
-class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, limits: AdmissionLimits, tenant_of: Callable[[Scope], str | None]) -> None:
-        self.app = app
+class TenantAdmission:
+    """One server's tenant slots (`TenantSlots`) on its event loop: the HTTP middleware below and the WebSocket
+    chat (each query a slot, like a chat stream) take and give back the same slots."""
+
+    def __init__(self, limits: AdmissionLimits) -> None:
         self.limits = limits
-        self.tenant_of = tenant_of
         self.slots = TenantSlots(max(1, limits.max_concurrent), limits.max_queued)
-        rate = limits.upload_bytes_per_second
-        # A burst of one second's worth: a small file is read at once, a big one at the rate.
-        self.upload_rate = ByteRate(rate, burst=rate) if rate else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiting = self.limits.max_concurrent > 0
-        if (
-            scope["type"] != "http"
-            or not is_limited(scope["method"], scope["path"])
-            or not (limiting or self.upload_rate is not None)
-        ):
-            await self.app(scope, receive, send)
+    @property
+    def limiting(self) -> bool:
+        return self.limits.max_concurrent > 0
+
+    @asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        """Hold one of the tenant's slots for the block (after waiting in its queue); TooManyRequests when
+        the queue is full or the wait ran out."""
+        if not self.limiting:
+            yield
             return
-        tenant = await to_thread.run_sync(self.tenant_of, scope)
-        if tenant is None:  # the route refuses it (401, 403, 404) before doing any work
-            await self.app(scope, receive, send)
-            return
-        if limiting and not await self._admit(tenant):
-            await too_many_requests(self.limits)(scope, receive, send)
-            return
-        if self.upload_rate is not None and is_upload(scope["method"], scope["path"]):
-            receive = self._rate_limited(receive, tenant, self.upload_rate)
+        if not await self.admit(tenant):
+            raise tenant_busy(self.limits)
         try:
-            await self.app(scope, receive, send)  # a stream returns when it ends or its client leaves
+            yield
         finally:
-            if limiting:
-                self._release(tenant)
+            self.release(tenant)
 
-    @staticmethod
-    def _rate_limited(receive: Receive, tenant: str, rate: ByteRate) -> Receive:
-        """``receive``, pausing after each piece of the body as long as the tenant's upload rate asks."""
-        loop = asyncio.get_running_loop()
-
-        async def paced() -> Message:
-            message = await receive()
-            if message["type"] == "http.request" and (size := len(message.get("body", b""))):
-                if wait := rate.delay(tenant, size, loop.time()):
-                    await asyncio.sleep(wait)
-            return message
-
-        return paced
-
-    async def _admit(self, tenant: str) -> bool:
+    async def admit(self, tenant: str) -> bool:
+        """True: the caller holds a slot and must `release` it. False: refused (429)."""
         loop = asyncio.get_running_loop()
         granted: asyncio.Future[None] = loop.create_future()
         decision = self.slots.request(tenant, granted)
@@ -315,16 +300,71 @@ class AdmissionMiddleware:
             return not self.slots.abandon(tenant, granted)  # granted just now: it holds a slot
         except asyncio.CancelledError:
             if not self.slots.abandon(tenant, granted):
-                self._release(tenant)
+                self.release(tenant)
             raise
 
-    def _release(self, tenant: str) -> None:
+    def release(self, tenant: str) -> None:
         waiter = self.slots.release(tenant)
         if isinstance(waiter, asyncio.Future):
             try:
                 waiter.get_loop().call_soon_threadsafe(_grant, waiter)
             except RuntimeError:  # its event loop is closed: nobody will run with that slot
-                self._release(tenant)
+                self.release(tenant)
+
+
+class AdmissionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: AdmissionLimits,
+        tenant_of: Callable[[Scope], str | None],
+        admission: TenantAdmission | None = None,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.tenant_of = tenant_of
+        self.admission = admission if admission is not None else TenantAdmission(limits)
+        rate = limits.upload_bytes_per_second
+        # A burst of one second's worth: a small file is read at once, a big one at the rate.
+        self.upload_rate = ByteRate(rate, burst=rate) if rate else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiting = self.admission.limiting
+        if (
+            scope["type"] != "http"
+            or not is_limited(scope["method"], scope["path"])
+            or not (limiting or self.upload_rate is not None)
+        ):
+            await self.app(scope, receive, send)
+            return
+        tenant = await to_thread.run_sync(self.tenant_of, scope)
+        if tenant is None:  # the route refuses it (401, 403, 404) before doing any work
+            await self.app(scope, receive, send)
+            return
+        if limiting and not await self.admission.admit(tenant):
+            await too_many_requests(self.limits)(scope, receive, send)
+            return
+        if self.upload_rate is not None and is_upload(scope["method"], scope["path"]):
+            receive = self._rate_limited(receive, tenant, self.upload_rate)
+        try:
+            await self.app(scope, receive, send)  # a stream returns when it ends or its client leaves
+        finally:
+            if limiting:
+                self.admission.release(tenant)
+
+    @staticmethod
+    def _rate_limited(receive: Receive, tenant: str, rate: ByteRate) -> Receive:
+        """``receive``, pausing after each piece of the body as long as the tenant's upload rate asks."""
+        loop = asyncio.get_running_loop()
+
+        async def paced() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and (size := len(message.get("body", b""))):
+                if wait := rate.delay(tenant, size, loop.time()):
+                    await asyncio.sleep(wait)
+            return message
+
+        return paced
 
 
 def _grant(waiter: asyncio.Future[None]) -> None:

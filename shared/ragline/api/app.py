@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from ragline import __version__
 from ragline.api.activity import ActivityMiddleware
-from ragline.api.admission import AdmissionLimits, AdmissionMiddleware, tenant_resolver
+from ragline.api.admission import AdmissionLimits, AdmissionMiddleware, TenantAdmission, tenant_resolver
 from ragline.api.errors import install_error_handlers
 from ragline.api.idempotency import IdempotencyMiddleware, IdempotencyPolicy, document_idempotency
 from ragline.api.limits import BodyLimitMiddleware, BodyLimits
@@ -32,6 +32,8 @@ ROUTERS: dict[str, tuple[str, ...]] = {
     "search": ("search",),
     "chat": ("chat",),
     "stream": ("stream",),
+    # `ragline serve` only: deployed, the WebSocket chat is API Gateway's WebSocket API and functions/chat_ws.
+    "websocket": ("chat_ws",),
     "webhooks": ("webhooks",),
     "keys": ("keys", "audit"),
     "insight": ("queries",),
@@ -91,11 +93,15 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     # Outside the others but admission: it sees the answer of every request that reached a route.
     app.add_middleware(ActivityMiddleware, container=container)
-    # Outermost: a request waits for its tenant's slot before any of its body is read.
+    # Outermost: a request waits for its tenant's slot before any of its body is read. The WebSocket chat,
+    # which no HTTP middleware sees, takes its slots from the same admission (app.state.admission).
+    admission = TenantAdmission(AdmissionLimits.from_settings(settings))
+    app.state.admission = admission
     app.add_middleware(
         AdmissionMiddleware,
-        limits=AdmissionLimits.from_settings(settings),
+        limits=admission.limits,
         tenant_of=tenant_resolver(container),
+        admission=admission,
     )
     # Outside everything: an answer refused by admission or a body limit still names its request.
     app.add_middleware(RequestIdMiddleware)

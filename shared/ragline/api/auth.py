@@ -16,13 +16,13 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
 from fastapi.security import APIKeyHeader
+from starlette.requests import HTTPConnection
 
 from ragline.api.activity import note_principal
-from ragline.errors import BadRequest, Unauthorized
-from ragline.keys import authenticate
-from ragline.models import Principal, Scope
+from ragline.errors import BadRequest
+from ragline.keys import authenticate, principal_from_authorizer
+from ragline.models import Principal
 
 if TYPE_CHECKING:
     from ragline.container import Container
@@ -33,7 +33,7 @@ api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Y
 LWA_CONTEXT_HEADER = "x-amzn-request-context"
 
 
-def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
+def _authorizer_context(request: HTTPConnection) -> Mapping[str, Any] | None:
     event = request.scope.get("aws.event")
     if isinstance(event, Mapping):
         context = (event.get("requestContext") or {}).get("authorizer")
@@ -49,28 +49,7 @@ def _authorizer_context(request: Request) -> Mapping[str, Any] | None:
     return context if isinstance(context, Mapping) else None
 
 
-def principal_from_authorizer(context: Mapping[str, Any] | None) -> Principal:
-    """The Principal the authorizer vouched for (its context values are all strings)."""
-    if not context:
-        raise Unauthorized("the request did not pass the API key authorizer", error="Missing API key")
-    tenant_id, key_id = context.get("tenant_id"), context.get("key_id")
-    if not isinstance(tenant_id, str) or not tenant_id or not isinstance(key_id, str) or not key_id:
-        raise Unauthorized("the authorizer context names no tenant or key", error="Invalid API key")
-    raw_scopes = context.get("scopes")
-    try:
-        # No default to "every scope" here: an empty or missing list grants nothing.
-        scopes = frozenset(Scope(part.strip()) for part in str(raw_scopes or "").split(",") if part.strip())
-    except ValueError as exc:
-        raise Unauthorized("the authorizer context has an unknown scope", error="Invalid API key") from exc
-    limit = context.get("rate_limit_per_minute")
-    try:
-        rate_limit = int(limit) if limit not in (None, "") else None
-    except (TypeError, ValueError) as exc:
-        raise Unauthorized("the authorizer context has a bad rate limit", error="Invalid API key") from exc
-    return Principal(key_id=key_id, tenant_id=tenant_id, scopes=scopes, rate_limit_per_minute=rate_limit)
-
-
-def current_principal(container: Container, request: Request, key: str | None) -> Principal:
+def current_principal(container: Container, request: HTTPConnection, key: str | None) -> Principal:
     if len(request.headers.getlist("x-api-key")) > 1:  # which one counts would be anyone's guess
         raise BadRequest("send one x-api-key header, not several", error="Duplicate API key header")
     if container.settings.auth_mode == "authorizer":

@@ -12,42 +12,46 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from ragline.activity import AuditTrail, UsageRecorder
+from ragline.api.admission import TenantAdmission
 from ragline.api.auth import api_key_header
 from ragline.api.rate_limit import limited_principal
 from ragline.chat.service import ChatService
 from ragline.config import Settings
 from ragline.container import Container
-from ragline.errors import Forbidden
 from ragline.ingest.service import IngestService
 from ragline.ingest.uploads import UploadService
 from ragline.insight.service import InsightService
-from ragline.keys import KeyService
+from ragline.keys import KeyService, require_scope
 from ragline.knowledge_bases import KnowledgeBaseService
 from ragline.models import Principal, Scope
 from ragline.retrieval.service import SearchService
 from ragline.webhooks.service import WebhookService
 
 
-def get_container(request: Request) -> Container:
-    return request.app.state.container
+def get_container(connection: HTTPConnection) -> Container:
+    return connection.app.state.container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
+def get_admission(connection: HTTPConnection) -> TenantAdmission:
+    """The server's per-tenant slots, which the WebSocket chat takes itself (no HTTP middleware sees it)."""
+    return connection.app.state.admission
+
+
+AdmissionDep = Annotated[TenantAdmission, Depends(get_admission)]
+
+
 def require(scope: Scope, *alternatives: Scope) -> Callable[..., Principal]:
     """A dependency: the caller, if their key grants ``scope`` or one of ``alternatives`` (401 without a
     valid key, 429 over the key's rate limit, else 403)."""
-    accepted = (scope, *alternatives)
 
     def dependency(request: Request, container: ContainerDep, key: str | None = Depends(api_key_header)) -> Principal:
-        principal = limited_principal(container, request, key)
-        if not any(principal.can(one) for one in accepted):
-            names = " or ".join(repr(one.value) for one in accepted)
-            raise Forbidden(f"this API key lacks the {names} scope", error="Insufficient scope")
-        return principal
+        return require_scope(limited_principal(container, request, key), scope, *alternatives)
 
     return dependency
 

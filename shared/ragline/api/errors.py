@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragline.errors import RaglineError
+from ragline.errors import RaglineError, invalid_input
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,6 @@ def error_response(status: int, error: str, message: str, details: Any = None) -
     return JSONResponse(body, status_code=status)
 
 
-def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RaglineError)
     async def _ragline(_: Request, exc: RaglineError) -> JSONResponse:
@@ -80,13 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "Malformed JSON", "the request body is not valid JSON")
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
-        return error_response(422, "Validation error", message, _clean(errors))
+        error = invalid_input(list(exc.errors()))
+        return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

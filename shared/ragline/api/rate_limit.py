@@ -6,6 +6,9 @@ counts, the other sees the decision), and ``RateLimitHeadersMiddleware`` puts th
 sent without a Content-Length) has no key and so no headers; ``/health`` and the upload receiver
 (authorized by its token) take no key and are not limited.
 
+The rule itself (count in the key's window, refuse over the limit) is ``ragline.rate_limits.count_request`` and
+``refuse_over_limit``; the WebSocket chat, which no HTTP middleware sees, calls them for each query it is sent.
+
 The request is counted before the route's scope is checked: a key flooding a route it may not call
 spends its own budget like any other.
 """
@@ -20,9 +23,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.api.auth import current_principal
-from ragline.errors import TooManyRequests
 from ragline.models import Principal
-from ragline.rate_limits import Decision, decide, headers, limit_for, window_at
+from ragline.rate_limits import Decision, count_request, headers, refuse_over_limit
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -40,18 +42,9 @@ def limited_principal(
     principal = current_principal(container, request, key)
     decision: Decision | None = getattr(request.state, _DECISION, None)
     if decision is None:  # not counted yet (the Idempotency-Key middleware may have counted it)
-        now = clock()
-        window = window_at(now, principal.key_id)
-        limit = limit_for(principal.rate_limit_per_minute, container.settings.rate_limit_per_minute)
-        decision = decide(container.rate_limiter.acquire(principal.key_id, window, limit), limit, window, now)
+        decision = count_request(container.rate_limiter, principal, container.settings.rate_limit_per_minute, clock())
         setattr(request.state, _DECISION, decision)
-    if not decision.allowed:
-        assert decision.retry_after is not None
-        raise TooManyRequests(
-            f"this API key may make {decision.limit} requests per minute; retry after {decision.retry_after} s",
-            retry_after=decision.retry_after,
-            error="Rate limit exceeded",
-        )
+    refuse_over_limit(decision)
     return principal
 
 

@@ -26,6 +26,7 @@ Single-table design (``pk``/``sk`` strings, on-demand billing). Items:
 | rate-limit counter| ``RATE#<key id>``  | ``W#<window start>``| (rate_limits.py), ``n``, ``delete_after``  |
 | webhook endpoint  | ``TENANT#<t>``     | ``WEBHOOK#<id>``    | (webhooks.py)                            |
 | webhook delivery  | ``DELIVERIES#<t>#<webhook id>`` | ``<delivery id>`` | ``delete_after``, the TTL  |
+| WebSocket connection | ``WSCONN#<conn id>`` | ``CONN``   | (connections.py), ``delete_after``, the TTL |
 
 Access patterns (all five indexes are KEYS_ONLY and range on ``id``, so their order is id
 order, i.e. creation order; whole items are then read from the table with consistent reads,
