@@ -42,5 +42,6 @@ def test_the_reference_lists_every_served_route_and_no_other(served: set[tuple[s
 
 def test_routes_listed_as_not_built_are_not_served(served: set[tuple[str, str]]) -> None:
     _, planned = _documented()
-    assert planned, "the 'Not built yet' table is empty or its rows lost their format"
+    if "## Not built yet" in REFERENCE.read_text():  # every planned route may be built: then it is gone
+        assert planned, "the 'Not built yet' table is empty or its rows lost their format"
     assert planned & served == set(), "built now: move these rows out of 'Not built yet'"
