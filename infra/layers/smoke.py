@@ -664,6 +664,7 @@ def dummy_env(
         "RAGLINE_EMBEDDING_PROVIDER": "local",
         "RAGLINE_BEDROCK_MODEL_ID": "amazon.titan-embed-text-v2:0",
         "ANTHROPIC_API_KEY": SMOKE_PARAMETERS["AnthropicApiKey"],
+        "RAGLINE_WS_CALLBACK_URL": f"https://smoke-ws.execute-api.{REGION}.amazonaws.com/v1",
     }.get(name, f"smoke-{name.lower()}")
 
 
