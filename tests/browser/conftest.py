@@ -34,7 +34,9 @@ SCREENSHOTS = Path(os.environ.get("RAGLINE_SCREENSHOT_DIR") or Path(__file__).pa
 _saved: list[Path] = []
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is started, this thread counts as running an
+# event loop, and every later test that runs one (Mangum, the async SDK) would fail with "already running".
+@pytest.fixture(scope="package")
 def browser() -> Iterator:
     executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     if executable is None:
