@@ -299,6 +299,10 @@ def test_the_main_flow_with_the_keyboard_only(offline, served: Ragline, screensh
     assert page.locator("#source").is_hidden()
     assert page.evaluate("document.activeElement.matches('#answer-text button.cite')"), "focus returns to [n]"
 
+    # The history is reloaded once the answer is done: wait for that, or the reload can replace the
+    # focused star between the Tab and the Space (seen on a loaded machine).
+    page.locator("#history-list li.history-item", has_text="Which door do employee badges open?").first.wait_for()
+    page.wait_for_function("() => document.querySelector('#history-list').getAttribute('aria-busy') === 'false'")
     tab_to(page, "#history-list li.history-item button[aria-label='Rate 5 of 5']")
     assert focus_is_visible(page)
     page.keyboard.press("Space")

@@ -9,6 +9,7 @@ export function setupHistory(app) {
   const errorBox = $("#history-error");
 
   async function refresh() {
+    list.setAttribute("aria-busy", "true"); // assistive tech (and the tests) wait for the new list
     try {
       const params = new URLSearchParams({ limit: String(SHOWN), include_answer: "true" });
       const page = await app.api.get(`/v1/queries/history?${params}`);
@@ -17,6 +18,8 @@ export function setupHistory(app) {
       showError(errorBox, null);
     } catch (error) {
       showError(errorBox, error);
+    } finally {
+      list.setAttribute("aria-busy", "false");
     }
   }
 
