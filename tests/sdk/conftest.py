@@ -27,6 +27,9 @@ UPLOAD_LIMIT = 2_000_000
 def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("sdk-server")
     keys = {t: ragline("keys", "create", "--tenant", t, "--data-dir", str(data_dir)).strip() for t in TENANTS}
+    # The CLI's remote-mode tests get a tenant of their own: other tests empty s1 and s2 with deletes
+    # that finish in the background, which could take the CLI's documents away mid-test.
+    keys["cli"] = ragline("keys", "create", "--tenant", "cli", "--data-dir", str(data_dir)).strip()
     keys["s1_search"] = ragline(
         "keys", "create", "--tenant", "s1", "--scopes", "search", "--data-dir", str(data_dir)
     ).strip()

@@ -31,7 +31,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def ingested(sdk_server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Two files ingested into tenant s2 with `ragline ingest --url`, and what it printed."""
+    """Two files ingested into the CLI tests' own tenant with `ragline ingest --url`, and what it printed."""
     folder = tmp_path_factory.mktemp("remote-ingest")
     marker = uuid.uuid4().hex[:8]
     (folder / "espresso.md").write_text(f"# Espresso\n\nDescale the espresso machine every month. {marker}\n")
@@ -42,7 +42,7 @@ def ingested(sdk_server: Server, tmp_path_factory: pytest.TempPathFactory) -> di
         "--url",
         sdk_server.url,
         "--api-key",
-        sdk_server.keys["s2"],  # type: ignore[attr-defined]
+        sdk_server.keys["cli"],  # type: ignore[attr-defined]
         "--metadata",
         '{"source": "cli"}',
     )
@@ -57,7 +57,7 @@ def test_ingest_uploads_and_waits(ingested: dict[str, str]) -> None:
 
 
 def test_search_and_ask_through_flags_or_the_environment(ingested: dict[str, str], sdk_server: Server) -> None:
-    key = sdk_server.keys["s2"]  # type: ignore[attr-defined]
+    key = sdk_server.keys["cli"]  # type: ignore[attr-defined]
     found = run("search", "how often to descale", "--url", sdk_server.url, "--api-key", key, "--json")
     assert found.returncode == 0, found.stderr
     items = json.loads(found.stdout)["items"]
@@ -71,7 +71,7 @@ def test_search_and_ask_through_flags_or_the_environment(ingested: dict[str, str
     asked = run("ask", "How often should the espresso machine be descaled?", env=env)
     assert asked.returncode == 0, asked.stderr
     answer, _, rest = asked.stdout.partition("\n\n")
-    assert "every month" in answer and "[1]" in answer
+    assert "every month" in answer and "[1]" in answer, asked.stdout
     assert "[1] Espresso" in rest and "(extractive" in rest and " ms)" in rest
 
     whole = run("ask", "How is green tea brewed?", "--json", env=env)
@@ -83,7 +83,7 @@ def test_search_and_ask_through_flags_or_the_environment(ingested: dict[str, str
 def test_a_rejected_file_is_reported_and_fails_the_run(sdk_server: Server, tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_text(f"Fine text {uuid.uuid4().hex}.")
     (tmp_path / "tool.exe").write_bytes(b"MZ\x90\x00")
-    done = run("ingest", str(tmp_path), "--url", sdk_server.url, "--api-key", sdk_server.keys["s2"])  # type: ignore[attr-defined]
+    done = run("ingest", str(tmp_path), "--url", sdk_server.url, "--api-key", sdk_server.keys["cli"])  # type: ignore[attr-defined]
     assert done.returncode == 1, done.stdout + done.stderr
     shown = done.stdout + done.stderr
     assert "rejected" in shown and "cannot ingest .exe files" in shown and "indexed 1, failed 1" in shown
