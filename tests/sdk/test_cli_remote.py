@@ -33,9 +33,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def ingested(sdk_server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two files ingested into the CLI tests' own tenant with `ragline ingest --url`, and what it printed."""
     folder = tmp_path_factory.mktemp("remote-ingest")
-    marker = uuid.uuid4().hex[:8]
-    (folder / "espresso.md").write_text(f"# Espresso\n\nDescale the espresso machine every month. {marker}\n")
-    (folder / "tea.txt").write_text(f"Green tea is brewed at eighty degrees for two minutes. {marker}\n")
+    # Fixed texts (the tenant is the CLI tests' own, so no marker is needed to tell them apart): a random
+    # hex marker in a one-sentence document moved the answer's confidence across the floor from run to run.
+    (folder / "espresso.md").write_text("# Espresso\n\nDescale the espresso machine every month.\n")
+    (folder / "tea.txt").write_text("Green tea is brewed at eighty degrees for two minutes.\n")
     done = run(
         "ingest",
         str(folder),
@@ -47,7 +48,7 @@ def ingested(sdk_server: Server, tmp_path_factory: pytest.TempPathFactory) -> di
         '{"source": "cli"}',
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return {"stdout": done.stdout, "stderr": done.stderr, "marker": marker}
+    return {"stdout": done.stdout, "stderr": done.stderr}
 
 
 def test_ingest_uploads_and_waits(ingested: dict[str, str]) -> None:
